@@ -1,0 +1,3 @@
+from aadiff_live.cli import main
+
+raise SystemExit(main())

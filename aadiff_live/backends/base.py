@@ -1,0 +1,33 @@
+"""One interface for every backend: the pipeline does not know which one runs.
+
+A backend supplies two callables on torch tensors:
+- ``unet(sample, timestep, encoder_hidden_states, token_scale) -> noise prediction`` where
+  ``token_scale`` is ``[batch, tokens]`` (the per-frame reweighting, an ordinary input);
+- ``decode(latents) -> image`` in [-1, 1], NCHW (latents already divided by the VAE scale).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+class UNetRunner(Protocol):
+    def __call__(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                 token_scale: torch.Tensor) -> torch.Tensor: ...
+
+
+class DecoderRunner(Protocol):
+    def __call__(self, latents: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class Backend:
+    name: str  # e.g. "torch", "onnxruntime"
+    description: str  # what runs: backend, device, precision
+    unet: UNetRunner
+    decode: DecoderRunner
+    device: torch.device
+    dtype: torch.dtype

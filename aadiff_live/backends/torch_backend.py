@@ -1,0 +1,40 @@
+"""The torch backend (CPU fp32/bf16, CUDA fp16 with fused attention, MPS)."""
+
+from __future__ import annotations
+
+import torch
+
+from aadiff_live.backends.base import Backend
+from aadiff_live.rendering.attention import install_reweighting
+
+
+class UNetWithScale(torch.nn.Module):
+    """``(sample, timestep, encoder_hidden_states, token_scale) -> noise``: the graph that is exported."""
+
+    def __init__(self, unet) -> None:
+        super().__init__()
+        self.unet = unet
+        install_reweighting(unet)
+
+    def forward(self, sample, timestep, encoder_hidden_states, token_scale):
+        return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states,
+                         cross_attention_kwargs={"token_scale": token_scale}, return_dict=False)[0]
+
+
+class Decoder(torch.nn.Module):
+    """``latents -> image`` in [-1, 1] for AutoencoderKL and AutoencoderTiny alike."""
+
+    def __init__(self, vae) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, latents):
+        return self.vae.decode(latents, return_dict=False)[0]
+
+
+def torch_backend(components, device: torch.device, dtype: torch.dtype) -> Backend:
+    unet = UNetWithScale(components.unet.to(device=device, dtype=dtype)).eval()
+    decoder = Decoder(components.vae.to(device=device, dtype=dtype)).eval()
+    prec = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
+    return Backend(name="torch", description=f"torch {torch.__version__} on {device.type} ({prec})",
+                   unet=unet, decode=decoder, device=device, dtype=dtype)

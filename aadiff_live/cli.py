@@ -1,0 +1,184 @@
+"""Command line: ``aadiff-live [live] ...``, ``render``, ``devices``, ``build-engine``.
+
+Every user mistake ends with one line ``aadiff-live: error: ...`` and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from aadiff_live.errors import UserError
+
+log = logging.getLogger("aadiff_live")
+COMMANDS = ("live", "render", "devices", "build-engine")
+BACKEND_HELP = ("auto|torch|onnxruntime|tensorrt (auto: the fastest available, and says which; tensorrt is "
+                "the path with the least test coverage: built on the verified ONNX graph, never run in CI)")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", help="hub id, hub-cache id or local folder (default stabilityai/sd-turbo); "
+                   "'tiny' = random weights built in-process (noise, for trying the pipeline)")
+    g.add_argument("--steps", type=int, help="denoising steps (default by model: turbo 1, LCM 4, others 25)")
+    g.add_argument("--guidance", type=float, help="classifier-free guidance (turbo/LCM 0; others 7.5)")
+    g.add_argument("--seed", type=int, help="seed of the shared initial noise (default 0)")
+    g.add_argument("--size", help="WIDTH or WIDTHxHEIGHT, multiples of 64 (default 512)")
+    g.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
+    g.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
+    g.add_argument("--backend", help=BACKEND_HELP)
+    g.add_argument("--vae", help="auto (the model's KL VAE), tiny (TAESD, madebyollin/taesd) or a hub id/folder")
+    g = p.add_argument_group("words")
+    g.add_argument("--prompt", help="what the scene is, e.g. \"a city skyline in a thunderstorm\"")
+    g.add_argument("--tokens", help="pin the weighted word(s), comma-separated, instead of CLAP's choice")
+    g.add_argument("--top-k", type=int, help="how many words CLAP picks (default 1)")
+    g.add_argument("--clap-model", help="CLAP checkpoint (default laion/clap-htsat-unfused)")
+    g = p.add_argument_group("envelope")
+    g.add_argument("--fps", type=float, help="frames per second of the envelope and video (default 30)")
+    g.add_argument("--window", type=int, help="smoothing window in frames: 1 = raw, >= frame count = whole-clip "
+                   "mean (default 5)")
+    g.add_argument("--smoothing", choices=["centred", "trailing", "attack-release"],
+                   help="centred (offline default), trailing or attack-release (causal; live)")
+    g.add_argument("--attack-ms", type=float)
+    g.add_argument("--release-ms", type=float)
+    g.add_argument("--w-min", type=float, help="token weight in silence (default 0: the word fades out)")
+    g.add_argument("--w-max", type=float, help="token weight at full loudness (default 2)")
+    g.add_argument("--gain", type=float, help="multiplies the normalised envelope (default 1)")
+    p.add_argument("--config", help="YAML config (default ./config.yaml if present); CLI flags override it")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="aadiff-live", description="Sound drives a diffusion picture (AADiff). Without a "
+                     "command, runs live: aadiff-live --input default --prompt \"wildfire\"")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    r = sub.add_parser("render", help="render a video from a sound file and a prompt")
+    _model_args(r)
+    r.add_argument("--audio", help="sound file: wav, flac, ogg, mp3 (any rate, mono or stereo)")
+    r.add_argument("--demo", action="store_true", help="no download: --model tiny, a synthetic storm made in code, "
+                   "and a default prompt")
+    r.add_argument("--out", help="output video (.mp4); a JSON sidecar is written next to it")
+    r.add_argument("--image", help="animate this picture: it is the base (VAE-encoded, noised to --strength)")
+    r.add_argument("--strength", type=float, help="img2img noise strength for --image (default 0.5)")
+    r.add_argument("--frames", help="also write every frame as PNG into this folder")
+    r.add_argument("--plot", action="store_true", help="write OUT.png: envelope and weight over time")
+
+    live = sub.add_parser("live", help="react to live input (the default command)")
+    _model_args(live)
+    live.add_argument("--input", help="'default', a device index, a device-name substring, or a sound file "
+                      "played in real time")
+    live.add_argument("--monitor", action="store_true", help="with a file --input: also play it to the speakers")
+    live.add_argument("--no-display", action="store_true", help="headless (installations, tests)")
+    live.add_argument("--fullscreen", action="store_true")
+    live.add_argument("--display", type=int, help="monitor index for the window")
+    live.add_argument("--duration", type=float, help="stop after this many seconds")
+    live.add_argument("--record", help="record the frames as shown, with the captured audio, to this .mp4")
+
+    sub.add_parser("devices", help="list audio input devices")
+
+    b = sub.add_parser("build-engine", help="build (or check) the compiled engine in engines/")
+    _model_args(b)
+    b.add_argument("--engines", help="engine folder (default ./engines)")
+    b.add_argument("--force", action="store_true", help="rebuild even if a matching engine exists")
+    return parser
+
+
+def _overrides(a: argparse.Namespace) -> dict[str, dict]:
+    g = lambda name: getattr(a, name, None)  # noqa: E731
+    return {
+        "envelope": {"fps": g("fps"), "window": g("window"), "mode": g("smoothing"), "attack_ms": g("attack_ms"),
+                     "release_ms": g("release_ms"), "w_min": g("w_min"), "w_max": g("w_max"), "gain": g("gain")},
+        "tokens": {"clap_model": g("clap_model"), "top_k": g("top_k"), "tokens": g("tokens")},
+        "model": {"model": g("model"), "steps": g("steps"), "guidance": g("guidance"), "seed": g("seed"),
+                  "size": g("size"), "device": g("device"), "dtype": g("dtype"), "backend": g("backend"),
+                  "vae": g("vae"), "strength": g("strength")},
+        "live": {"input": g("input"), "fullscreen": g("fullscreen") or None, "display": g("display")},
+    }
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="aadiff-live: %(message)s",
+                        stream=sys.stderr, force=True)
+    for noisy in ("httpx", "urllib3", "huggingface_hub", "diffusers", "transformers", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.ERROR if not verbose else logging.INFO)
+    if not verbose:
+        from diffusers.utils import logging as dlog
+        from transformers.utils import logging as tlog
+
+        dlog.set_verbosity_error()
+        tlog.set_verbosity_error()
+        dlog.disable_progress_bar()
+
+
+def _dispatch(argv: list[str]) -> int:
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv = ["live", *argv]
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if a.command == "devices":
+        _setup_logging(False)
+        from aadiff_live.live.devices import print_devices
+
+        return print_devices()
+    _setup_logging(a.verbose)
+    from aadiff_live.config import load_config
+
+    cfg_path = Path(a.config) if a.config else (Path("config.yaml") if Path("config.yaml").is_file() else None)
+    overrides = _overrides(a)
+    if a.command == "render" and a.demo:
+        overrides["model"]["model"] = overrides["model"]["model"] or "tiny"
+        overrides["model"]["size"] = overrides["model"]["size"] or "128"
+        if not a.prompt:
+            a.prompt = "a city skyline in a thunderstorm"
+    if a.command in ("render", "live") and overrides["tokens"]["tokens"] is not None:
+        overrides["tokens"]["tokens"] = [t for t in overrides["tokens"]["tokens"].split(",")]
+    cfg = load_config(cfg_path, overrides)
+    if a.command == "render":
+        if not a.out:
+            raise UserError("render needs --out video.mp4")
+        from aadiff_live.render import run_render
+
+        return run_render(cfg, audio_path=a.audio, prompt=a.prompt or "", out=a.out, frames_dir=a.frames,
+                          plot=a.plot, image=a.image, demo=a.demo)
+    if a.command == "live":
+        from aadiff_live.live.app import run_live
+
+        return run_live(cfg, prompt=a.prompt or "", no_display=a.no_display, duration=a.duration,
+                        record=a.record, monitor=a.monitor)
+    if a.command == "build-engine":
+        from aadiff_live.backends.engines import build_engine_command
+
+        return build_engine_command(cfg, engines_dir=a.engines, force=a.force)
+    parser.print_help()
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(argv)
+    except UserError as exc:
+        print(f"aadiff-live: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("aadiff-live: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("aadiff-live: error: out of memory; try a smaller --size or --dtype float16 on a GPU", file=sys.stderr)
+        return 2
+    finally:
+        if os.environ.get("AADIFF_DEBUG_EXIT"):
+            log.debug("exit")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""H.264 (yuv420p) MP4 with the audio muxed in, through PyAV (FFmpeg).
+
+Written to a temporary file beside the target and renamed at the end, so the target is never
+half-written. :meth:`VideoWriter.close` finalises a playable file of the frames written so far
+(the audio trimmed to match), which is what Ctrl-C and crashes use; :meth:`abort` removes it.
+Frames are either at a constant ``fps`` or, with ``vfr=True``, each at its own time in seconds
+(live recordings: each frame at its display time).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from aadiff_live.errors import UserError
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
+
+
+def check_writable(path: Path) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.exists():
+        raise UserError(f"output folder {folder} does not exist; create it or choose another --out path")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"output folder {folder} is not writable; choose another --out path")
+    if path.exists() and path.is_dir():
+        raise UserError(f"--out {path} is a folder; give a file name such as {path / 'video.mp4'}")
+
+
+class VideoWriter:
+    def __init__(self, path: str | Path, fps: float, width: int, height: int, *,
+                 audio: np.ndarray | None = None, samplerate: int | None = None, vfr: bool = False,
+                 crf: int = 18) -> None:
+        self.path = Path(path)
+        check_writable(self.path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial.mp4", dir=self.path.parent or ".")
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.fps = float(fps)
+        self.vfr = vfr
+        self.container = av.open(str(self.tmp), mode="w", format="mp4")
+        rate = Fraction(self.fps).limit_denominator(1001)
+        self.video = self.container.add_stream("libx264", rate=rate)
+        self.video.width, self.video.height = width, height
+        self.video.pix_fmt = "yuv420p"
+        self.video.options = {"crf": str(crf), "preset": "veryfast"}
+        self.video.codec_context.time_base = Fraction(1, 1000) if vfr else 1 / rate
+        self.n_frames = 0
+        self._last_pts = -1
+        self.audio_stream = None
+        self._audio: np.ndarray | None = None
+        self._audio_pos = 0
+        if audio is not None and samplerate:
+            self._setup_audio(np.asarray(audio, dtype=np.float32), int(samplerate))
+        self._closed = False
+
+    def _setup_audio(self, audio: np.ndarray, sr: int) -> None:
+        if audio.ndim == 1:
+            audio = audio[:, None]
+        if sr not in AAC_RATES:
+            if audio.shape[0] == 0:
+                raise ValueError(f"streaming audio needs an AAC sample rate, one of {AAC_RATES}")
+            import soxr
+
+            audio = soxr.resample(audio, sr, 48000).astype(np.float32).reshape(-1, audio.shape[1])
+            sr = 48000
+        if audio.shape[1] > 2:
+            audio = audio[:, :2]
+        layout = "mono" if audio.shape[1] == 1 else "stereo"
+        self.audio_stream = self.container.add_stream("aac", rate=sr, layout=layout)
+        self.audio_stream.bit_rate = 192000
+        self._audio = np.ascontiguousarray(np.clip(audio, -1, 1))
+        self._sr = sr
+        self._layout = layout
+
+    def _write_audio_until(self, seconds: float | None) -> None:
+        if self.audio_stream is None or self._audio is None:
+            return
+        end = self._audio.shape[0] if seconds is None else min(self._audio.shape[0], int(round(seconds * self._sr)))
+        while self._audio_pos < end:
+            stop = min(end, self._audio_pos + 4096)
+            chunk = self._audio[self._audio_pos:stop].T.copy()
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=self._layout)
+            frame.sample_rate = self._sr
+            frame.pts = self._audio_pos
+            frame.time_base = Fraction(1, self._sr)
+            for pkt in self.audio_stream.encode(frame):
+                self.container.mux(pkt)
+            self._audio_pos = stop
+
+    def write(self, image: np.ndarray, t: float | None = None) -> None:
+        """Append a ``[h, w, 3]`` uint8 frame (at time ``t`` seconds when ``vfr``)."""
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        if self.vfr:
+            pts = int(round((t or 0.0) * 1000))
+            pts = max(pts, self._last_pts + 1)
+            frame.pts = pts
+            frame.time_base = Fraction(1, 1000)
+            self._last_pts = pts
+            end = pts / 1000.0
+        else:
+            frame.pts = self.n_frames
+            end = (self.n_frames + 1) / self.fps
+        for pkt in self.video.encode(frame):
+            self.container.mux(pkt)
+        self.n_frames += 1
+        self._write_audio_until(end)
+
+    def append_audio(self, block: np.ndarray) -> None:
+        """Streaming audio (live recordings): append captured samples ``[n, channels]`` at the
+        writer's sample rate; pass ``audio=np.zeros((0, channels))`` at construction to open the stream."""
+        if self._audio is None:
+            raise RuntimeError("open the writer with audio=np.zeros((0, channels)) and samplerate= first")
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim == 1:
+            block = block[:, None]
+        self._audio = np.concatenate([self._audio, np.clip(block[:, : self._audio.shape[1]], -1, 1)])
+
+    def close(self, complete: bool = True, audio_seconds: float | None = None) -> Path | None:
+        """Finalise: flush encoders, mux the audio (all of it when ``complete``, else as long as the
+        video), rename the temp file to the target. Returns the path, or None if no frame was written."""
+        if self._closed:
+            return self.path if self.path.exists() else None
+        self._closed = True
+        try:
+            if self.n_frames == 0:
+                self.container.close()
+                self.tmp.unlink(missing_ok=True)
+                return None
+            for pkt in self.video.encode(None):
+                self.container.mux(pkt)
+            if audio_seconds is None and not complete:
+                audio_seconds = (self._last_pts / 1000.0 + 1 / self.fps) if self.vfr else self.n_frames / self.fps
+            self._write_audio_until(audio_seconds)
+            if self.audio_stream is not None:
+                for pkt in self.audio_stream.encode(None):
+                    self.container.mux(pkt)
+            self.container.close()
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
+        os.chmod(self.tmp, 0o666 & ~_umask())
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                self.container.close()
+            except Exception:  # noqa: BLE001 - the file is being discarded anyway
+                pass
+        self.tmp.unlink(missing_ok=True)

@@ -1,0 +1,159 @@
+"""``aadiff-live render``: a video whose picture moves with a sound file (the paper's use)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from aadiff_live.analysis.envelope import Envelope, analyse
+from aadiff_live.audio.decode import Audio, load_audio
+from aadiff_live.config import Config, parse_size
+from aadiff_live.errors import UserError
+from aadiff_live.output.sidecar import sidecar_path, write_json_atomic
+from aadiff_live.output.video import VideoWriter, check_writable
+from aadiff_live.tokens.words import check_prompt
+
+log = logging.getLogger(__name__)
+
+RANDOM_WEIGHTS_NOTE = (
+    "--model tiny: random-weight models built in-process (no download). The picture is noise that moves "
+    "with the sound, not imagery; use a real model (e.g. --model stabilityai/sd-turbo) for pictures."
+)
+
+
+def build_renderer(cfg: Config, prompt: str, image: str | None = None):
+    """Components, backend and a prepared Renderer from the config (shared by render and live)."""
+    from aadiff_live.backends import make_backend, resolve_device, resolve_dtype
+    from aadiff_live.models.loading import load_components
+    from aadiff_live.rendering.pipeline import Renderer
+
+    m = cfg.model
+    width, height = parse_size(m.size)
+    device = resolve_device(m.device)
+    dtype = resolve_dtype(m.dtype, device)
+    if m.model == "tiny":
+        log.warning(RANDOM_WEIGHTS_NOTE)
+    components = load_components(m.model, dtype=dtype, vae=m.vae)
+    backend = make_backend(m.backend, components, device, dtype, width=width, height=height)
+    log.info("backend: %s", backend.description)
+    renderer = Renderer(components, backend, width=width, height=height, steps=m.steps, guidance=m.guidance,
+                        seed=m.seed, image=image, strength=m.strength)
+    renderer.prepare(prompt)
+    log.info("model %s: %d step(s), guidance %.1f, %dx%d, seed %d", components.name, renderer.steps,
+             renderer.guidance, width, height, m.seed)
+    return components, renderer
+
+
+def analyse_audio(audio: Audio, cfg: Config) -> Envelope:
+    e = cfg.envelope
+    return analyse(audio.mono(), audio.samplerate, fps=e.fps, window=e.window, mode=e.mode, n_fft=e.n_fft,
+                   attack_ms=e.attack_ms, release_ms=e.release_ms, percentile=e.norm_percentile,
+                   silence_db=e.silence_db, w_min=e.w_min, w_max=e.w_max, gain=e.gain)
+
+
+def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, frames_dir: str | None = None,
+               plot: bool = False, image: str | None = None, demo: bool = False) -> int:
+    prompt = check_prompt(prompt)
+    out_path = Path(out)
+    check_writable(out_path)
+    if frames_dir:
+        fdir = Path(frames_dir)
+        try:
+            fdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create --frames folder {fdir} ({exc.strerror}); choose another folder") from None
+    if image and not Path(image).is_file():
+        raise UserError(f"image {image} not found; check the path passed to --image")
+    t0 = time.perf_counter()
+    if demo:
+        from aadiff_live.audio.demo import DEMO_CLAPS, demo_storm
+
+        audio = demo_storm()
+        log.info("demo sound: a synthetic storm generated in code (%.1f s, thunderclaps at %s s)", audio.duration,
+                 ", ".join(f"{c:g}" for c in DEMO_CLAPS))
+    else:
+        if not audio_path:
+            raise UserError("no sound given; pass --audio clip.wav (or --demo for the built-in demo)")
+        audio = load_audio(audio_path)
+    env = analyse_audio(audio, cfg)
+    t_analysis = time.perf_counter() - t0
+    if float(np.max(env.normalised, initial=0.0)) == 0.0:
+        log.warning("the audio is silent (below %.0f dBFS): the video will be a still picture", cfg.envelope.silence_db)
+    components, renderer = build_renderer(cfg, prompt, image)
+    from aadiff_live.tokens.choose import choose_tokens
+
+    tcfg = cfg.tokens
+    clap_model = "tiny" if components.is_tiny and tcfg.clap_model == "laion/clap-htsat-unfused" else tcfg.clap_model
+    choice = choose_tokens(prompt, components.tokenizer, pinned=tcfg.tokens, top_k=tcfg.top_k, clap_model=clap_model,
+                           mono=audio.mono(), samplerate=audio.samplerate, template=tcfg.text_template)
+    writer = VideoWriter(out_path, env.fps, renderer.width, renderer.height, audio=audio.samples,
+                         samplerate=audio.samplerate)
+    cache: dict[float, np.ndarray] = {}
+    t_unet = t_vae = t_encode = 0.0
+    n_rendered = 0
+    interrupted = False
+    try:
+        for i in tqdm(range(env.n_frames), desc="rendering", unit="frame", dynamic_ncols=True):
+            w = float(env.weights[i])
+            frame = cache.get(w)
+            if frame is None:
+                frame = renderer.render(w, choice.positions, profile=True)
+                t_unet += renderer.last_timing["unet"]
+                t_vae += renderer.last_timing["vae"]
+                n_rendered += 1
+                cache = {w: frame}  # consecutive equal weights (silence, still parts) render once
+            t = time.perf_counter()
+            writer.write(frame)
+            if frames_dir:
+                from PIL import Image
+
+                Image.fromarray(frame).save(Path(frames_dir) / f"frame_{i:05d}.png")
+            t_encode += time.perf_counter() - t
+    except KeyboardInterrupt:
+        interrupted = True
+    except BaseException:
+        writer.abort()
+        raise
+    t = time.perf_counter()
+    path = writer.close(complete=not interrupted)
+    t_encode += time.perf_counter() - t
+    n_done = writer.n_frames
+    settings = {
+        "prompt": prompt, "audio": "demo:synthetic-storm" if demo else str(audio_path), "image": image,
+        "fps": env.fps, "window": cfg.envelope.window, "smoothing": cfg.envelope.mode,
+        "w_min": cfg.envelope.w_min, "w_max": cfg.envelope.w_max, "gain": cfg.envelope.gain,
+        "n_fft": cfg.envelope.n_fft, "norm_percentile": cfg.envelope.norm_percentile,
+        "model": components.name, "random_weights": components.is_tiny, "steps": renderer.steps,
+        "guidance": renderer.guidance, "seed": cfg.model.seed, "width": renderer.width, "height": renderer.height,
+        "strength": cfg.model.strength if image else None, "backend": renderer.backend.description,
+        "clap_model": None if choice.pinned else clap_model, "top_k": tcfg.top_k,
+    }
+    data = {
+        "settings": settings,
+        "tokens": {"words": choice.words, "pinned": choice.pinned, "positions": choice.positions,
+                   "clap_scores": choice.scores},
+        "audio": {"samplerate": audio.samplerate, "channels": audio.channels, "duration_s": audio.duration},
+        "n_frames": n_done, "complete": not interrupted,
+        "timing_s": {"analysis": t_analysis, "unet": t_unet, "vae": t_vae, "encode_mux": t_encode,
+                     "frames_rendered": n_rendered},
+        "frames": {"time": env.times[:n_done], "raw": env.raw[:n_done], "smoothed": env.smoothed[:n_done],
+                   "normalised": env.normalised[:n_done], "weight": env.weights[:n_done]},
+    }
+    if path is None:
+        log.warning("interrupted before the first frame: nothing written")
+        return 130
+    side = write_json_atomic(sidecar_path(path), data)
+    if plot:
+        from aadiff_live.output.plot import plot_envelope
+
+        png = plot_envelope(env, path.with_name(path.name + ".png"), title=f"{prompt}  [{', '.join(choice.words)}]")
+        log.info("plot: %s", png)
+    if interrupted:
+        log.warning("interrupted: kept a playable %s with the %d frame(s) rendered so far", path, n_done)
+        return 130
+    log.info("wrote %s (%d frames, %.2f s) and %s", path, n_done, n_done / env.fps, side)
+    return 0

@@ -1,0 +1,206 @@
+"""The AADiff frame renderer: prepare a cached base once, then render one frame per weight.
+
+Every frame starts from the same initial latents, runs the same timesteps and gets the same
+injected noise (a generator re-seeded per frame), so frame t is a deterministic, continuous
+function of the token weight ``w_t`` (DESIGN.md §1.4, §3). Text embeddings are cached per prompt.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from aadiff_live.backends.base import Backend
+from aadiff_live.errors import UserError
+from aadiff_live.models.loading import Components
+from aadiff_live.tokens.words import check_prompt
+
+log = logging.getLogger(__name__)
+
+
+def default_schedule(components: Components, steps: int | None, guidance: float | None) -> tuple[int, float]:
+    """Steps and guidance by model family: turbo 1 step, LCM 4, tiny 2, others 25 with CFG 7.5."""
+    name = components.name.lower()
+    cls = type(components.scheduler).__name__
+    if "turbo" in name:
+        d_steps, d_guid = 1, 0.0
+    elif "LCM" in cls or "lcm" in name:
+        d_steps, d_guid = 4, 0.0
+    elif components.is_tiny:
+        d_steps, d_guid = 2, 0.0
+    else:
+        d_steps, d_guid = 25, 7.5
+    return (steps or d_steps), (d_guid if guidance is None else guidance)
+
+
+@dataclass
+class BaseState:
+    """What every frame shares: the cached base (DESIGN.md §3)."""
+
+    prompt: str
+    embeddings: torch.Tensor  # [batch, 77, dim]: [uncond, cond] with guidance, [cond] without
+    latents: torch.Tensor  # the initial (noised) latents
+    timesteps: torch.Tensor
+    begin_index: int
+    n_train_steps: int  # argument to scheduler.set_timesteps
+
+
+def load_image(path: str, width: int, height: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            # cover-crop to the target aspect, then resize
+            sw, sh = im.size
+            scale = max(width / sw, height / sh)
+            im = im.resize((max(width, round(sw * scale)), max(height, round(sh * scale))), Image.Resampling.LANCZOS)
+            left = (im.width - width) // 2
+            top = (im.height - height) // 2
+            im = im.crop((left, top, left + width, top + height))
+            return np.asarray(im)
+    except FileNotFoundError:
+        raise UserError(f"image {path} not found; check the path passed to --image") from None
+    except (UnidentifiedImageError, OSError):
+        raise UserError(f"cannot read {path} as an image; pass a JPEG or PNG to --image") from None
+
+
+class Renderer:
+    def __init__(self, components: Components, backend: Backend, *, width: int, height: int,
+                 steps: int | None = None, guidance: float | None = None, seed: int = 0,
+                 image: str | None = None, strength: float = 0.5) -> None:
+        self.c = components
+        self.backend = backend
+        self.device = backend.device
+        self.dtype = backend.dtype
+        self.width, self.height = width, height
+        self.steps, self.guidance = default_schedule(components, steps, guidance)
+        self.cfg = self.guidance > 1.0
+        self.seed = seed
+        self.image = image
+        self.strength = strength
+        vae_cfg = components.vae.config
+        if hasattr(vae_cfg, "block_out_channels") and hasattr(vae_cfg, "down_block_types"):
+            self.vae_scale = 2 ** (len(vae_cfg.block_out_channels) - 1)
+        else:  # AutoencoderTiny
+            self.vae_scale = 2 ** (len(getattr(vae_cfg, "decoder_block_out_channels", (0, 0, 0, 0))) - 1)
+        self.scaling_factor = float(getattr(vae_cfg, "scaling_factor", 1.0) or 1.0)
+        self.shift_factor = float(getattr(vae_cfg, "shift_factor", 0.0) or 0.0)
+        self.n_tokens = int(getattr(components.tokenizer, "model_max_length", 77))
+        if self.n_tokens > 1000:
+            self.n_tokens = 77
+        self._embed_cache: dict[str, torch.Tensor] = {}
+        self.base: BaseState | None = None
+        self.last_timing: dict[str, float] = {}
+
+    # ---------------------------------------------------------------- prompt and base
+    @torch.no_grad()
+    def _encode(self, text: str) -> torch.Tensor:
+        if text not in self._embed_cache:
+            tok = self.c.tokenizer(text, padding="max_length", max_length=self.n_tokens, truncation=True,
+                                   return_tensors="pt")
+            te = self.c.text_encoder.to(self.device)
+            out = te(tok.input_ids.to(self.device))[0]
+            self._embed_cache[text] = out.to(self.dtype)
+        return self._embed_cache[text]
+
+    def _generator(self, offset: int = 0) -> torch.Generator:
+        return torch.Generator(device="cpu").manual_seed(self.seed + offset)
+
+    @torch.no_grad()
+    def prepare(self, prompt: str) -> BaseState:
+        """Encode the prompt and build the base: initial latents, timesteps (img2img: noised image)."""
+        prompt = check_prompt(prompt)
+        cond = self._encode(prompt)
+        emb = torch.cat([self._encode(""), cond]) if self.cfg else cond
+        if self.base is not None and self.base.prompt != prompt:
+            # a new prompt keeps latents and timesteps: only the text changes
+            self.base = BaseState(prompt, emb, self.base.latents, self.base.timesteps, self.base.begin_index,
+                                  self.base.n_train_steps)
+            return self.base
+        sched = self.c.scheduler
+        shape = (1, self.c.unet.config.in_channels, self.height // self.vae_scale, self.width // self.vae_scale)
+        noise = torch.randn(shape, generator=self._generator(), dtype=torch.float32)
+        if self.image is None:
+            sched.set_timesteps(self.steps)
+            timesteps = sched.timesteps.clone()
+            latents = noise * float(sched.init_noise_sigma)
+            begin, total = 0, self.steps
+        else:
+            total = max(self.steps, math.ceil(self.steps / self.strength))
+            sched.set_timesteps(total)
+            begin = total - self.steps
+            timesteps = sched.timesteps[begin * sched.order :].clone()
+            if hasattr(sched, "set_begin_index"):
+                sched.set_begin_index(begin * sched.order)
+            pixels = load_image(self.image, self.width, self.height)
+            x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+            vae = self.c.vae.to(self.device)
+            enc = vae.encode(x.to(self.device, self.dtype))
+            init = enc.latent_dist.mean if hasattr(enc, "latent_dist") else enc.latents
+            init = ((init.float() - self.shift_factor) * self.scaling_factor).cpu()
+            latents = sched.add_noise(init, noise, timesteps[:1])
+        self.base = BaseState(prompt, emb, latents.to(self.device, torch.float32), timesteps, begin, total)
+        return self.base
+
+    # ---------------------------------------------------------------- per frame
+    def token_scale(self, positions: list[int], weight: float) -> torch.Tensor:
+        """``[batch, tokens]``: ``weight`` at the chosen positions of the conditional row, 1 elsewhere."""
+        batch = 2 if self.cfg else 1
+        c = torch.ones(batch, self.n_tokens, dtype=self.dtype, device=self.device)
+        if positions:
+            c[batch - 1, positions] = float(weight)
+        return c
+
+    @torch.no_grad()
+    def render_latents(self, weight: float, positions: list[int]) -> torch.Tensor:
+        if self.base is None:
+            raise RuntimeError("call prepare(prompt) before rendering")
+        b = self.base
+        sched = self.c.scheduler
+        sched.set_timesteps(b.n_train_steps)
+        if hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(b.begin_index * sched.order)
+        gen = self._generator(1)  # the same injected noise for every frame
+        scale = self.token_scale(positions, weight)
+        latents = b.latents.clone()
+        for t in b.timesteps:
+            model_in = torch.cat([latents] * 2) if self.cfg else latents
+            model_in = sched.scale_model_input(model_in, t).to(self.dtype)
+            tt = t.to(self.device).expand(model_in.shape[0])
+            pred = self.backend.unet(model_in, tt, b.embeddings, scale).float()
+            if self.cfg:
+                uncond, cond = pred.chunk(2)
+                pred = uncond + self.guidance * (cond - uncond)
+            latents = sched.step(pred, t, latents, generator=gen, return_dict=False)[0]
+        return latents
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        z = latents / self.scaling_factor + self.shift_factor
+        img = self.backend.decode(z.to(self.dtype)).float()
+        img = ((img[0].clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+        return img.permute(1, 2, 0).cpu().numpy()
+
+    def render(self, weight: float, positions: list[int], profile: bool = False) -> np.ndarray:
+        """One frame as ``[height, width, 3]`` uint8. ``profile`` records UNet and VAE seconds."""
+        if not profile:
+            return self.decode(self.render_latents(weight, positions))
+        t0 = time.perf_counter()
+        lat = self.render_latents(weight, positions)
+        _sync(self.device)
+        t1 = time.perf_counter()
+        frame = self.decode(lat)
+        t2 = time.perf_counter()
+        self.last_timing = {"unet": t1 - t0, "vae": t2 - t1}
+        return frame
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -63,7 +63,7 @@ def load_image(path: str, width: int, height: int) -> np.ndarray:
             left = (im.width - width) // 2
             top = (im.height - height) // 2
             im = im.crop((left, top, left + width, top + height))
-            return np.asarray(im)
+            return np.array(im)
     except FileNotFoundError:
         raise UserError(f"image {path} not found; check the path passed to --image") from None
     except (UnidentifiedImageError, OSError):

@@ -1,0 +1,86 @@
+"""Analysis thread: ring buffer -> streaming STFT per frame hop -> causal envelope -> AGC and gate -> weight.
+
+The same :class:`FrameSTFT`, smoothers and :class:`LiveNormaliser` as the offline render; only the
+newest frame's weight is posted (latest-value mailbox), so the renderer never sees a stale one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+
+from aadiff_live.analysis.envelope import FrameSTFT, LiveNormaliser, make_causal_smoother, to_weight
+from aadiff_live.config import EnvelopeConfig, LiveConfig
+from aadiff_live.live.ring import Mailbox, RingBuffer, RingReader, WeightSample
+
+log = logging.getLogger(__name__)
+
+
+def live_smoothing_mode(mode: str) -> str:
+    """Live smoothing must be causal: 'centred' (the offline default) becomes 'attack-release'."""
+    if mode == "centred":
+        log.info("live mode: smoothing 'centred' needs future audio; using 'attack-release' "
+                 "(pass --smoothing trailing for a trailing mean)")
+        return "attack-release"
+    return mode
+
+
+class AnalysisThread(threading.Thread):
+    def __init__(self, ring: RingBuffer, env: EnvelopeConfig, live: LiveConfig, out: Mailbox[WeightSample],
+                 stop: threading.Event) -> None:
+        super().__init__(name="analysis", daemon=False)
+        self.ring = ring
+        self.out = out
+        self.stop_event = stop
+        self.fps = env.fps
+        self.mode = live_smoothing_mode(env.mode)
+        self.stft = FrameSTFT(ring.samplerate, env.fps, env.n_fft)
+        self.smoother = make_causal_smoother(self.mode, env.window, env.fps, env.attack_ms, env.release_ms)
+        self.normaliser = LiveNormaliser(env.fps, live.agc_release_s, live.gate_db)
+        self.w_min, self.w_max = env.w_min, env.w_max
+        self.gain = float(env.gain)  # NB: written by the display thread (+/- keys), read here per frame
+        self.latest: WeightSample | None = None  # NB: read by the HUD
+        self.n_frames = 0
+        self._pushed = 0  # samples given to the STFT
+        self.blocksize = live.blocksize
+        self.error: BaseException | None = None
+
+    def step(self, mono: np.ndarray, first_sample: int) -> WeightSample | None:
+        """Push samples (the first at absolute ring index ``first_sample``); the newest completed frame."""
+        mags, dbs = self.stft.push(mono)
+        newest = None
+        # ring index = STFT sample index + samples lost to overruns before this block
+        offset = first_sample - self._pushed
+        self._pushed += mono.size
+        for mag, db in zip(mags, dbs, strict=True):
+            i = self.n_frames
+            smoothed = self.smoother.step(float(mag))
+            e = self.normaliser.step(smoothed, float(db))
+            w = float(to_weight(e, self.w_min, self.w_max, self.gain))
+            last_sample = int(self.stft.frame_end(i)) - 1 + offset
+            t = self.ring.capture_time(last_sample)
+            newest = WeightSample(i, w, e, float(db), float(t) if t is not None else 0.0)
+            self.n_frames += 1
+        return newest
+
+    def run(self) -> None:
+        reader = RingReader(self.ring, start=0, blocksize=self.blocksize)
+        lost = 0
+        try:
+            while reader.wait(self.stop_event):
+                start, data = reader.read()
+                if reader.lost != lost:
+                    log.warning("analysis fell behind: %d samples dropped", reader.lost - lost)
+                    lost = reader.lost
+                if data.shape[0] == 0:
+                    continue
+                sample = self.step(data.mean(axis=1), start)
+                if sample is not None:
+                    self.latest = sample
+                    self.out.put(sample)
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread, which stops the app
+            self.error = exc
+            log.exception("the analysis thread failed")
+            self.stop_event.set()

@@ -1,0 +1,341 @@
+"""``aadiff-live [live]``: sound in, picture out, in real time (DESIGN.md §4).
+
+    capture (PortAudio callback or file feeder) --copy--> ring buffer
+      analysis thread: STFT hop -> causal envelope -> AGC, gate, gain -> weight   (latest-value mailbox)
+      CLAP thread: every few s, rank the prompt's words on the last few s          (latest-value mailbox)
+    renderer thread: newest weight and words -> frame + capture time               (latest-value mailbox)
+    main thread: window and HUD (or headless), hands shown frames to the recorder thread
+
+Every thread is non-daemon, watches one stop Event and is joined with a timeout at quit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from aadiff_live.config import Config
+from aadiff_live.errors import UserError
+from aadiff_live.live.analysis import AnalysisThread
+from aadiff_live.live.capture import Capture, FileCapture, open_capture
+from aadiff_live.live.render_thread import Frame, RenderThread
+from aadiff_live.live.ring import Mailbox, WeightSample
+from aadiff_live.live.words import ClapThread, WordChoice, initial_words
+from aadiff_live.tokens.words import check_prompt, content_words, parse_pinned
+
+log = logging.getLogger(__name__)
+JOIN_S = 1.0
+FILE_TAIL_S = 0.3  # after a file input ends, let the last frames through
+LATENCY_BUDGET_MS = 45.0
+
+
+class Stats:
+    """Rolling numbers for the HUD and a bounded history for the summary (no growth over a long set)."""
+
+    def __init__(self, history: int = 20000) -> None:
+        self.shown: deque[float] = deque(maxlen=240)
+        self.latency: deque[float] = deque(maxlen=history)
+        self.recent_latency: deque[float] = deque(maxlen=30)
+        self.rendered_latency: deque[float] = deque(maxlen=history)  # frames rendered for their weight
+        self.n_shown = 0
+        self.first_shown: float | None = None
+        self.last_shown: float | None = None
+
+    def add(self, shown: float, latency: float, rendered: bool = True) -> None:
+        self.shown.append(shown)
+        if rendered:
+            self.rendered_latency.append(latency)
+        self.latency.append(latency)
+        self.recent_latency.append(latency)
+        self.n_shown += 1
+        self.first_shown = shown if self.first_shown is None else self.first_shown
+        self.last_shown = shown
+
+    def fps(self, now: float) -> float:
+        recent = [t for t in self.shown if now - t <= 1.0]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(1e-6, recent[-1] - recent[0])
+
+    def summary(self) -> dict:
+        lat = np.asarray(self.latency, dtype=np.float64)
+        rl = np.asarray(self.rendered_latency, dtype=np.float64)
+        span = (self.last_shown or 0.0) - (self.first_shown or 0.0)
+        return {
+            "frames_shown": self.n_shown,
+            "fps": (self.n_shown - 1) / span if self.n_shown > 1 and span > 0 else 0.0,
+            "latency_ms_median": float(np.median(lat) * 1000) if lat.size else None,
+            "latency_ms_p95": float(np.percentile(lat, 95) * 1000) if lat.size else None,
+            # frames whose picture was rendered for them (the others reused an identical picture)
+            "rendered_latency_ms_median": float(np.median(rl) * 1000) if rl.size else None,
+            "rendered_latency_ms_p95": float(np.percentile(rl, 95) * 1000) if rl.size else None,
+        }
+
+
+class LiveApp:
+    """Wires the threads together; :func:`run_live` is the command."""
+
+    def __init__(self, cfg: Config, *, prompt: str, no_display: bool, duration: float | None,
+                 record: str | None, monitor: bool, prebuilt=None, stats_out: dict | None = None) -> None:
+        self.cfg = cfg
+        self.prompt = check_prompt(prompt)
+        self.no_display = no_display
+        self.duration = duration
+        self.record = record
+        self.monitor = monitor
+        self.prebuilt = prebuilt
+        self.stats_out = stats_out
+        self.stop = threading.Event()
+        self.stats = Stats()
+        self.pinned = parse_pinned(cfg.tokens.tokens, self.prompt)
+        if self.pinned is None and not content_words(self.prompt):
+            raise UserError(f"the prompt \"{self.prompt}\" has no content words to weight; add a noun such as 'fire'")
+        if duration is not None and duration <= 0:
+            raise UserError("--duration must be positive (seconds)")
+        if record:
+            from aadiff_live.output.video import check_writable
+
+            check_writable(Path(record))
+
+    # ------------------------------------------------------------------ set-up
+    def _build(self) -> None:
+        live = self.cfg.live
+        ring_s = max(self.cfg.live.clap_window_s * 2 + 2.0, 8.0)
+        # the input first: a missing device is reported before a model is loaded
+        self.capture: Capture = open_capture(live.input, samplerate=live.samplerate, blocksize=live.blocksize,
+                                             ring_seconds=ring_s, monitor=self.monitor)
+        if self.prebuilt is not None:
+            self.components, self.renderer = self.prebuilt
+        else:
+            from aadiff_live.render import build_renderer
+
+            self.components, self.renderer = build_renderer(self.cfg, self.prompt)
+        tcfg = self.cfg.tokens
+        words = self.pinned or initial_words(self.prompt, tcfg.top_k)
+        self.ranker = None
+        if self.pinned is None:
+            from aadiff_live.tokens.clap import ClapRanker
+
+            default_clap = "laion/clap-htsat-unfused"
+            clap_model = "tiny" if self.components.is_tiny and tcfg.clap_model == default_clap else tcfg.clap_model
+            self.ranker = ClapRanker(clap_model)
+            self.clap_model = clap_model
+            log.info("CLAP (%s) re-ranks the words every %.0f s on the last %.0f s; until then: %s", clap_model,
+                     live.clap_every_s, live.clap_window_s, ", ".join(words))
+        else:
+            log.info("weighted word%s: %s (pinned)", "s" if len(self.pinned) > 1 else "", ", ".join(self.pinned))
+        ring = self.capture.ring
+        self.weights: Mailbox[WeightSample] = Mailbox()
+        self.choices: Mailbox[WordChoice] = Mailbox()
+        self.prompts: Mailbox[str] = Mailbox()
+        self.frames: Mailbox[Frame] = Mailbox()
+        self.analysis = AnalysisThread(ring, self.cfg.envelope, live, self.weights, self.stop)
+        self.clap = None
+        if self.ranker is not None:
+            self.clap = ClapThread(ring, self.ranker, self.prompt, top_k=tcfg.top_k, every_s=live.clap_every_s,
+                                   window_s=live.clap_window_s, margin=live.clap_hysteresis,
+                                   template=tcfg.text_template, out=self.choices, stop=self.stop)
+        self.render_thread = RenderThread(self.components, self.renderer, prompt=self.prompt, words=words,
+                                          pinned=self.pinned is not None, top_k=tcfg.top_k, weights=self.weights,
+                                          choices=self.choices, prompts=self.prompts, frames=self.frames,
+                                          stop=self.stop)
+        self.display = None
+        if not self.no_display:
+            from aadiff_live.live.display import Display
+
+            self.display = Display(self.renderer.width, self.renderer.height, window_size=live.window_size,
+                                   fullscreen=live.fullscreen, display=live.display, hud=live.hud)
+        self.recorder = None
+        if self.record:
+            from aadiff_live.live.recorder import Recorder
+
+            self.recorder = Recorder(self.record, ring, self.cfg.envelope.fps, self.renderer.width,
+                                     self.renderer.height, self.stop)
+
+    def threads(self) -> list[threading.Thread]:
+        ts: list[threading.Thread] = [self.analysis, self.render_thread]
+        if self.clap is not None:
+            ts.append(self.clap)
+        if self.recorder is not None:
+            ts.append(self.recorder)
+        return ts
+
+    # ------------------------------------------------------------------ prompt typed in the window
+    def set_prompt(self, text: str) -> str | None:
+        """Validate and hand a new prompt to the renderer and CLAP; an error message, or None."""
+        text = text.strip()
+        try:
+            if self.pinned is not None:
+                parse_pinned(self.pinned, text)
+            elif not content_words(text):
+                raise UserError("the prompt has no content words to weight")
+        except UserError as exc:
+            log.warning("new prompt rejected: %s", exc)
+            return str(exc)
+        self.prompts.put(text)
+        if self.clap is not None:
+            self.clap.set_prompt(text)
+        return None
+
+    # ------------------------------------------------------------------ main loop
+    def _hud(self, now: float):
+        from aadiff_live.live.display import HudInfo
+
+        s = self.analysis.latest
+        lat = self.stats.recent_latency
+        notes = []
+        if self.components.is_tiny:
+            notes.append("random weights (--model tiny): noise, not imagery")
+        rt = self.render_thread
+        return HudInfo(fps=self.stats.fps(now), render_ms=rt.last_render_s * 1000,
+                       latency_ms=float(np.median(lat)) * 1000 if lat else None,
+                       level_db=s.rms_db if s else -120.0, gate_db=self.cfg.live.gate_db, words=tuple(rt.words),
+                       weight=s.weight if s else 0.0, gain=self.analysis.gain, input_status=self.capture.status,
+                       prompt=rt.prompt, frozen=self.display.frozen if self.display else False, notes=notes)
+
+    def _loop(self) -> str:
+        """Until quit; returns why it stopped."""
+        start = time.monotonic()
+        file_end: float | None = None
+        last_hud = 0.0
+        wait = 1 / 60 if self.display is not None else 0.1
+        while True:
+            if self.stop.is_set():
+                return "stopped"
+            if self.render_thread.failed.is_set():
+                return "renderer failed"
+            now = time.monotonic()
+            if self.duration is not None and now - start >= self.duration:
+                return "duration reached"
+            if self.capture.finished.is_set():
+                file_end = file_end or now
+                if now - file_end >= FILE_TAIL_S:
+                    return "input file ended"
+            if self.display is not None:
+                act = self.display.poll()
+                if act.quit:
+                    return "quit"
+                if act.gain_factor != 1.0:
+                    self.analysis.gain = float(np.clip(self.analysis.gain * act.gain_factor, 0.0, 100.0))
+                    log.info("gain x%.2f", self.analysis.gain)
+                if act.new_prompt is not None:
+                    self.display.message = self.set_prompt(act.new_prompt)
+            frame = self.frames.get(timeout=wait)
+            if frame is not None and not (self.display is not None and self.display.frozen):
+                if self.display is not None:
+                    self.display.set_picture(frame.image)
+                    self.display.draw(self._hud(time.monotonic()))
+                shown = time.monotonic()
+                self.stats.add(shown, shown - frame.sample.capture_time, frame.render_s > 0)
+                last_hud = shown
+                if self.recorder is not None:
+                    self.recorder.add(frame, shown)
+            elif self.display is not None and time.monotonic() - last_hud > 0.1:
+                self.display.draw(self._hud(time.monotonic()))  # keep the level meter and status moving
+                last_hud = time.monotonic()
+
+    def _show_fault(self, message: str, seconds: float = 2.0) -> None:
+        if self.display is None:
+            return
+        self.display.message = message
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if self.display.poll().quit:
+                break
+            self.display.draw(self._hud(time.monotonic()))
+            self.stop.wait(0.05)
+
+    def _shutdown(self) -> list[str]:
+        self.stop.set()
+        self.capture.stop()
+        stuck = []
+        deadline = time.monotonic() + JOIN_S
+        for t in self.threads():
+            if t.is_alive() or t.ident is not None:
+                t.join(timeout=max(0.05, deadline - time.monotonic()))
+                if t.is_alive():
+                    stuck.append(t.name)
+        if stuck:
+            log.warning("thread(s) still running 1 s after quit: %s", ", ".join(stuck))
+        return stuck
+
+    def _settings(self) -> dict:
+        e, m, live = self.cfg.envelope, self.cfg.model, self.cfg.live
+        r = self.renderer
+        return {
+            "prompt": self.prompt, "input": self.capture.description, "live": True,
+            "fps": e.fps, "window": e.window, "smoothing": self.analysis.mode, "attack_ms": e.attack_ms,
+            "release_ms": e.release_ms, "w_min": e.w_min, "w_max": e.w_max, "gain": self.analysis.gain,
+            "n_fft": e.n_fft, "agc_release_s": live.agc_release_s, "gate_db": live.gate_db,
+            "model": self.components.name, "random_weights": self.components.is_tiny, "steps": r.steps,
+            "guidance": r.guidance, "seed": m.seed, "width": r.width, "height": r.height,
+            "backend": r.backend.description, "clap_model": getattr(self, "clap_model", None),
+            "pinned": self.pinned, "top_k": self.cfg.tokens.top_k, "clap_every_s": live.clap_every_s,
+            "clap_window_s": live.clap_window_s, "clap_hysteresis": live.clap_hysteresis,
+        }
+
+    def run(self) -> int:
+        self._build()
+        if isinstance(self.capture, FileCapture) and self.duration is None:
+            log.info("stops when the file ends (%.1f s)", self.capture.duration)
+        reason = "not started"
+        code = 0
+        old_term = None
+        if threading.current_thread() is threading.main_thread():
+            old_term = signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
+        try:
+            for t in self.threads():
+                t.start()
+            self.capture.start()
+            log.info("live: %s%s", "headless" if self.display is None else "window open (H: HUD, Q: quit)",
+                     f", recording to {self.record}" if self.record else "")
+            reason = self._loop()
+        except KeyboardInterrupt:
+            reason = "Ctrl-C"
+        finally:
+            failed = self.render_thread.failed.is_set()
+            if failed:
+                err = self.render_thread.error
+                msg = f"renderer failed: {type(err).__name__}: {err}"
+                self._show_fault(msg + " - quitting")
+            stuck = self._shutdown()
+            summary = {**self.stats.summary(), "frames_rendered": self.render_thread.n_rendered,
+                       "stopped_by": reason, "threads_stuck": stuck, "input_overflows": self.capture.overflows,
+                       "weights_replaced_unrendered": self.weights.dropped}
+            if self.recorder is not None:
+                self.recorder.finish(self._settings(), summary)
+            if self.display is not None:
+                self.display.close()
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
+        if self.stats_out is not None:
+            self.stats_out.update(summary)
+            self.stats_out["latencies_s"] = list(self.stats.latency)
+        lat_m, lat_p = summary["latency_ms_median"], summary["latency_ms_p95"]
+        log.info("stopped (%s): %d frames shown at %.1f fps, audio-to-photon latency median %s, p95 %s "
+                 "(budget %.0f ms)", reason, summary["frames_shown"], summary["fps"],
+                 "-" if lat_m is None else f"{lat_m:.0f} ms", "-" if lat_p is None else f"{lat_p:.0f} ms",
+                 LATENCY_BUDGET_MS)
+        for t in (self.analysis, self.clap):
+            if t is not None and t.error is not None:
+                code = 1
+        if failed:
+            log.error("%s; the app stopped%s", msg, f" (the recording so far is in {self.record})"
+                      if self.record else "")
+            code = 1
+        return code
+
+
+def run_live(cfg: Config, *, prompt: str, no_display: bool = False, duration: float | None = None,
+             record: str | None = None, monitor: bool = False, prebuilt=None, stats_out: dict | None = None) -> int:
+    """The ``live`` command. ``prebuilt=(components, renderer)`` skips loading (benchmarks);
+    ``stats_out`` receives the summary (fps, latency percentiles)."""
+    app = LiveApp(cfg, prompt=prompt, no_display=no_display, duration=duration, record=record, monitor=monitor,
+                  prebuilt=prebuilt, stats_out=stats_out)
+    return app.run()

@@ -1,0 +1,245 @@
+"""Audio in: a PortAudio input device, or a sound file played in real time as if it were live.
+
+Both write into a :class:`RingBuffer` with the capture time of every block on ``time.monotonic``'s
+clock. The PortAudio callback only copies (DESIGN.md §4). A watchdog thread notices a device
+that stops delivering (unplugged mid-set), reports "no input" and keeps trying to reopen it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import numpy as np
+
+from aadiff_live.errors import UserError
+from aadiff_live.live.devices import InputDevice, resolve_input, sounddevice_module
+from aadiff_live.live.ring import RingBuffer
+from aadiff_live.output.video import AAC_RATES
+
+log = logging.getLogger(__name__)
+
+FIRST_BLOCK_GRACE_S = 5.0  # an idle PulseAudio source can take ~2 s to deliver its first block
+STALL_S = 1.0  # no block for this long after the first one: the device is gone
+RETRY_S = 1.0
+
+
+def _stream_time_to_monotonic(adc_time: float, current_time: float, now: float, fallback: float) -> float:
+    """PortAudio reports times on the stream's own clock; keep the offset to 'now', on monotonic's clock."""
+    if adc_time > 0 and current_time > 0 and 0.0 <= current_time - adc_time < 1.0:
+        return now - (current_time - adc_time)
+    return now - fallback  # the backend reports no ADC time: the block's first sample is at least this old
+
+
+class Capture:
+    """Common interface of the two sources."""
+
+    ring: RingBuffer
+    samplerate: int
+    channels: int
+    description: str
+
+    def __init__(self) -> None:
+        self.finished = threading.Event()  # a file source has played to its end
+        # NB: written by the watchdog, read by the display thread (a str assignment is atomic)
+        self.status = "starting"
+        self.overflows = 0  # NB: incremented by the callback, read by the HUD
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class DeviceCapture(Capture):
+    def __init__(self, device: InputDevice, samplerate: int | None, blocksize: int, ring_seconds: float) -> None:
+        super().__init__()
+        self.sd = sounddevice_module()
+        self.device = device
+        sr = int(samplerate or device.default_samplerate or 48000)
+        if sr not in AAC_RATES:
+            log.info("device rate %d Hz is not an AAC rate: capturing at 48000 Hz", sr)
+            sr = 48000
+        self.samplerate = sr
+        self.channels = max(1, min(2, device.channels))
+        self.blocksize = int(blocksize)
+        self.ring = RingBuffer(int(ring_seconds * sr), self.channels, sr)
+        self.description = f"input device {device.index} ({device.name}), {sr} Hz, {self.channels} ch"
+        self._stream = None
+        self._stop = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name="capture-watchdog", daemon=False)
+
+    # PortAudio's real-time thread: copy, nothing else
+    def _callback(self, indata, frames, time_info, status) -> None:
+        now = time.monotonic()
+        cap = _stream_time_to_monotonic(time_info.inputBufferAdcTime, time_info.currentTime, now,
+                                        frames / self.samplerate)
+        self.ring.write(indata, cap)
+        if status:
+            self.overflows += 1
+
+    def _open(self, device: InputDevice) -> None:
+        stream = self.sd.InputStream(device=device.index, channels=self.channels, samplerate=self.samplerate,
+                                     blocksize=self.blocksize, dtype="float32", callback=self._callback)
+        stream.start()
+        self._stream = stream
+        self.device = device
+
+    def _close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.close(ignore_errors=True)
+            except self.sd.PortAudioError as exc:
+                log.debug("closing the input stream: %s", exc)
+
+    def start(self) -> None:
+        try:
+            self._open(self.device)
+        except self.sd.PortAudioError as exc:
+            raise UserError(f"cannot open input device {self.device.index} ({self.device.name}) at "
+                            f"{self.samplerate} Hz: {exc}; try another --input (see `aadiff-live devices`) "
+                            f"or set live.samplerate") from None
+        self.status = "waiting for input"
+        log.info("capturing from %s", self.description)
+        self._watchdog.start()
+
+    def _watch(self) -> None:
+        last_written = self.ring.written
+        last_change = time.monotonic()
+        seen_data = False
+        while not self._stop.wait(0.2):
+            now = time.monotonic()
+            written = self.ring.written
+            if written != last_written:
+                last_written, last_change = written, now
+                if not seen_data or self.status != "ok":
+                    self.status = "ok"
+                seen_data = True
+                continue
+            active = self._stream is not None and self._stream.active
+            limit = STALL_S if seen_data else FIRST_BLOCK_GRACE_S
+            if active and now - last_change < limit:
+                continue
+            log.warning("no input from %s for %.1f s: reopening it", self.device.name, now - last_change)
+            self.status = "no input"
+            self._close()
+            while not self._stop.is_set():
+                try:
+                    device = resolve_input(self.device.name)
+                    self._open(device)
+                    log.info("input device reopened: %d (%s)", device.index, device.name)
+                    break
+                except (UserError, self.sd.PortAudioError) as exc:
+                    log.debug("reopening the input failed: %s", exc)
+                    self._stop.wait(RETRY_S)
+            last_change = time.monotonic()
+            seen_data = False
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watchdog.is_alive():
+            self._watchdog.join(timeout=1.0)
+        self._close()
+
+
+class FileCapture(Capture):
+    """A sound file delivered block by block at the pace of the clock (``monitor``: through the speakers,
+    whose output callback then sets the pace and the capture time is when the block is heard)."""
+
+    def __init__(self, path: str, blocksize: int, ring_seconds: float, monitor: bool = False) -> None:
+        super().__init__()
+        from aadiff_live.audio.decode import load_audio
+
+        audio = load_audio(path)
+        if audio.samplerate not in AAC_RATES:
+            audio = audio.resampled(48000)
+        samples = audio.samples[:, :2]
+        self.audio = np.ascontiguousarray(samples, dtype=np.float32)
+        self.samplerate = audio.samplerate
+        self.channels = int(self.audio.shape[1])
+        self.blocksize = int(blocksize)
+        self.duration = self.audio.shape[0] / self.samplerate
+        self.monitor = monitor
+        self.ring = RingBuffer(int(ring_seconds * self.samplerate), self.channels, self.samplerate)
+        self.description = f"file {path} ({self.duration:.1f} s, {self.samplerate} Hz, {self.channels} ch)" + (
+            ", monitored on the speakers" if monitor else "")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stream = None
+        self._pos = 0  # NB: advanced by the output callback (monitor) only
+        self._callback_stop: type[Exception] = RuntimeError
+
+    def start(self) -> None:
+        log.info("playing %s in real time as input", self.description)
+        if self.monitor:
+            sd = sounddevice_module()
+            self._callback_stop = sd.CallbackStop
+            try:
+                self._stream = sd.OutputStream(samplerate=self.samplerate, channels=self.channels,
+                                               blocksize=self.blocksize, dtype="float32", callback=self._play,
+                                               finished_callback=self.finished.set)
+                self._stream.start()
+            except sd.PortAudioError as exc:
+                raise UserError(f"--monitor: cannot open the speakers ({exc}); drop --monitor to play the file "
+                                f"silently") from None
+        else:
+            self._thread = threading.Thread(target=self._feed, name="file-feeder", daemon=False)
+            self._thread.start()
+        self.status = "ok"
+
+    # PortAudio's real-time thread (monitor): copy the next block out and into the ring
+    def _play(self, outdata, frames, time_info, status) -> None:
+        now = time.monotonic()
+        pos = self._pos
+        n = min(frames, self.audio.shape[0] - pos)
+        outdata[:n] = self.audio[pos:pos + n]
+        if n < frames:
+            outdata[n:] = 0.0
+        if n > 0:
+            dac = time_info.outputBufferDacTime
+            lead = dac - time_info.currentTime if dac > 0 and time_info.currentTime > 0 else 0.0
+            self.ring.write(self.audio[pos:pos + n], now + max(0.0, min(lead, 1.0)))
+        self._pos = pos + n
+        if n < frames:
+            raise self._callback_stop
+
+    def _feed(self) -> None:
+        t0 = time.monotonic()
+        total = self.audio.shape[0]
+        pos = 0
+        while pos < total and not self._stop.is_set():
+            n = min(self.blocksize, total - pos)
+            due = t0 + (pos + n) / self.samplerate  # a block is available once its last sample has "arrived"
+            delay = due - time.monotonic()
+            if delay > 0 and self._stop.wait(delay):
+                break
+            self.ring.write(self.audio[pos:pos + n], t0 + pos / self.samplerate)
+            pos += n
+        self.finished.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=1.0)
+        if self._stream is not None:
+            self._stream.close(ignore_errors=True)
+            self._stream = None
+
+
+def open_capture(spec: str, *, samplerate: int | None, blocksize: int, ring_seconds: float,
+                 monitor: bool) -> Capture:
+    from pathlib import Path
+
+    from aadiff_live.live.devices import is_file_input
+
+    if is_file_input(spec):
+        if not Path(spec).is_file():
+            raise UserError(f"--input {spec}: no such sound file; check the path, or pass a device "
+                            f"(see `aadiff-live devices`)")
+        return FileCapture(spec, blocksize, ring_seconds, monitor=monitor)
+    if monitor:
+        log.warning("--monitor only applies to a sound file --input; ignored for a device")
+    return DeviceCapture(resolve_input(spec), samplerate, blocksize, ring_seconds)

@@ -1,0 +1,215 @@
+"""The window (pygame, main thread): the picture scaled to the window, a HUD, and the keys.
+
+Keys: F fullscreen, H HUD, + / - gain, [ / ] window size, Space freeze, P type a new prompt
+(Enter applies it without a restart, Esc cancels), Esc / Q quit. pygame is imported here only,
+when a window is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aadiff_live.errors import UserError
+
+log = logging.getLogger(__name__)
+GAIN_STEP = 1.25
+SIZE_STEP = 64
+
+
+@dataclass
+class HudInfo:
+    fps: float = 0.0
+    render_ms: float = 0.0
+    latency_ms: float | None = None
+    level_db: float = -120.0
+    gate_db: float = -55.0
+    words: tuple[str, ...] = ()
+    weight: float = 0.0
+    gain: float = 1.0
+    input_status: str = ""
+    prompt: str = ""
+    frozen: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Actions:
+    """What the user asked for since the last call."""
+
+    quit: bool = False
+    gain_factor: float = 1.0
+    new_prompt: str | None = None
+
+
+class Display:
+    def __init__(self, width: int, height: int, *, window_size: int, fullscreen: bool, display: int,
+                 hud: bool, title: str = "aadiff-live") -> None:
+        os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+        try:
+            import pygame
+        except ImportError:
+            raise UserError("pygame is not installed; pip install pygame, or run with --no-display") from None
+        self.pg = pygame
+        pygame.display.init()
+        pygame.font.init()
+        n = pygame.display.get_num_displays()
+        if display >= n:
+            raise UserError(f"--display {display}: only {n} display(s) found (0..{n - 1}); pass a smaller index")
+        self.display_index = display
+        self.aspect = width / height
+        self.window_size = window_size
+        self.fullscreen = fullscreen
+        self.hud = hud
+        self.frozen = False
+        self.typing: str | None = None  # the prompt being typed (P), or None
+        self.message: str | None = None  # a fault to show (renderer crash, bad prompt)
+        self.title = title
+        self._open()
+        self.font = pygame.font.Font(None, 20)
+        self.big = pygame.font.Font(None, 28)
+        self.picture = None  # the last frame as a pygame Surface
+        self.picture_size = (width, height)
+
+    def _window_px(self) -> tuple[int, int]:
+        if self.aspect >= 1:
+            return self.window_size, max(64, round(self.window_size / self.aspect))
+        return max(64, round(self.window_size * self.aspect)), self.window_size
+
+    def _open(self) -> None:
+        pg = self.pg
+        if self.fullscreen:
+            self.screen = pg.display.set_mode((0, 0), pg.FULLSCREEN, display=self.display_index)
+        else:
+            self.screen = pg.display.set_mode(self._window_px(), pg.RESIZABLE, display=self.display_index)
+        pg.display.set_caption(self.title)
+
+    def close(self) -> None:
+        self.pg.display.quit()
+        self.pg.font.quit()
+
+    # ------------------------------------------------------------------ events
+    def poll(self) -> Actions:
+        pg = self.pg
+        act = Actions()
+        for ev in pg.event.get():
+            if ev.type == pg.QUIT:
+                act.quit = True
+            elif ev.type == pg.VIDEORESIZE and not self.fullscreen:
+                self.window_size = max(ev.w, ev.h) if self.aspect >= 1 else ev.h
+            elif self.typing is not None:
+                self._typing_event(ev, act)
+            elif ev.type == pg.KEYDOWN:
+                self._key(ev, act)
+        return act
+
+    def _typing_event(self, ev, act: Actions) -> None:
+        pg = self.pg
+        if ev.type == pg.TEXTINPUT:
+            self.typing = (self.typing or "") + ev.text
+        elif ev.type == pg.KEYDOWN:
+            if ev.key in (pg.K_RETURN, pg.K_KP_ENTER):
+                text = (self.typing or "").strip()
+                self.typing = None
+                pg.key.stop_text_input()
+                if text:
+                    act.new_prompt = text
+            elif ev.key == pg.K_ESCAPE:
+                self.typing = None
+                pg.key.stop_text_input()
+            elif ev.key == pg.K_BACKSPACE:
+                self.typing = (self.typing or "")[:-1]
+
+    def _key(self, ev, act: Actions) -> None:
+        pg = self.pg
+        k = ev.key
+        if k in (pg.K_ESCAPE, pg.K_q):
+            act.quit = True
+        elif k == pg.K_f:
+            self.fullscreen = not self.fullscreen
+            self._open()
+        elif k == pg.K_h:
+            self.hud = not self.hud
+        elif k in (pg.K_PLUS, pg.K_EQUALS, pg.K_KP_PLUS):
+            act.gain_factor *= GAIN_STEP
+        elif k in (pg.K_MINUS, pg.K_KP_MINUS):
+            act.gain_factor /= GAIN_STEP
+        elif k in (pg.K_LEFTBRACKET, pg.K_RIGHTBRACKET) and not self.fullscreen:
+            step = SIZE_STEP if k == pg.K_RIGHTBRACKET else -SIZE_STEP
+            self.window_size = max(128, self.window_size + step)
+            self._open()
+        elif k == pg.K_SPACE:
+            self.frozen = not self.frozen
+        elif k == pg.K_p:
+            self.typing = ""
+            pg.key.start_text_input()
+
+    # ------------------------------------------------------------------ drawing
+    def set_picture(self, image: np.ndarray) -> None:
+        self.picture = self.pg.surfarray.make_surface(np.ascontiguousarray(image.swapaxes(0, 1)))
+
+    def draw(self, hud: HudInfo) -> None:
+        pg = self.pg
+        sw, sh = self.screen.get_size()
+        self.screen.fill((0, 0, 0))
+        if self.picture is not None:
+            pw, ph = self.picture_size
+            scale = min(sw / pw, sh / ph)
+            size = (max(1, round(pw * scale)), max(1, round(ph * scale)))
+            scaled = pg.transform.smoothscale(self.picture, size) if scale != 1 else self.picture
+            self.screen.blit(scaled, ((sw - size[0]) // 2, (sh - size[1]) // 2))
+        if self.hud:
+            self._draw_hud(hud)
+        if self.typing is not None:
+            self._banner(f"new prompt: {self.typing}_   (Enter applies, Esc cancels)", (20, 20, 60))
+        if self.message:
+            self._banner(self.message, (120, 0, 0), y=sh // 2 - 20)
+        pg.display.flip()
+
+    def _banner(self, text: str, colour, y: int | None = None) -> None:
+        sw, sh = self.screen.get_size()
+        surf = self.big.render(text, True, (255, 255, 255))
+        y = sh - 40 if y is None else y
+        box = self.pg.Surface((sw, surf.get_height() + 12), self.pg.SRCALPHA)
+        box.fill((*colour, 220))
+        self.screen.blit(box, (0, y - 6))
+        self.screen.blit(surf, (10, y))
+
+    def _draw_hud(self, h: HudInfo) -> None:
+        pg = self.pg
+        lat = "-" if h.latency_ms is None else f"{h.latency_ms:.0f} ms"
+        lines = [
+            f"{h.fps:5.1f} fps   render {h.render_ms:.0f} ms   audio-to-photon {lat}",
+            f"words: {', '.join(h.words) or '-'}   weight {h.weight:.2f}   gain x{h.gain:.2f}",
+            f"input: {h.input_status}" + ("   FROZEN" if h.frozen else ""),
+            f"prompt: {h.prompt[:70]}",
+            *h.notes,
+        ]
+        surfs = [self.font.render(t, True, (255, 255, 255)) for t in lines]
+        width = max(s.get_width() for s in surfs) + 20
+        height = sum(s.get_height() + 2 for s in surfs) + 36
+        box = pg.Surface((width, height), pg.SRCALPHA)
+        box.fill((0, 0, 0, 160))
+        self.screen.blit(box, (6, 6))
+        y = 12
+        for s in surfs:
+            self.screen.blit(s, (14, y))
+            y += s.get_height() + 2
+        # level meter: -80..0 dBFS, the gate marked
+        x0, w, bh = 14, width - 28, 12
+        frac = lambda db: min(1.0, max(0.0, (db + 80.0) / 80.0))  # noqa: E731
+        pg.draw.rect(self.screen, (60, 60, 60), (x0, y + 6, w, bh))
+        colour = (80, 200, 80) if h.level_db >= h.gate_db else (120, 120, 120)
+        pg.draw.rect(self.screen, colour, (x0, y + 6, round(w * frac(h.level_db)), bh))
+        gx = x0 + round(w * frac(h.gate_db))
+        pg.draw.line(self.screen, (230, 180, 40), (gx, y + 3), (gx, y + 6 + bh + 2), 2)
+        if h.input_status == "no input":
+            sw, _ = self.screen.get_size()
+            surf = self.big.render("NO INPUT", True, (255, 80, 80))
+            self.screen.blit(surf, (sw - surf.get_width() - 12, 12))
+
+    def save(self, path: str) -> None:
+        self.pg.image.save(self.screen, path)

@@ -1,0 +1,136 @@
+"""Renderer thread: newest weight (+ newest words, + a new prompt if one was typed) -> frame.
+
+Only this thread touches the renderer and the diffusion tokenizer after start-up. Each frame
+carries the capture time of the audio it reflects. A quit interrupts a render between UNet/VAE
+blocks (forward pre-hooks that raise once the stop Event is set), so even a multi-second CPU
+frame does not hold the app open.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from aadiff_live.live.ring import Mailbox, WeightSample
+from aadiff_live.live.words import WordChoice, initial_words
+from aadiff_live.tokens.words import token_positions
+
+log = logging.getLogger(__name__)
+
+
+class RenderCancelled(Exception):
+    """Raised inside a render when the app is quitting."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray  # [h, w, 3] uint8
+    sample: WeightSample  # the analysis frame it reflects (weight, level, capture time)
+    words: tuple[str, ...]
+    prompt: str
+    render_s: float  # 0 when the picture was reused (same weight, words and prompt)
+    ready_time: float  # monotonic s when the frame was ready
+
+
+@contextmanager
+def cancellable(modules, stop: threading.Event):
+    """Forward pre-hooks on ``modules`` that abort a running render once ``stop`` is set."""
+
+    def hook(_module, _args):
+        if stop.is_set():
+            raise RenderCancelled
+
+    handles = [m.register_forward_pre_hook(hook) for m in modules if hasattr(m, "register_forward_pre_hook")]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _blocks(components) -> list:
+    out = []
+    unet = components.unet
+    for name in ("down_blocks", "up_blocks"):
+        out.extend(getattr(unet, name, []) or [])
+    if getattr(unet, "mid_block", None) is not None:
+        out.append(unet.mid_block)
+    decoder = getattr(components.vae, "decoder", None)
+    if decoder is not None:
+        out.extend(getattr(decoder, "up_blocks", []) or [])
+    return out
+
+
+class RenderThread(threading.Thread):
+    def __init__(self, components, renderer, *, prompt: str, words: list[str], pinned: bool, top_k: int,
+                 weights: Mailbox[WeightSample], choices: Mailbox[WordChoice], prompts: Mailbox[str],
+                 frames: Mailbox[Frame], stop: threading.Event) -> None:
+        super().__init__(name="renderer", daemon=False)
+        self.components = components
+        self.renderer = renderer
+        self.prompt = prompt
+        self.words = list(words)
+        self.pinned = pinned
+        self.top_k = top_k
+        self.weights, self.choices, self.prompts, self.frames = weights, choices, prompts, frames
+        self.stop_event = stop
+        self.error: BaseException | None = None  # NB: read by the main thread after `failed` is set
+        self.failed = threading.Event()
+        self.n_rendered = 0
+        self.last_render_s = 0.0  # NB: read by the HUD
+        self.positions = self._positions()
+
+    def _positions(self) -> list[int]:
+        return token_positions(self.components.tokenizer, self.prompt, self.words)
+
+    def _take_updates(self) -> bool:
+        """Apply a newly typed prompt and CLAP's newest words; True if anything changed."""
+        changed = False
+        prompt = self.prompts.get(timeout=0)
+        if prompt is not None and prompt != self.prompt:
+            t0 = time.perf_counter()
+            self.renderer.prepare(prompt)
+            self.prompt = prompt
+            if not self.pinned:
+                self.words = initial_words(prompt, self.top_k)
+            log.info("prompt: \"%s\" (prepared in %.2f s)", prompt, time.perf_counter() - t0)
+            changed = True
+        choice = self.choices.get(timeout=0)
+        if choice is not None and choice.prompt == self.prompt and list(choice.words) != self.words:
+            self.words = list(choice.words)
+            changed = True
+        if changed:
+            self.positions = self._positions()
+        return changed
+
+    def run(self) -> None:
+        last_key = None
+        image: np.ndarray | None = None
+        try:
+            with cancellable(_blocks(self.components), self.stop_event):
+                while not self.stop_event.is_set():
+                    sample = self.weights.get(timeout=0.1)
+                    if sample is None:
+                        continue
+                    self._take_updates()
+                    key = (sample.weight, tuple(self.positions), self.prompt)
+                    render_s = 0.0
+                    if key != last_key or image is None:
+                        t0 = time.perf_counter()
+                        image = self.renderer.render(sample.weight, self.positions)
+                        render_s = time.perf_counter() - t0
+                        self.last_render_s = render_s
+                        self.n_rendered += 1
+                        last_key = key
+                    self.frames.put(Frame(image, sample, tuple(self.words), self.prompt, render_s, time.monotonic()))
+        except RenderCancelled:
+            log.debug("render cancelled at quit")
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which shows it and quits
+            self.error = exc
+            log.exception("the renderer failed")
+            self.failed.set()

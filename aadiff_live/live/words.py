@@ -1,0 +1,123 @@
+"""CLAP thread: every few seconds, rank the prompt's words on the last few seconds of audio.
+
+The choice switches only when the new best beats the current words by a margin (hysteresis),
+so the weighted word does not flip back and forth between two close scores. The renderer takes
+the newest choice when it has one and never waits for CLAP.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from aadiff_live.live.ring import Mailbox, RingBuffer
+from aadiff_live.tokens.words import content_words
+
+log = logging.getLogger(__name__)
+MIN_AUDIO_S = 1.0  # rank only once this much audio has arrived
+
+
+@dataclass(frozen=True)
+class WordChoice:
+    prompt: str  # the prompt the words belong to
+    words: list[str]
+    scores: dict[str, float] = field(default_factory=dict)
+    time: float = 0.0  # monotonic s of the ranking
+
+
+class Hysteresis:
+    """Keep the current top-k words unless the new top-k's mean score beats theirs by ``margin``."""
+
+    def __init__(self, top_k: int, margin: float) -> None:
+        self.top_k = int(top_k)
+        self.margin = float(margin)
+        self.current: list[str] | None = None
+
+    def reset(self) -> None:
+        self.current = None
+
+    def update(self, scores: dict[str, float]) -> tuple[list[str], bool]:
+        """(words now chosen, whether they changed)."""
+        best = [w for w, _ in sorted(scores.items(), key=lambda kv: -kv[1])[: self.top_k]]
+        cur = self.current
+        if cur is None or any(w not in scores for w in cur):
+            self.current = best
+            return best, cur != best
+        if set(best) == set(cur):
+            return cur, False
+        mean = lambda ws: sum(scores[w] for w in ws) / len(ws)  # noqa: E731
+        if mean(best) > mean(cur) + self.margin:
+            self.current = best
+            return best, True
+        return cur, False
+
+
+def initial_words(prompt: str, top_k: int) -> list[str]:
+    """Until CLAP has heard enough: the prompt's first content words."""
+    return content_words(prompt)[:top_k]
+
+
+class ClapThread(threading.Thread):
+    def __init__(self, ring: RingBuffer, ranker, prompt: str, *, top_k: int, every_s: float, window_s: float,
+                 margin: float, template: str, out: Mailbox[WordChoice], stop: threading.Event) -> None:
+        super().__init__(name="clap", daemon=False)
+        self.ring = ring
+        self.ranker = ranker
+        self.every_s = every_s
+        self.window_s = window_s
+        self.template = template
+        self.out = out
+        self.stop_event = stop
+        self.hysteresis = Hysteresis(top_k, margin)
+        self._prompts: Mailbox[str] = Mailbox()
+        self._wake = threading.Event()
+        self.prompt = prompt
+        self.latest: WordChoice | None = None  # NB: read by the HUD
+        self.last_rank_s = 0.0
+        self.error: BaseException | None = None
+
+    def set_prompt(self, prompt: str) -> None:
+        """From the display thread: rank the new prompt's words as soon as possible."""
+        self._prompts.put(prompt)
+        self._wake.set()
+
+    def rank_once(self) -> WordChoice | None:
+        candidates = content_words(self.prompt)
+        n = int(self.window_s * self.ring.samplerate)
+        audio = self.ring.latest(n)
+        if audio.shape[0] < MIN_AUDIO_S * self.ring.samplerate or not candidates:
+            return None
+        t0 = time.perf_counter()
+        ranking = self.ranker.rank(audio.mean(axis=1), self.ring.samplerate, candidates, self.template)
+        self.last_rank_s = time.perf_counter() - t0
+        words, changed = self.hysteresis.update(ranking.scores)
+        if changed:
+            log.info("CLAP: weighting %s (%s)", ", ".join(words), ranking.table())
+        return WordChoice(self.prompt, words, ranking.scores, time.monotonic())
+
+    def run(self) -> None:
+        try:
+            next_rank = time.monotonic() + min(self.every_s, MIN_AUDIO_S + 0.1)
+            while not self.stop_event.is_set():
+                self._wake.wait(max(0.0, min(0.25, next_rank - time.monotonic())))
+                if self.stop_event.is_set():
+                    break
+                self._wake.clear()
+                prompt = self._prompts.get(timeout=0)
+                if prompt is not None and prompt != self.prompt:
+                    self.prompt = prompt
+                    self.hysteresis.reset()
+                    next_rank = time.monotonic()
+                if time.monotonic() < next_rank:
+                    continue
+                choice = self.rank_once()
+                next_rank = time.monotonic() + (self.every_s if choice is not None else 0.25)
+                if choice is not None:
+                    self.latest = choice
+                    self.out.put(choice)
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread, which stops the app
+            self.error = exc
+            log.exception("the CLAP thread failed")
+            self.stop_event.set()

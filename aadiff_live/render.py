@@ -37,6 +37,9 @@ def build_renderer(cfg: Config, prompt: str, image: str | None = None):
     dtype = resolve_dtype(m.dtype, device)
     if m.model == "tiny":
         log.warning(RANDOM_WEIGHTS_NOTE)
+    elif m.model == "random-sd-turbo":
+        log.warning("--model random-sd-turbo: the full-size SD-Turbo architecture with random weights, for timing; "
+                    "it draws noise, not pictures")
     components = load_components(m.model, dtype=dtype, vae=m.vae)
     backend = make_backend(m.backend, components, device, dtype, width=width, height=height)
     log.info("backend: %s", backend.description)
@@ -94,6 +97,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
                          samplerate=audio.samplerate)
     cache: dict[float, np.ndarray] = {}
     t_unet = t_vae = t_encode = 0.0
+    t_loop = time.perf_counter()
     n_rendered = 0
     interrupted = False
     try:
@@ -121,6 +125,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     t = time.perf_counter()
     path = writer.close(complete=not interrupted)
     t_encode += time.perf_counter() - t
+    t_loop = time.perf_counter() - t_loop
     n_done = writer.n_frames
     settings = {
         "prompt": prompt, "audio": "demo:synthetic-storm" if demo else str(audio_path), "image": image,
@@ -139,7 +144,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         "audio": {"samplerate": audio.samplerate, "channels": audio.channels, "duration_s": audio.duration},
         "n_frames": n_done, "complete": not interrupted,
         "timing_s": {"analysis": t_analysis, "unet": t_unet, "vae": t_vae, "encode_mux": t_encode,
-                     "frames_rendered": n_rendered},
+                     "loop_total": t_loop, "frames_rendered": n_rendered},
         "frames": {"time": env.times[:n_done], "raw": env.raw[:n_done], "smoothed": env.smoothed[:n_done],
                    "normalised": env.normalised[:n_done], "weight": env.weights[:n_done]},
     }

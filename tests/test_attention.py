@@ -8,7 +8,11 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from aadiff_live.rendering.attention import ReweightAttnProcessor, explicit_reweighted_attention, install_reweighting
+from aadiff_live.rendering.attention import (
+    ReweightAttnProcessor,
+    explicit_reweighted_attention,
+    install_reweighting,
+)
 
 
 def _split(t, heads):

@@ -18,6 +18,7 @@ from typing import Any
 from aadiff_live.errors import UserError
 
 log = logging.getLogger(__name__)
+RANDOM_SD_TURBO = "random-sd-turbo"  # the full-size SD-Turbo architecture, random weights: for timing only
 
 
 @dataclass
@@ -97,6 +98,20 @@ def load_components(model: str, *, dtype=None, vae: str = "auto", seed_tiny: int
                 parts[k] = parts[k].to(dtype)
         ident = _identity(["tiny", seed_tiny, vae, dict(parts["unet"].config)])
         return Components(name="tiny", is_tiny=True, identity=ident, **parts)
+
+    if model == RANDOM_SD_TURBO:
+        from aadiff_live.models.fullsize import build_fullsize_sd_turbo
+
+        parts = build_fullsize_sd_turbo(seed_tiny)
+        if vae == "tiny":
+            from diffusers import AutoencoderTiny
+
+            torch.manual_seed(seed_tiny + 4)
+            parts["vae"] = AutoencoderTiny().eval()
+        if dtype != torch.float32:
+            for k in ("unet", "vae", "text_encoder"):
+                parts[k] = parts[k].to(dtype)
+        return Components(name="sd-turbo-random", is_tiny=True, identity=f"random-sd-turbo-{seed_tiny}-{vae}", **parts)
 
     import diffusers
     from diffusers import UNet2DConditionModel

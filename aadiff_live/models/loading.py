@@ -107,7 +107,7 @@ def load_components(model: str, *, dtype=None, vae: str = "auto", seed_tiny: int
             from diffusers import AutoencoderTiny
 
             torch.manual_seed(seed_tiny + 4)
-            parts["vae"] = AutoencoderTiny().eval()
+            parts["vae"] = AutoencoderTiny().eval()  # type: ignore[attr-defined]
         if dtype != torch.float32:
             for k in ("unet", "vae", "text_encoder"):
                 parts[k] = parts[k].to(dtype)

@@ -19,6 +19,7 @@ import numpy as np
 
 from aadiff_live.errors import UserError
 
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -58,7 +59,7 @@ class VideoWriter:
         self.video.codec_context.time_base = Fraction(1, 1000) if vfr else 1 / rate
         self.n_frames = 0
         self._last_pts = -1
-        self.audio_stream = None
+        self.audio_stream: av.audio.stream.AudioStream | None = None
         self._audio: np.ndarray | None = None
         self._audio_pos = 0
         if audio is not None and samplerate:
@@ -78,8 +79,9 @@ class VideoWriter:
         if audio.shape[1] > 2:
             audio = audio[:, :2]
         layout = "mono" if audio.shape[1] == 1 else "stereo"
-        self.audio_stream = self.container.add_stream("aac", rate=sr, layout=layout)
-        self.audio_stream.bit_rate = 192000
+        stream = self.container.add_stream("aac", rate=sr, layout=layout)
+        stream.bit_rate = 192000
+        self.audio_stream = stream
         self._audio = np.ascontiguousarray(np.clip(audio, -1, 1))
         self._sr = sr
         self._layout = layout

@@ -7,6 +7,7 @@ function of the token weight ``w_t`` (DESIGN.md §1.4, §3). Text embeddings are
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -54,8 +55,8 @@ def load_image(path: str, width: int, height: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        with Image.open(path) as src:
+            im = src.convert("RGB")
             # cover-crop to the target aspect, then resize
             sw, sh = im.size
             scale = max(width / sw, height / sh)
@@ -95,6 +96,7 @@ class Renderer:
         if self.n_tokens > 1000:
             self.n_tokens = 77
         self._embed_cache: dict[str, torch.Tensor] = {}
+        self._step_takes_generator = "generator" in inspect.signature(components.scheduler.step).parameters
         self.base: BaseState | None = None
         self.last_timing: dict[str, float] = {}
 
@@ -166,7 +168,8 @@ class Renderer:
         sched.set_timesteps(b.n_train_steps)
         if hasattr(sched, "set_begin_index"):
             sched.set_begin_index(b.begin_index * sched.order)
-        gen = self._generator(1)  # the same injected noise for every frame
+        # the same injected noise for every frame (schedulers that inject none take no generator)
+        step_kw = {"generator": self._generator(1)} if self._step_takes_generator else {}
         scale = self.token_scale(positions, weight)
         latents = b.latents.clone()
         for t in b.timesteps:
@@ -177,7 +180,7 @@ class Renderer:
             if self.cfg:
                 uncond, cond = pred.chunk(2)
                 pred = uncond + self.guidance * (cond - uncond)
-            latents = sched.step(pred, t, latents, generator=gen, return_dict=False)[0]
+            latents = sched.step(pred, t, latents, return_dict=False, **step_kw)[0]
         return latents
 
     @torch.no_grad()

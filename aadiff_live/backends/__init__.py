@@ -34,14 +34,54 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
 
 
+def pick_auto(components, device: torch.device, dtype: torch.dtype, *, width: int, height: int,
+              engines_dir=None) -> tuple[str, str]:
+    """``(backend, why)`` for ``--backend auto``. Never starts a (multi-minute) export by itself.
+
+    - CUDA: tensorrt when it is importable and a matching engine is in engines/, else torch fp16.
+    - CPU: onnxruntime when matching ONNX engines are in engines/ (measured faster than torch fp32
+      on the full-size UNet, docs/bench_cpu.json), else torch, with a hint to run build-engine.
+    - anything else (MPS): torch.
+    """
+    from aadiff_live.backends.engines import _importable
+
+    if device.type == "cuda":
+        if _importable("tensorrt"):
+            from aadiff_live.backends.tensorrt_backend import tensorrt_engines_ready
+
+            if tensorrt_engines_ready(components, device, dtype, width=width, height=height,
+                                      engines_dir=engines_dir):
+                return "tensorrt", "a matching TensorRT engine is in engines/"
+            return "torch", ("no TensorRT engine for this model and size yet; build one with "
+                             "`aadiff-live build-engine --backend tensorrt`")
+        return "torch", "CUDA: torch fp16 with fused attention (TensorRT is not installed)"
+    if device.type == "cpu":
+        from aadiff_live.backends.onnx_backend import onnx_engines_ready
+
+        if onnx_engines_ready(components, device, dtype, width=width, height=height, engines_dir=engines_dir):
+            return "onnxruntime", "matching ONNX engines are in engines/"
+        return "torch", ("no ONNX engine for this model and size yet; `aadiff-live build-engine --backend "
+                         "onnxruntime` (once, minutes for a full-size model) makes onnxruntime the CPU choice")
+    return "torch", f"torch is the backend for {device.type}"
+
+
 def make_backend(name: str, components, device: torch.device, dtype: torch.dtype, **kw) -> Backend:
-    """Build the named backend (``auto`` picks the fastest available and says which)."""
+    """Build the named backend (``auto`` picks the fastest available and says which).
+
+    ``kw``: ``width``, ``height`` (engines are built per size), ``engines_dir`` (default ./engines
+    or $AADIFF_ENGINES), ``compile`` (torch on CUDA: torch.compile the UNet).
+    """
     if name == "auto":
-        name = "torch"
+        if "width" in kw and "height" in kw:
+            name, why = pick_auto(components, device, dtype, width=kw["width"], height=kw["height"],
+                                  engines_dir=kw.get("engines_dir"))
+        else:
+            name, why = "torch", "no size given to look up engines"
+        log.info("--backend auto -> %s (%s)", name, why)
     if name == "torch":
         from aadiff_live.backends.torch_backend import torch_backend
 
-        return torch_backend(components, device, dtype)
+        return torch_backend(components, device, dtype, compile_unet=bool(kw.get("compile", False)))
     if name == "onnxruntime":
         from aadiff_live.backends.onnx_backend import onnx_backend
 

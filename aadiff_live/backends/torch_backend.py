@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from aadiff_live.backends.base import Backend
+from aadiff_live.errors import UserError
 from aadiff_live.rendering.attention import install_reweighting
 
 
@@ -32,9 +33,17 @@ class Decoder(torch.nn.Module):
         return self.vae.decode(latents, return_dict=False)[0]
 
 
-def torch_backend(components, device: torch.device, dtype: torch.dtype) -> Backend:
+def torch_backend(components, device: torch.device, dtype: torch.dtype, compile_unet: bool = False) -> Backend:
+    """``compile_unet``: on CUDA, ``torch.compile`` the UNet (first frames take minutes to compile)."""
     unet = UNetWithScale(components.unet.to(device=device, dtype=dtype)).eval()
     decoder = Decoder(components.vae.to(device=device, dtype=dtype)).eval()
     prec = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
-    return Backend(name="torch", description=f"torch {torch.__version__} on {device.type} ({prec})",
-                   unet=unet, decode=decoder, device=device, dtype=dtype)
+    desc = f"torch {torch.__version__} on {device.type} ({prec})"
+    runner = unet
+    if compile_unet:
+        if device.type != "cuda":
+            raise UserError("torch.compile of the UNet is offered on CUDA only; drop the compile option")
+        # "max-autotune" includes CUDA graphs: shapes are fixed per run (batch 1 or 2, one size)
+        runner = torch.compile(unet, mode="max-autotune", fullgraph=False, dynamic=False)
+        desc += ", torch.compile (untested in CI)"
+    return Backend(name="torch", description=desc, unet=runner, decode=decoder, device=device, dtype=dtype)

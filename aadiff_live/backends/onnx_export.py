@@ -1,0 +1,105 @@
+"""Export the reweighting UNet and the VAE decoder to ONNX (DESIGN.md §2, §5).
+
+The UNet graph takes ``sample``, ``timestep``, ``encoder_hidden_states`` and ``token_scale``
+(``[batch, tokens]``): the token weights are an ordinary input, so one export serves every
+prompt and every weight. The decoder graph takes ``latents`` and returns ``image`` in [-1, 1].
+
+Exporter: torch's TorchScript exporter (``dynamo=False``). On torch 2.13 it traces diffusers'
+UNet2DConditionModel with the value-scaling processor in about a second for the tiny model and
+matches torch to ~5e-6 in ONNX Runtime; the batch axis is dynamic (1 without guidance, 2 with).
+Weights are written to ONE external-data file next to the graph (``<name>.onnx.data``), whatever
+the size, so an engine folder holds exactly two ONNX files.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+UNET_INPUTS = ("sample", "timestep", "encoder_hidden_states", "token_scale")
+UNET_OUTPUTS = ("noise",)
+DECODER_INPUTS = ("latents",)
+DECODER_OUTPUTS = ("image",)
+
+
+@dataclass(frozen=True)
+class GraphShape:
+    """Static sizes of one export: latent size, text length and width, batch used for tracing."""
+
+    latent_channels: int
+    latent_height: int
+    latent_width: int
+    tokens: int = 77
+    text_dim: int = 768
+    batch: int = 1
+
+
+def unet_example(shape: GraphShape, dtype: torch.dtype, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    b = shape.batch
+    sample = torch.randn(b, shape.latent_channels, shape.latent_height, shape.latent_width, generator=g)
+    timestep = torch.full((b,), 999.0)
+    ehs = torch.randn(b, shape.tokens, shape.text_dim, generator=g)
+    scale = torch.ones(b, shape.tokens)
+    return sample.to(dtype), timestep, ehs.to(dtype), scale.to(dtype)
+
+
+def decoder_example(shape: GraphShape, dtype: torch.dtype, seed: int = 0) -> tuple[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(1, shape.latent_channels, shape.latent_height, shape.latent_width, generator=g)
+    return (z.to(dtype),)
+
+
+def _export(module: torch.nn.Module, args: tuple, out: Path, inputs: tuple[str, ...], outputs: tuple[str, ...],
+            dynamic_hw: bool = False) -> None:
+    """Trace ``module`` to ``out`` (+ ``out.data``): graph and one external-data file.
+
+    The batch axis is dynamic; ``dynamic_hw`` also frees height and width of 4-d inputs and the
+    output (engines are built per size; the benchmark reuses one graph for several sizes).
+    """
+    import onnx
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dynamic = {name: {0: "batch"} for name in (*inputs, *outputs)}
+    if dynamic_hw:
+        four_d = [n for n, a in zip(inputs, args, strict=True) if a.ndim == 4] + list(outputs)
+        for name in four_d:
+            dynamic[name].update({2: "height", 3: "width"})
+    with tempfile.TemporaryDirectory(prefix="aadiff-onnx-", dir=out.parent) as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        with torch.no_grad(), warnings.catch_warnings():
+            # the tracer warns about every shape-dependent Python branch in diffusers; the
+            # branches taken are those of the traced shapes, which is what we build for
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, args, str(raw), input_names=list(inputs), output_names=list(outputs),
+                              dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        # Over 2 GB the exporter writes one file per tensor; re-pack into exactly one file.
+        model = onnx.load(str(raw), load_external_data=True)
+        data_name = out.name + ".data"
+        for stale in (out, out.with_name(data_name)):
+            stale.unlink(missing_ok=True)
+        onnx.save_model(model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data_name, size_threshold=0, convert_attribute=False)
+    onnx.checker.check_model(str(out))  # by path: works above 2 GB
+
+
+def export_unet(unet_with_scale: torch.nn.Module, out: Path, shape: GraphShape, dtype: torch.dtype,
+                dynamic_hw: bool = False) -> None:
+    """Export a :class:`~aadiff_live.backends.torch_backend.UNetWithScale` (CPU, ``dtype``)."""
+    module = unet_with_scale.to(device="cpu", dtype=dtype).eval()
+    _export(module, unet_example(shape, dtype), out, UNET_INPUTS, UNET_OUTPUTS, dynamic_hw)
+
+
+def export_decoder(decoder: torch.nn.Module, out: Path, shape: GraphShape, dtype: torch.dtype,
+                   dynamic_hw: bool = False) -> None:
+    """Export a :class:`~aadiff_live.backends.torch_backend.Decoder` (KL or tiny autoencoder)."""
+    module = decoder.to(device="cpu", dtype=dtype).eval()
+    _export(module, decoder_example(shape, dtype), out, DECODER_INPUTS, DECODER_OUTPUTS, dynamic_hw)

@@ -1,0 +1,275 @@
+"""Benchmark the reweighting UNet and the decoders per backend (one run, one machine).
+
+Full-size SD-Turbo architecture (SD 2.1 UNet, KL VAE, TAESD) with RANDOM weights: speed does not
+depend on the weights' values, and nothing here draws a picture. Measures, per backend and size:
+- the plain UNet (diffusers' AttnProcessor2_0) and the reweighted one (value scaling with a
+  ``token_scale`` input), as seconds per call and their ratio (target <= 1.02);
+- the KL decoder and the tiny autoencoder (TAESD), and one SD-Turbo frame (1 UNet step + decode).
+
+    python tools/bench.py --json docs/bench_cpu.json
+    python tools/bench.py --sizes 256 --iters 2 --backends torch-fp32,onnxruntime-fp32
+
+onnxruntime exports each graph once (dynamic height and width: minutes and ~3.5 GB for the UNet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("bench")
+BACKENDS = ("torch-fp32", "torch-bf16", "onnxruntime-fp32")
+
+
+def build_models(seed: int = 0) -> dict:
+    """The full-size parts: from aadiff_live.models.fullsize if present, else SD 2.1 configs here."""
+    try:
+        from aadiff_live.models.fullsize import build_fullsize_sd_turbo
+    except ImportError:
+        build_fullsize_sd_turbo = None
+    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
+
+    if build_fullsize_sd_turbo is not None:
+        parts = build_fullsize_sd_turbo(seed=seed)
+        unet, vae = parts["unet"], parts["vae"]
+        source = "aadiff_live.models.fullsize.build_fullsize_sd_turbo"
+    else:
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            sample_size=96, in_channels=4, out_channels=4, layers_per_block=2,
+            block_out_channels=(320, 640, 1280, 1280),
+            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                              "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
+        )
+        vae = AutoencoderKL(
+            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
+            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+            layers_per_block=2, sample_size=768, scaling_factor=0.18215,
+        )
+        source = "SD 2.1 configs in tools/bench.py"
+    torch.manual_seed(seed + 1)
+    taesd = AutoencoderTiny()
+    return {"unet": unet.eval(), "vae": vae.eval(), "taesd": taesd.eval(), "source": source}
+
+
+def timeit(fn, iters: int) -> float:
+    """Median seconds of ``iters`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def machine() -> dict:
+    import onnxruntime
+
+    from aadiff_live.backends.engines import cpu_name
+
+    flags = ""
+    try:
+        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "amx": "amx_tile" in flags, "avx512_bf16": "avx512_bf16" in flags,
+            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+class PlainUNet(torch.nn.Module):
+    def __init__(self, unet) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
+
+
+def set_plain(unet) -> None:
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    unet.set_attn_processor(AttnProcessor2_0())
+
+
+def inputs(size: int, dtype: torch.dtype) -> tuple:
+    g = torch.Generator().manual_seed(0)
+    lat = size // 8
+    sample = torch.randn(1, 4, lat, lat, generator=g).to(dtype)
+    t = torch.tensor([999.0])
+    ehs = torch.randn(1, 77, 1024, generator=g).to(dtype)
+    scale = torch.ones(1, 77, dtype=dtype)
+    scale[0, 2:5] = 1.7  # a reweighted word: the multiply runs whatever the value
+    return sample, t, ehs, scale
+
+
+def bench_torch(models: dict, dtype: torch.dtype, sizes: list[int], iters: int) -> list[dict]:
+    from aadiff_live.backends.torch_backend import Decoder, UNetWithScale
+    from aadiff_live.rendering.attention import install_reweighting
+
+    unet = models["unet"].to(dtype)
+    rw = UNetWithScale(unet)  # installs the reweighting processors
+    plain = PlainUNet(unet)
+    kl, tiny = Decoder(models["vae"].to(dtype)), Decoder(models["taesd"].to(dtype))
+    rows = []
+    with torch.inference_mode():
+        for size in sizes:
+            s, t, e, c = inputs(size, dtype)
+            set_plain(unet)
+            t_plain = timeit(lambda a=(s, t, e): plain(*a), iters)
+            install_reweighting(unet)
+            t_rw = timeit(lambda a=(s, t, e, c): rw(*a), iters)
+            z = torch.randn(1, 4, size // 8, size // 8).to(dtype)
+            rows.append(row("torch", dtype, size, t_plain, t_rw, timeit(lambda z=z: kl(z), iters),
+                            timeit(lambda z=z: tiny(z), iters)))
+            log.info("%s", rows[-1])
+    models["unet"].float()
+    models["vae"].float()
+    models["taesd"].float()
+    return rows
+
+
+def bench_onnxruntime(models: dict, sizes: list[int], iters: int, workdir: Path) -> tuple[list[dict], dict]:
+    import numpy as np
+    import onnxruntime as ort
+
+    from aadiff_live.backends.onnx_export import (
+        UNET_INPUTS,
+        UNET_OUTPUTS,
+        GraphShape,
+        _export,
+        export_decoder,
+        export_unet,
+    )
+    from aadiff_live.backends.torch_backend import Decoder, UNetWithScale
+    from aadiff_live.rendering.attention import install_reweighting
+
+    export_s: dict[str, float] = {}
+    shape = GraphShape(latent_channels=4, latent_height=min(sizes) // 8, latent_width=min(sizes) // 8,
+                       text_dim=1024)
+
+    def session(path: Path):
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+
+    def run_graph(name: str, export_fn) -> dict[int, float]:
+        """Export (timed), open, then time every size; the graph is freed before the next one."""
+        path = workdir / name / "model.onnx"
+        t0 = time.perf_counter()
+        export_fn(path)
+        t1 = time.perf_counter()
+        sess = session(path)
+        export_s[name] = round(t1 - t0, 1)
+        export_s[name + "_session_open"] = round(time.perf_counter() - t1, 1)
+        log.info("onnx %s: export %.0f s, session %.0f s", name, t1 - t0, time.perf_counter() - t1)
+        out = {}
+        for size in sizes:
+            s, t, e, c = (x.numpy() for x in inputs(size, torch.float32))
+            z = np.random.default_rng(0).standard_normal((1, 4, size // 8, size // 8)).astype(np.float32)
+            feeds = {"unet_plain": {"sample": s, "timestep": t, "encoder_hidden_states": e},
+                     "unet_reweighted": {"sample": s, "timestep": t, "encoder_hidden_states": e, "token_scale": c},
+                     }.get(name, {"latents": z})
+            out[size] = timeit(lambda feeds=feeds: sess.run(None, feeds), iters)
+        return out  # the session is freed on return, before the next graph
+
+    unet = models["unet"].float()
+    set_plain(unet)
+    s, t, e, _ = inputs(min(sizes), torch.float32)
+    plain = run_graph("unet_plain", lambda p: _export(PlainUNet(unet), (s, t, e), p, UNET_INPUTS[:3],
+                                                      UNET_OUTPUTS, dynamic_hw=True))
+    install_reweighting(unet)
+    rw = run_graph("unet_reweighted", lambda p: export_unet(UNetWithScale(unet), p, shape, torch.float32, True))
+    kl = run_graph("decoder_kl", lambda p: export_decoder(Decoder(models["vae"]), p, shape, torch.float32, True))
+    tiny = run_graph("decoder_tiny", lambda p: export_decoder(Decoder(models["taesd"]), p, shape, torch.float32,
+                                                              True))
+    rows = [row("onnxruntime", torch.float32, size, plain[size], rw[size], kl[size], tiny[size]) for size in sizes]
+    return rows, export_s
+
+
+def row(backend: str, dtype: torch.dtype, size: int, plain: float, rw: float, kl: float, tiny: float) -> dict:
+    prec = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    return {"backend": backend, "precision": prec, "size": size, "unet_plain_s": round(plain, 4),
+            "unet_reweighted_s": round(rw, 4), "reweight_ratio": round(rw / plain, 4),
+            "decoder_kl_s": round(kl, 4), "decoder_tiny_s": round(tiny, 4),
+            "frame_kl_s": round(rw + kl, 4), "frame_tiny_s": round(rw + tiny, 4),
+            "fps_kl": round(1.0 / (rw + kl), 3), "fps_tiny": round(1.0 / (rw + tiny), 3)}
+
+
+def table(rows: list[dict]) -> str:
+    head = (f"{'backend':<12}{'prec':<6}{'size':>5}{'plain s':>9}{'reweight s':>11}{'ratio':>7}"
+            f"{'KL dec s':>9}{'tiny dec s':>11}{'frame KL':>9}{'frame tiny':>11}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['backend']:<12}{r['precision']:<6}{r['size']:>5}{r['unet_plain_s']:>9.3f}"
+                     f"{r['unet_reweighted_s']:>11.3f}{r['reweight_ratio']:>7.3f}{r['decoder_kl_s']:>9.3f}"
+                     f"{r['decoder_tiny_s']:>11.3f}{r['frame_kl_s']:>9.3f}{r['frame_tiny_s']:>11.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--sizes", default="256,512", help="comma-separated square sizes (default 256,512)")
+    p.add_argument("--iters", type=int, default=3, help="timed calls per measurement, after 1 warm-up (default 3)")
+    p.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated of {', '.join(BACKENDS)}")
+    p.add_argument("--workdir", help="where onnxruntime graphs are exported (default: a temporary folder)")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="bench: %(message)s", stream=sys.stderr)
+    warnings.simplefilter("ignore")
+    sizes = [int(x) for x in a.sizes.split(",")]
+    backends = [b.strip() for b in a.backends.split(",")]
+    unknown = set(backends) - set(BACKENDS)
+    if unknown or any(s % 64 for s in sizes):
+        p.error(f"unknown backend(s) {sorted(unknown)} or a size not a multiple of 64")
+    t_start = time.perf_counter()
+    models = build_models()
+    result = {"what": "full-size SD-Turbo architecture (SD 2.1 UNet, KL VAE, TAESD), RANDOM weights; batch 1, "
+                      "1 UNet step per frame (SD-Turbo, no guidance); seconds are medians",
+              "models_from": models["source"], "machine": machine(), "iters": a.iters, "rows": [],
+              "onnx_export_s": {}}
+    for b in backends:
+        log.info("backend %s", b)
+        if b == "torch-fp32":
+            result["rows"] += bench_torch(models, torch.float32, sizes, a.iters)
+        elif b == "torch-bf16":
+            result["rows"] += bench_torch(models, torch.bfloat16, sizes, a.iters)
+        else:
+            with tempfile.TemporaryDirectory(prefix="aadiff-bench-", dir=a.workdir) as tmp:
+                rows, exp = bench_onnxruntime(models, sizes, a.iters, Path(tmp))
+            result["rows"] += rows
+            result["onnx_export_s"] = exp
+        gc.collect()
+    result["rows"].sort(key=lambda r: (r["size"], r["backend"], r["precision"]))
+    result["total_s"] = round(time.perf_counter() - t_start, 1)
+    m = result["machine"]
+    print(f"\n{m['cpu']} ({m['cores']} cores, torch {m['torch']}, onnxruntime {m['onnxruntime']}); "
+          f"random weights, {a.iters} iters, median")
+    print(table(result["rows"]))
+    if result["onnx_export_s"]:
+        print("onnx export / session open (s):", result["onnx_export_s"])
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -72,6 +72,7 @@ class Display:
         self.font = pygame.font.Font(None, 20)
         self.big = pygame.font.Font(None, 28)
         self.picture = None  # the last frame as a pygame Surface
+        self._scaled = None  # ((window w, h), scaled surface, position)
         self.picture_size = (width, height)
 
     def _window_px(self) -> tuple[int, int]:
@@ -150,17 +151,25 @@ class Display:
     # ------------------------------------------------------------------ drawing
     def set_picture(self, image: np.ndarray) -> None:
         self.picture = self.pg.surfarray.make_surface(np.ascontiguousarray(image.swapaxes(0, 1)))
+        self._scaled = None
+
+    def _scaled_picture(self, sw: int, sh: int):
+        """The picture scaled to the window, kept until the picture or the window size changes."""
+        if self._scaled is None or self._scaled[0] != (sw, sh):
+            pw, ph = self.picture_size
+            scale = min(sw / pw, sh / ph)
+            size = (max(1, round(pw * scale)), max(1, round(ph * scale)))
+            surf = self.pg.transform.smoothscale(self.picture, size) if size != (pw, ph) else self.picture
+            self._scaled = ((sw, sh), surf, ((sw - size[0]) // 2, (sh - size[1]) // 2))
+        return self._scaled[1], self._scaled[2]
 
     def draw(self, hud: HudInfo) -> None:
         pg = self.pg
         sw, sh = self.screen.get_size()
         self.screen.fill((0, 0, 0))
         if self.picture is not None:
-            pw, ph = self.picture_size
-            scale = min(sw / pw, sh / ph)
-            size = (max(1, round(pw * scale)), max(1, round(ph * scale)))
-            scaled = pg.transform.smoothscale(self.picture, size) if scale != 1 else self.picture
-            self.screen.blit(scaled, ((sw - size[0]) // 2, (sh - size[1]) // 2))
+            surf, at = self._scaled_picture(sw, sh)
+            self.screen.blit(surf, at)
         if self.hud:
             self._draw_hud(hud)
         if self.typing is not None:

@@ -286,6 +286,7 @@ class LiveApp:
             log.info("stops when the file ends (%.1f s)", self.capture.duration)
         reason = "not started"
         code = 0
+        started = time.monotonic()
         old_term = None
         if threading.current_thread() is threading.main_thread():
             old_term = signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
@@ -293,6 +294,7 @@ class LiveApp:
             for t in self.threads():
                 t.start()
             self.capture.start()
+            started = time.monotonic()
             log.info("live: %s%s", "headless" if self.display is None else "window open (H: HUD, Q: quit)",
                      f", recording to {self.record}" if self.record else "")
             reason = self._loop()
@@ -306,6 +308,7 @@ class LiveApp:
                 self._show_fault(msg + " - quitting")
             stuck = self._shutdown()
             summary = {**self.stats.summary(), "frames_rendered": self.render_thread.n_rendered,
+                       "render_busy_s": self.render_thread.busy_s, "run_s": time.monotonic() - started,
                        "stopped_by": reason, "threads_stuck": stuck, "input_overflows": self.capture.overflows,
                        "weights_replaced_unrendered": self.weights.dropped}
             if self.recorder is not None:

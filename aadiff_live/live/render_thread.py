@@ -83,6 +83,7 @@ class RenderThread(threading.Thread):
         self.failed = threading.Event()
         self.n_rendered = 0
         self.last_render_s = 0.0  # NB: read by the HUD
+        self.busy_s = 0.0  # total seconds spent rendering
         self.positions = self._positions()
 
     def _positions(self) -> list[int]:
@@ -125,6 +126,7 @@ class RenderThread(threading.Thread):
                         image = self.renderer.render(sample.weight, self.positions)
                         render_s = time.perf_counter() - t0
                         self.last_render_s = render_s
+                        self.busy_s += render_s
                         self.n_rendered += 1
                         last_key = key
                     self.frames.put(Frame(image, sample, tuple(self.words), self.prompt, render_s, time.monotonic()))

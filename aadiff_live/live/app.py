@@ -325,9 +325,8 @@ class LiveApp:
                  "(budget %.0f ms)", reason, summary["frames_shown"], summary["fps"],
                  "-" if lat_m is None else f"{lat_m:.0f} ms", "-" if lat_p is None else f"{lat_p:.0f} ms",
                  LATENCY_BUDGET_MS)
-        for t in (self.analysis, self.clap):
-            if t is not None and t.error is not None:
-                code = 1
+        if self.analysis.error is not None or (self.clap is not None and self.clap.error is not None):
+            code = 1
         if failed:
             log.error("%s; the app stopped%s", msg, f" (the recording so far is in {self.record})"
                       if self.record else "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import numpy as np
 
@@ -168,7 +169,7 @@ class FileCapture(Capture):
             ", monitored on the speakers" if monitor else "")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._stream = None
+        self._stream: Any = None
         self._pos = 0  # NB: advanced by the output callback (monitor) only
         self._callback_stop: type[Exception] = RuntimeError
 
@@ -180,6 +181,8 @@ class FileCapture(Capture):
             try:
                 self._stream = sd.OutputStream(samplerate=self.samplerate, channels=self.channels,
                                                blocksize=self.blocksize, dtype="float32", callback=self._play,
+                                               # robust playback; the capture time is the DAC time anyway
+                                               latency="high",
                                                finished_callback=self.finished.set)
                 self._stream.start()
             except sd.PortAudioError as exc:

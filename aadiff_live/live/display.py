@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -71,8 +72,8 @@ class Display:
         self._open()
         self.font = pygame.font.Font(None, 20)
         self.big = pygame.font.Font(None, 28)
-        self.picture = None  # the last frame as a pygame Surface
-        self._scaled = None  # ((window w, h), scaled surface, position)
+        self.picture: Any = None  # the last frame as a pygame Surface
+        self._scaled: Any = None  # ((window w, h), scaled surface, position)
         self.picture_size = (width, height)
 
     def _window_px(self) -> tuple[int, int]:

@@ -54,7 +54,7 @@ def cancellable(modules, stop: threading.Event):
 
 
 def _blocks(components) -> list:
-    out = []
+    out: list = []
     unet = components.unet
     for name in ("down_blocks", "up_blocks"):
         out.extend(getattr(unet, name, []) or [])

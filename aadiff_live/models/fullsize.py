@@ -7,6 +7,8 @@ result draws noise, not pictures: never present its output as the product's imag
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 FULLSIZE_NAME = "sd-turbo-architecture (random weights)"
@@ -31,20 +33,22 @@ def build_fullsize_sd_turbo(seed: int = 0) -> dict:
         )
     ).eval()
     torch.manual_seed(seed + 1)
-    unet = UNet2DConditionModel(
+    unet: Any = UNet2DConditionModel(
         sample_size=96, in_channels=4, out_channels=4, layers_per_block=2,
         block_out_channels=(320, 640, 1280, 1280),
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
         norm_num_groups=32, act_fn="silu", flip_sin_to_cos=True, freq_shift=0,
-    ).eval()
+    )
+    unet.eval()
     torch.manual_seed(seed + 2)
-    vae = AutoencoderKL(
+    vae: Any = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
         layers_per_block=2, norm_num_groups=32, sample_size=768, scaling_factor=0.18215,
-    ).eval()
+    )
+    vae.eval()
     scheduler = EulerDiscreteScheduler(
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
         prediction_type="epsilon", timestep_spacing="trailing",

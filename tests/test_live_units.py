@@ -203,3 +203,21 @@ def test_display_keys_and_hud_draw(tmp_path):
         assert (tmp_path / "shot.png").stat().st_size > 0
     finally:
         d.close()
+
+
+def test_streaming_writer_drops_encoded_audio(tmp_path):
+    from aadiff_live.live.recorder import StreamingVideoWriter
+
+    w = StreamingVideoWriter(tmp_path / "a.mp4", 30, 64, 64, audio=np.zeros((0, 2), np.float32), samplerate=48000,
+                             vfr=True)
+    img = np.zeros((64, 64, 3), np.uint8)
+    for i in range(60):  # 2 s: audio blocks of 1/30 s, a frame each
+        w.append_audio(np.full((1600, 2), 0.1, np.float32))
+        w.write(img, t=i / 30)
+        assert len(w._pending) <= 2  # encoded audio is not kept
+    assert w.close(complete=True) is not None
+    import av
+
+    with av.open(str(tmp_path / "a.mp4")) as c:
+        n = sum(f.samples for f in c.decode(audio=0))
+    assert abs(n - 60 * 1600) <= 2048

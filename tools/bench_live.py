@@ -130,9 +130,14 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        rows.append(bench("tiny", a.tiny_size, a.tiny_bare_frames, a.tiny_live_s, Path(tmp)))
+        runs = [("tiny", a.tiny_size, a.tiny_bare_frames, a.tiny_live_s)]
         if not a.skip_fullsize:
-            rows.append(bench("fullsize", a.fullsize_size, a.fullsize_bare_frames, a.fullsize_live_s, Path(tmp)))
+            runs.append(("fullsize", a.fullsize_size, a.fullsize_bare_frames, a.fullsize_live_s))
+        for model, size, frames, live_s in runs:
+            print(f"{model} {size}x{size}: building, {frames} bare frames, {live_s:g} s live, {frames} bare frames",
+                  file=sys.stderr, flush=True)
+            rows.append(bench(model, size, frames, live_s, Path(tmp)))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(f"\nlive benchmark on {os.cpu_count()} CPU core(s), torch {torch.__version__} ({torch.get_num_threads()} "
           f"threads), random weights (timing only)\n")
     head = (f"{'model':<28} {'size':>5} {'bare fps':>9} {'live fps':>9} {'ratio':>6} {'lat med ms':>11} "

@@ -262,7 +262,11 @@ class LiveApp:
                 if t.is_alive():
                     stuck.append(t.name)
         if stuck:
-            log.warning("thread(s) still running 1 s after quit: %s", ", ".join(stuck))
+            log.warning("thread(s) still running 1 s after quit: %s; waiting for them", ", ".join(stuck))
+            for t in self.threads():
+                t.join(timeout=30.0)
+                if t.is_alive():
+                    log.error("thread %s did not stop; the process exits when it does", t.name)
         return stuck
 
     def _settings(self) -> dict:

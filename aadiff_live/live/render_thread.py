@@ -53,16 +53,17 @@ def cancellable(modules, stop: threading.Event):
             h.remove()
 
 
+# modules whose forward a quit can interrupt: fine-grained enough that a full-size CPU frame stops in
+# well under a second (a whole UNet block can take longer than that)
+_CANCEL_POINTS = frozenset({"ResnetBlock2D", "Transformer2DModel", "Attention", "Downsample2D", "Upsample2D"})
+
+
 def _blocks(components) -> list:
     out: list = []
-    unet = components.unet
-    for name in ("down_blocks", "up_blocks"):
-        out.extend(getattr(unet, name, []) or [])
-    if getattr(unet, "mid_block", None) is not None:
-        out.append(unet.mid_block)
-    decoder = getattr(components.vae, "decoder", None)
-    if decoder is not None:
-        out.extend(getattr(decoder, "up_blocks", []) or [])
+    for root in (components.unet, getattr(components.vae, "decoder", None)):
+        if root is None or not hasattr(root, "modules"):
+            continue
+        out.extend(m for m in root.modules() if type(m).__name__ in _CANCEL_POINTS)
     return out
 
 

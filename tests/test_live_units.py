@@ -221,3 +221,24 @@ def test_streaming_writer_drops_encoded_audio(tmp_path):
     with av.open(str(tmp_path / "a.mp4")) as c:
         n = sum(f.samples for f in c.decode(audio=0))
     assert abs(n - 60 * 1600) <= 2048
+
+
+def test_quit_cancels_a_render_in_progress_and_unhooks(tiny_components):
+    import torch
+
+    from aadiff_live.backends import make_backend
+    from aadiff_live.live.render_thread import RenderCancelled, _blocks, cancellable
+    from aadiff_live.rendering.pipeline import Renderer
+
+    backend = make_backend("torch", tiny_components, torch.device("cpu"), torch.float32, width=64, height=64)
+    r = Renderer(tiny_components, backend, width=64, height=64)
+    r.prepare("a fire")
+    stop = threading.Event()
+    points = _blocks(tiny_components)
+    assert len(points) > 10  # resnets, attentions, resamplers of the UNet and the decoder
+    with cancellable(points, stop):
+        r.render(1.0, [3])  # not stopping: renders
+        stop.set()
+        with pytest.raises(RenderCancelled):
+            r.render(1.5, [3])
+    assert r.render(1.5, [3]).shape == (64, 64, 3)  # hooks gone with the context

@@ -22,6 +22,7 @@ _SPECIAL_CLIP = ("<|startoftext|>", "<|endoftext|>")
 CROSS_GAIN = 6.0
 DECODER_GAIN = 4.0
 UNET_OUT_GAIN = 3.0
+TINY_TAESD_GAIN = 4.0
 
 
 def _byte_alphabet() -> list[str]:
@@ -124,4 +125,11 @@ def build_tiny_vae_tiny(seed: int = TINY_SEED):
         encoder_block_out_channels=(16, 16, 16), decoder_block_out_channels=(16, 16, 16),
         num_encoder_blocks=(1, 1, 1), num_decoder_blocks=(1, 1, 1), latent_channels=4,
     ).eval()
+    # Three decoder blocks upsample twice: scale factor 4, as the tiny KL VAE (64x64 from 16x16
+    # latents). TAESD's decoder ends in [0, 1] (then mapped to [-1, 1]); with random weights its
+    # last convolution lands near 0, i.e. a black frame: centre it at mid-grey and widen it.
+    with torch.no_grad():
+        last = vae.decoder.layers[-1]
+        last.weight.mul_(TINY_TAESD_GAIN)
+        last.bias.add_(0.5)
     return vae

@@ -90,3 +90,13 @@ def test_capture_from_pulse_matches_the_played_file(tmp_path):
     assert peak > 0.9, peak
     lat = np.array(side["frames"]["latency_s"])
     assert np.all(lat >= 0) and np.median(lat) < 2.0
+
+
+def test_no_sound_server_is_a_clear_error_exit_2():
+    import sys
+
+    env = {**os.environ, "PULSE_SERVER": "unix:/nonexistent", "HF_HUB_OFFLINE": "1"}
+    p = subprocess.run([sys.executable, "-m", "aadiff_live", "--model", "tiny", "--prompt", "fire", "--no-display"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert "no audio input device" in p.stderr and "Traceback" not in p.stderr

@@ -139,6 +139,9 @@ def _dispatch(argv: list[str]) -> int:
         overrides["model"]["size"] = overrides["model"]["size"] or "128"
         if not a.prompt:
             a.prompt = "a city skyline in a thunderstorm"
+            # the tiny CLAP has random weights too: pin the word that matches the demo sound
+            a.tokens = a.tokens or "thunderstorm"
+            overrides["tokens"]["tokens"] = a.tokens
     if a.command in ("render", "live") and overrides["tokens"]["tokens"] is not None:
         overrides["tokens"]["tokens"] = [t for t in overrides["tokens"]["tokens"].split(",")]
     cfg = load_config(cfg_path, overrides)

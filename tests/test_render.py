@@ -201,6 +201,7 @@ def test_demo_runs_without_download_and_says_what_it_is(cli, tmp_path):
     assert code == 0, err
     assert "synthetic storm" in err and "random-weight" in err and "noise" in err
     side = json.loads(Path(str(out) + ".json").read_text())
+    assert side["tokens"]["words"] == ["thunderstorm"]
     w = np.array(side["frames"]["weight"])
     # the demo's thunderclaps (1.0, 3.2, 4.0, 6.3 s) are where the weight peaks
     for clap in (1.0, 3.2, 6.3):

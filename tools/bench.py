@@ -88,6 +88,7 @@ def machine() -> dict:
     except (OSError, StopIteration):
         pass
     return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
             "amx": "amx_tile" in flags, "avx512_bf16": "avx512_bf16" in flags,
             "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__}
@@ -258,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         gc.collect()
     result["rows"].sort(key=lambda r: (r["size"], r["backend"], r["precision"]))
     result["total_s"] = round(time.perf_counter() - t_start, 1)
+    # other processes on the machine distort the figures: a load above the core count says so
+    result["machine"]["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     m = result["machine"]
     print(f"\n{m['cpu']} ({m['cores']} cores, torch {m['torch']}, onnxruntime {m['onnxruntime']}); "
           f"random weights, {a.iters} iters, median")

@@ -31,6 +31,8 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 log = logging.getLogger("bench_live")
 SR = 48000
+MIN_LIVE_FRAMES = 10
+MAX_LIVE_S = 120.0
 
 
 def click_train(path: Path, seconds: float, every_s: float = 0.25, seed: int = 0) -> None:
@@ -65,15 +67,27 @@ def build(model: str, size: int):
 
 
 def bare_fps(renderer, positions: list[int], frames: int) -> tuple[float, float]:
-    renderer.render(0.5, positions)  # warm-up
-    t0 = time.perf_counter()
-    for i in range(frames):
-        renderer.render(0.5 + 1.5 * i / max(1, frames), positions)
-    dt = time.perf_counter() - t0
+    """Frames per second of ``renderer.render`` alone, run in a worker thread as the live renderer is (on a
+    busy CPU, torch's 2-thread OpenMP pool was 10-50x slower from the main thread than from a worker here)."""
+    import threading
+
+    out: dict = {}
+
+    def work() -> None:
+        renderer.render(0.5, positions)  # warm-up
+        t0 = time.perf_counter()
+        for i in range(frames):
+            renderer.render(0.5 + 1.5 * i / max(1, frames), positions)
+        out["dt"] = time.perf_counter() - t0
+
+    t = threading.Thread(target=work, name="bench-bare")
+    t.start()
+    t.join()
+    dt = out["dt"]
     return frames / dt, dt / frames
 
 
-def bench(model: str, size: int, bare_frames: int, live_s: float, workdir: Path) -> dict:
+def bench(model: str, size: int, bare_frames: int, live_s: float, workdir: Path, blocksize: int = 256) -> dict:
     from aadiff_live.config import load_config
     from aadiff_live.live.app import run_live
     from aadiff_live.tokens.words import token_positions
@@ -84,11 +98,12 @@ def bench(model: str, size: int, bare_frames: int, live_s: float, workdir: Path)
     renderer.prepare(prompt)
     build_s = time.perf_counter() - t0
     positions = token_positions(components.tokenizer, prompt, ["thunder"])
-    fps_before, _ = bare_fps(renderer, positions, bare_frames)
+    fps_before, frame_before = bare_fps(renderer, positions, bare_frames)
+    live_s = max(live_s, min(MAX_LIVE_S, MIN_LIVE_FRAMES * frame_before))  # enough frames for percentiles
     src = workdir / "clicks.wav"
     click_train(src, live_s + 2.0)
     cfg = load_config(None, {"model": {"model": model if model != "fullsize" else "tiny", "size": str(size)},
-                             "live": {"input": str(src)}, "tokens": {"tokens": ["thunder"]}})
+                             "live": {"input": str(src), "blocksize": blocksize}, "tokens": {"tokens": ["thunder"]}})
     stats: dict = {}
     t0 = time.perf_counter()
     code = run_live(cfg, prompt=prompt, no_display=True, duration=live_s, prebuilt=(components, renderer),
@@ -101,7 +116,7 @@ def bench(model: str, size: int, bare_frames: int, live_s: float, workdir: Path)
     frame_s = 1.0 / fps_bare
     rendered_fps = stats["frames_rendered"] / stats["run_s"]
     return {
-        "model": components.name, "size": size, "build_s": build_s, "bare_frame_s": frame_s, "bare_fps": fps_bare,
+        "model": components.name, "size": size, "blocksize": blocksize, "build_s": build_s, "bare_frame_s": frame_s, "bare_fps": fps_bare,
         "live_rendered_fps": rendered_fps, "live_shown_fps": stats["fps"], "ratio": rendered_fps / fps_bare,
         "latency_ms_median": stats["rendered_latency_ms_median"], "latency_ms_p95": stats["rendered_latency_ms_p95"],
         "frames_rendered": stats["frames_rendered"], "frames_shown": stats["frames_shown"], "live_s": wall,
@@ -119,8 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny-bare-frames", type=int, default=20)
     p.add_argument("--skip-fullsize", action="store_true")
     p.add_argument("--fullsize-size", type=int, default=256)
-    p.add_argument("--fullsize-live-s", type=float, default=30.0)
-    p.add_argument("--fullsize-bare-frames", type=int, default=3)
+    p.add_argument("--fullsize-live-s", type=float, default=20.0, help="at least; longer for slow frames "
+                   f"({MIN_LIVE_FRAMES} frames, at most {MAX_LIVE_S:g} s)")
+    p.add_argument("--fullsize-bare-frames", type=int, default=2)
+    p.add_argument("--blocksize", type=int, default=256, help="audio block size (live.blocksize; default 256)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     from diffusers.utils import logging as dlog
@@ -128,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     dlog.set_verbosity_error()
     import torch
 
+    if a.threads:
+        torch.set_num_threads(a.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         runs = [("tiny", a.tiny_size, a.tiny_bare_frames, a.tiny_live_s)]
@@ -136,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         for model, size, frames, live_s in runs:
             print(f"{model} {size}x{size}: building, {frames} bare frames, {live_s:g} s live, {frames} bare frames",
                   file=sys.stderr, flush=True)
-            rows.append(bench(model, size, frames, live_s, Path(tmp)))
+            rows.append(bench(model, size, frames, live_s, Path(tmp), a.blocksize))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(f"\nlive benchmark on {os.cpu_count()} CPU core(s), torch {torch.__version__} ({torch.get_num_threads()} "
           f"threads), random weights (timing only)\n")

@@ -68,8 +68,16 @@ class AnalysisThread(threading.Thread):
     def run(self) -> None:
         reader = RingReader(self.ring, start=0, blocksize=self.blocksize)
         lost = 0
+        sr = self.ring.samplerate
         try:
-            while reader.wait(self.stop_event):
+            while not self.stop_event.is_set():
+                # sleep until the next frame's last sample is due: one wake-up per frame, not per block
+                # (the writer may take no lock, so it cannot wake us; the stop Event still does at once)
+                missing = int(self.stft.frame_end(self.n_frames)) - self._pushed - reader.available()
+                if missing > 0:
+                    if self.stop_event.wait(max(0.001, missing / sr)):
+                        break
+                    continue
                 start, data = reader.read()
                 if reader.lost != lost:
                     log.warning("analysis fell behind: %d samples dropped", reader.lost - lost)

@@ -206,9 +206,9 @@ def test_display_keys_and_hud_draw(tmp_path):
 
 
 def test_streaming_writer_drops_encoded_audio(tmp_path):
-    from aadiff_live.live.recorder import StreamingVideoWriter
+    from aadiff_live.output.video import VideoWriter
 
-    w = StreamingVideoWriter(tmp_path / "a.mp4", 30, 64, 64, audio=np.zeros((0, 2), np.float32), samplerate=48000,
+    w = VideoWriter(tmp_path / "a.mp4", 30, 64, 64, audio=np.zeros((0, 2), np.float32), samplerate=48000,
                              vfr=True)
     img = np.zeros((64, 64, 3), np.uint8)
     for i in range(60):  # 2 s: audio blocks of 1/30 s, a frame each

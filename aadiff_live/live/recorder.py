@@ -11,11 +11,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections import deque
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 from aadiff_live.live.render_thread import Frame
@@ -27,51 +24,6 @@ log = logging.getLogger(__name__)
 MAX_PENDING = 256  # shown frames waiting for the encoder; beyond this they are dropped (and counted)
 
 
-class StreamingVideoWriter(VideoWriter):
-    """A :class:`VideoWriter` that drops streamed audio once it is encoded.
-
-    The base class keeps every appended sample in one array (``np.concatenate`` per block), which
-    grows without bound and copies the whole set on every block during a long live recording.
-    Here appended blocks wait in a deque until encoded, then go. (Candidate to move into
-    ``VideoWriter`` itself.)
-    """
-
-    def __init__(self, *args, **kw) -> None:
-        super().__init__(*args, **kw)
-        self._pending: deque[np.ndarray] = deque()
-        self._queued = 0  # samples appended so far (absolute)
-
-    def append_audio(self, block: np.ndarray) -> None:
-        if self.audio_stream is None:
-            raise RuntimeError("open the writer with audio=np.zeros((0, channels)) and samplerate= first")
-        block = np.asarray(block, dtype=np.float32)
-        if block.ndim == 1:
-            block = block[:, None]
-        channels = 1 if self._layout == "mono" else 2
-        self._pending.append(np.clip(block[:, :channels], -1, 1))
-        self._queued += block.shape[0]
-
-    def _write_audio_until(self, seconds: float | None) -> None:
-        if self.audio_stream is None:
-            return
-        end = self._queued if seconds is None else min(self._queued, int(round(seconds * self._sr)))
-        while self._audio_pos < end:
-            head = self._pending[0]
-            take = min(head.shape[0], end - self._audio_pos, 4096)
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(head[:take].T), format="fltp",
-                                               layout=self._layout)
-            frame.sample_rate = self._sr
-            frame.pts = self._audio_pos
-            frame.time_base = Fraction(1, self._sr)
-            for pkt in self.audio_stream.encode(frame):
-                self.container.mux(pkt)
-            if take == head.shape[0]:
-                self._pending.popleft()
-            else:
-                self._pending[0] = head[take:]
-            self._audio_pos += take
-
-
 class Recorder(threading.Thread):
     def __init__(self, path: str | Path, ring: RingBuffer, fps: float, width: int, height: int,
                  stop: threading.Event) -> None:
@@ -79,7 +31,7 @@ class Recorder(threading.Thread):
         self.path = Path(path)
         self.ring = ring
         self.stop_event = stop
-        self.writer = StreamingVideoWriter(self.path, fps, width, height,
+        self.writer = VideoWriter(self.path, fps, width, height,
                                   audio=np.zeros((0, ring.channels), np.float32), samplerate=ring.samplerate, vfr=True)
         self._reader = RingReader(ring, start=0)
         self._q: queue.Queue[tuple[Frame, float]] = queue.Queue(maxsize=MAX_PENDING)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import deque
 from fractions import Fraction
 from pathlib import Path
 
@@ -60,8 +61,9 @@ class VideoWriter:
         self.n_frames = 0
         self._last_pts = -1
         self.audio_stream: av.audio.stream.AudioStream | None = None
-        self._audio: np.ndarray | None = None
-        self._audio_pos = 0
+        self._pending: deque[np.ndarray] = deque()  # queued audio not yet encoded
+        self._queued = 0  # samples queued so far (absolute)
+        self._audio_pos = 0  # samples encoded so far
         if audio is not None and samplerate:
             self._setup_audio(np.asarray(audio, dtype=np.float32), int(samplerate))
         self._closed = False
@@ -76,30 +78,44 @@ class VideoWriter:
 
             audio = soxr.resample(audio, sr, 48000).astype(np.float32).reshape(-1, audio.shape[1])
             sr = 48000
-        if audio.shape[1] > 2:
-            audio = audio[:, :2]
-        layout = "mono" if audio.shape[1] == 1 else "stereo"
-        stream = self.container.add_stream("aac", rate=sr, layout=layout)
+        self._layout = "mono" if audio.shape[1] == 1 else "stereo"
+        stream = self.container.add_stream("aac", rate=sr, layout=self._layout)
         stream.bit_rate = 192000
         self.audio_stream = stream
-        self._audio = np.ascontiguousarray(np.clip(audio, -1, 1))
         self._sr = sr
-        self._layout = layout
+        self.append_audio(audio)
+
+    def append_audio(self, block: np.ndarray) -> None:
+        """Queue samples ``[n, channels]`` at the writer's rate (live recordings stream them; open the
+        writer with ``audio=np.zeros((0, channels))``). Encoded samples are dropped, so memory stays flat."""
+        if self.audio_stream is None:
+            raise RuntimeError("open the writer with audio=np.zeros((0, channels)) and samplerate= first")
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim == 1:
+            block = block[:, None]
+        if block.shape[0]:
+            self._pending.append(np.clip(block[:, : 1 if self._layout == "mono" else 2], -1, 1))
+            self._queued += block.shape[0]
 
     def _write_audio_until(self, seconds: float | None) -> None:
-        if self.audio_stream is None or self._audio is None:
+        if self.audio_stream is None:
             return
-        end = self._audio.shape[0] if seconds is None else min(self._audio.shape[0], int(round(seconds * self._sr)))
+        end = self._queued if seconds is None else min(self._queued, int(round(seconds * self._sr)))
         while self._audio_pos < end:
-            stop = min(end, self._audio_pos + 4096)
-            chunk = self._audio[self._audio_pos:stop].T.copy()
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=self._layout)
+            head = self._pending[0]
+            take = min(head.shape[0], end - self._audio_pos, 4096)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(head[:take].T), format="fltp",
+                                               layout=self._layout)
             frame.sample_rate = self._sr
             frame.pts = self._audio_pos
             frame.time_base = Fraction(1, self._sr)
             for pkt in self.audio_stream.encode(frame):
                 self.container.mux(pkt)
-            self._audio_pos = stop
+            if take == head.shape[0]:
+                self._pending.popleft()
+            else:
+                self._pending[0] = head[take:]
+            self._audio_pos += take
 
     def write(self, image: np.ndarray, t: float | None = None) -> None:
         """Append a ``[h, w, 3]`` uint8 frame (at time ``t`` seconds when ``vfr``)."""
@@ -118,16 +134,6 @@ class VideoWriter:
             self.container.mux(pkt)
         self.n_frames += 1
         self._write_audio_until(end)
-
-    def append_audio(self, block: np.ndarray) -> None:
-        """Streaming audio (live recordings): append captured samples ``[n, channels]`` at the
-        writer's sample rate; pass ``audio=np.zeros((0, channels))`` at construction to open the stream."""
-        if self._audio is None:
-            raise RuntimeError("open the writer with audio=np.zeros((0, channels)) and samplerate= first")
-        block = np.asarray(block, dtype=np.float32)
-        if block.ndim == 1:
-            block = block[:, None]
-        self._audio = np.concatenate([self._audio, np.clip(block[:, : self._audio.shape[1]], -1, 1)])
 
     def close(self, complete: bool = True, audio_seconds: float | None = None) -> Path | None:
         """Finalise: flush encoders, mux the audio (all of it when ``complete``, else as long as the

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -67,14 +66,29 @@ def build_models(seed: int = 0) -> dict:
 
 
 def timeit(fn, iters: int) -> float:
-    """Median seconds of ``iters`` calls after one warm-up call."""
+    """Fastest of ``iters`` calls after one warm-up call (the minimum resists other load)."""
     fn()
     times = []
     for _ in range(iters):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
+
+
+def timeit_pair(fa, fb, iters: int, before_a=None, before_b=None) -> tuple[float, float]:
+    """Fastest of ``iters`` calls each of ``fa`` and ``fb``, alternated (A B A B ...) so that a
+    burst of load from elsewhere hits both; ``before_*`` run untimed before each call."""
+    ta, tb = [], []
+    for i in range(iters + 1):  # the first round warms up
+        for before, fn, out in ((before_a, fa, ta), (before_b, fb, tb)):
+            if before is not None:
+                before()
+            t0 = time.perf_counter()
+            fn()
+            if i:
+                out.append(time.perf_counter() - t0)
+    return min(ta), min(tb)
 
 
 def machine() -> dict:
@@ -132,10 +146,8 @@ def bench_torch(models: dict, dtype: torch.dtype, sizes: list[int], iters: int) 
     with torch.inference_mode():
         for size in sizes:
             s, t, e, c = inputs(size, dtype)
-            set_plain(unet)
-            t_plain = timeit(lambda a=(s, t, e): plain(*a), iters)
-            install_reweighting(unet)
-            t_rw = timeit(lambda a=(s, t, e, c): rw(*a), iters)
+            t_plain, t_rw = timeit_pair(lambda a=(s, t, e): plain(*a), lambda a=(s, t, e, c): rw(*a), iters,
+                                        lambda: set_plain(unet), lambda: install_reweighting(unet))
             z = torch.randn(1, 4, size // 8, size // 8).to(dtype)
             rows.append(row("torch", dtype, size, t_plain, t_rw, timeit(lambda z=z: kl(z), iters),
                             timeit(lambda z=z: tiny(z), iters)))
@@ -170,8 +182,8 @@ def bench_onnxruntime(models: dict, sizes: list[int], iters: int, workdir: Path)
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
 
-    def run_graph(name: str, export_fn) -> dict[int, float]:
-        """Export (timed), open, then time every size; the graph is freed before the next one."""
+    def open_graph(name: str, export_fn):
+        """Export (timed) and open one graph."""
         path = workdir / name / "model.onnx"
         t0 = time.perf_counter()
         export_fn(path)
@@ -180,27 +192,35 @@ def bench_onnxruntime(models: dict, sizes: list[int], iters: int, workdir: Path)
         export_s[name] = round(t1 - t0, 1)
         export_s[name + "_session_open"] = round(time.perf_counter() - t1, 1)
         log.info("onnx %s: export %.0f s, session %.0f s", name, t1 - t0, time.perf_counter() - t1)
-        out = {}
-        for size in sizes:
-            s, t, e, c = (x.numpy() for x in inputs(size, torch.float32))
-            z = np.random.default_rng(0).standard_normal((1, 4, size // 8, size // 8)).astype(np.float32)
-            feeds = {"unet_plain": {"sample": s, "timestep": t, "encoder_hidden_states": e},
-                     "unet_reweighted": {"sample": s, "timestep": t, "encoder_hidden_states": e, "token_scale": c},
-                     }.get(name, {"latents": z})
-            out[size] = timeit(lambda feeds=feeds: sess.run(None, feeds), iters)
-        return out  # the session is freed on return, before the next graph
+        return sess
 
     unet = models["unet"].float()
     set_plain(unet)
     s, t, e, _ = inputs(min(sizes), torch.float32)
-    plain = run_graph("unet_plain", lambda p: _export(PlainUNet(unet), (s, t, e), p, UNET_INPUTS[:3],
-                                                      UNET_OUTPUTS, dynamic_hw=True))
+    sessions = {
+        "plain": open_graph("unet_plain", lambda p: _export(PlainUNet(unet), (s, t, e), p, UNET_INPUTS[:3],
+                                                           UNET_OUTPUTS, dynamic_hw=True)),
+        "kl": open_graph("decoder_kl", lambda p: export_decoder(Decoder(models["vae"]), p, shape, torch.float32,
+                                                                True)),
+        "tiny": open_graph("decoder_tiny", lambda p: export_decoder(Decoder(models["taesd"]), p, shape,
+                                                                    torch.float32, True)),
+    }
     install_reweighting(unet)
-    rw = run_graph("unet_reweighted", lambda p: export_unet(UNetWithScale(unet), p, shape, torch.float32, True))
-    kl = run_graph("decoder_kl", lambda p: export_decoder(Decoder(models["vae"]), p, shape, torch.float32, True))
-    tiny = run_graph("decoder_tiny", lambda p: export_decoder(Decoder(models["taesd"]), p, shape, torch.float32,
-                                                              True))
-    rows = [row("onnxruntime", torch.float32, size, plain[size], rw[size], kl[size], tiny[size]) for size in sizes]
+    sessions["rw"] = open_graph("unet_reweighted", lambda p: export_unet(UNetWithScale(unet), p, shape,
+                                                                         torch.float32, True))
+    rows = []
+    for size in sizes:
+        s, t, e, c = (x.numpy() for x in inputs(size, torch.float32))
+        z = np.random.default_rng(0).standard_normal((1, 4, size // 8, size // 8)).astype(np.float32)
+        base = {"sample": s, "timestep": t, "encoder_hidden_states": e}
+        with_scale = {**base, "token_scale": c}
+        t_plain, t_rw = timeit_pair(lambda f=base: sessions["plain"].run(None, f),
+                                    lambda f=with_scale: sessions["rw"].run(None, f), iters)
+        zf = {"latents": z}
+        rows.append(row("onnxruntime", torch.float32, size, t_plain, t_rw,
+                        timeit(lambda f=zf: sessions["kl"].run(None, f), iters),
+                        timeit(lambda f=zf: sessions["tiny"].run(None, f), iters)))
+        log.info("%s", rows[-1])
     return rows, export_s
 
 
@@ -242,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     models = build_models()
     result = {"what": "full-size SD-Turbo architecture (SD 2.1 UNet, KL VAE, TAESD), RANDOM weights; batch 1, "
-                      "1 UNet step per frame (SD-Turbo, no guidance); seconds are medians",
+                      "1 UNet step per frame (SD-Turbo, no guidance); seconds are the fastest of --iters calls (plain and reweighted UNet alternated)",
               "models_from": models["source"], "machine": machine(), "iters": a.iters, "rows": [],
               "onnx_export_s": {}}
     for b in backends:
@@ -263,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     result["machine"]["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     m = result["machine"]
     print(f"\n{m['cpu']} ({m['cores']} cores, torch {m['torch']}, onnxruntime {m['onnxruntime']}); "
-          f"random weights, {a.iters} iters, median")
+          f"random weights, fastest of {a.iters} calls")
     print(table(result["rows"]))
     if result["onnx_export_s"]:
         print("onnx export / session open (s):", result["onnx_export_s"])

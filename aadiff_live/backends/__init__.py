@@ -39,8 +39,10 @@ def pick_auto(components, device: torch.device, dtype: torch.dtype, *, width: in
     """``(backend, why)`` for ``--backend auto``. Never starts a (multi-minute) export by itself.
 
     - CUDA: tensorrt when it is importable and a matching engine is in engines/, else torch fp16.
-    - CPU: onnxruntime when matching ONNX engines are in engines/ (measured faster than torch fp32
-      on the full-size UNet, docs/bench_cpu.json), else torch, with a hint to run build-engine.
+    - CPU bf16: torch (on a CPU with avx512_bf16 it ran the full-size UNet 2-3x faster than fp32 and
+      faster than onnxruntime fp32, docs/bench_cpu.json).
+    - CPU fp32: onnxruntime when matching ONNX engines are in engines/ (measured faster than torch
+      fp32 on the full-size UNet), else torch, with a hint to run build-engine.
     - anything else (MPS): torch.
     """
     from aadiff_live.backends.engines import _importable
@@ -57,6 +59,9 @@ def pick_auto(components, device: torch.device, dtype: torch.dtype, *, width: in
         return "torch", "CUDA: torch fp16 with fused attention (TensorRT is not installed)"
     if device.type == "cpu":
         from aadiff_live.backends.onnx_backend import onnx_engines_ready
+
+        if dtype == torch.bfloat16:  # ONNX Runtime's CPU kernels are fp32; torch bf16 measured fastest
+            return "torch", "CPU bf16: torch bf16 beat onnxruntime fp32 in docs/bench_cpu.json"
 
         if onnx_engines_ready(components, device, dtype, width=width, height=height, engines_dir=engines_dir):
             return "onnxruntime", "matching ONNX engines are in engines/"

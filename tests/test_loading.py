@@ -68,3 +68,12 @@ def test_empty_tokenizer_is_detected():
     empty = CLIPTokenizer(vocab={"<|startoftext|>": 0, "<|endoftext|>": 1}, merges=[])
     with pytest.raises(UserError, match="loaded empty"):
         check_tokenizer(empty, "some/model")
+
+
+def test_identity_is_stable_across_processes():
+    import subprocess
+    import sys
+
+    code = "from aadiff_live.models.loading import load_components; print(load_components('tiny').identity)"
+    ids = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in range(2)}
+    assert len(ids) == 1 and len(ids.pop().strip()) == 16

@@ -33,10 +33,18 @@ class Decoder(torch.nn.Module):
         return self.vae.decode(latents, return_dict=False)[0]
 
 
+def _move(module, device: torch.device, dtype: torch.dtype):
+    """``module.to`` only when something changes (diffusers warns on every cast call)."""
+    p = next(module.parameters())
+    if p.device != device or p.dtype != dtype:
+        module = module.to(device=device, dtype=dtype)
+    return module
+
+
 def torch_backend(components, device: torch.device, dtype: torch.dtype, compile_unet: bool = False) -> Backend:
     """``compile_unet``: on CUDA, ``torch.compile`` the UNet (first frames take minutes to compile)."""
-    unet = UNetWithScale(components.unet.to(device=device, dtype=dtype)).eval()
-    decoder = Decoder(components.vae.to(device=device, dtype=dtype)).eval()
+    unet = UNetWithScale(_move(components.unet, device, dtype)).eval()
+    decoder = Decoder(_move(components.vae, device, dtype)).eval()
     prec = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
     desc = f"torch {torch.__version__} on {device.type} ({prec})"
     runner = unet

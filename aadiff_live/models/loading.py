@@ -66,8 +66,20 @@ def check_tokenizer(tokenizer, model: str) -> None:
         )
 
 
+def _public(v: Any) -> Any:
+    """Configs made JSON-stable: private keys (``_use_default_values``, a set) dropped, sets sorted."""
+    if isinstance(v, dict):
+        return {str(k): _public(x) for k, x in v.items() if not str(k).startswith("_")}
+    if isinstance(v, (set, frozenset)):
+        return sorted(map(str, v))
+    if isinstance(v, (list, tuple)):
+        return [_public(x) for x in v]
+    return v
+
+
 def _identity(parts: list[Any]) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Stable across processes: names what the components were built from."""
+    return hashlib.sha256(json.dumps(_public(parts), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def load_vae(vae: str, model: str, dtype):

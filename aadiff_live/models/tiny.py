@@ -36,10 +36,9 @@ def tiny_clip_tokenizer():
 
     chars = _byte_alphabet()
     vocab: dict[str, int] = {}
-    for tok in [*chars, *(c + "</w>" for c in chars), *_SPECIAL_CLIP]:
-        vocab.setdefault(tok, len(vocab))
-    tok = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-    return tok
+    for t in [*chars, *(c + "</w>" for c in chars), *_SPECIAL_CLIP]:
+        vocab.setdefault(t, len(vocab))
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
 def tiny_roberta_tokenizer():
@@ -66,7 +65,7 @@ def build_tiny_diffusion(seed: int = TINY_SEED) -> dict:
             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         )
-    ).eval()
+    ).eval()  # type: ignore[attr-defined]
     torch.manual_seed(seed + 1)
     unet = UNet2DConditionModel(
         sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
@@ -74,13 +73,13 @@ def build_tiny_diffusion(seed: int = TINY_SEED) -> dict:
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8,
-    ).eval()
+    ).eval()  # type: ignore[attr-defined]
     torch.manual_seed(seed + 2)
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32, 32),
         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
         layers_per_block=1, norm_num_groups=8, sample_size=64,
-    ).eval()
+    ).eval()  # type: ignore[attr-defined]
     with torch.no_grad():
         for name, module in unet.named_modules():
             if name.endswith("attn2"):
@@ -96,7 +95,14 @@ def build_tiny_diffusion(seed: int = TINY_SEED) -> dict:
 
 def build_tiny_clap(seed: int = TINY_SEED):
     """A seeded random ``ClapModel`` and a ``ClapProcessor`` with a locally written tokenizer."""
-    from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, ClapTextConfig
+    from transformers import (
+        ClapAudioConfig,
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapProcessor,
+        ClapTextConfig,
+    )
 
     tokenizer = tiny_roberta_tokenizer()
     text_cfg = ClapTextConfig(
@@ -124,7 +130,7 @@ def build_tiny_vae_tiny(seed: int = TINY_SEED):
     vae = AutoencoderTiny(
         encoder_block_out_channels=(16, 16, 16), decoder_block_out_channels=(16, 16, 16),
         num_encoder_blocks=(1, 1, 1), num_decoder_blocks=(1, 1, 1), latent_channels=4,
-    ).eval()
+    ).eval()  # type: ignore[attr-defined]
     # Three decoder blocks upsample twice: scale factor 4, as the tiny KL VAE (64x64 from 16x16
     # latents). TAESD's decoder ends in [0, 1] (then mapped to [-1, 1]); with random weights its
     # last convolution lands near 0, i.e. a black frame: centre it at mid-grey and widen it.

@@ -32,8 +32,9 @@ if [ -x tools/start_pulse.sh ] || [ -f tools/start_pulse.sh ]; then
   fi
 fi
 
-echo "== ruff"
+echo "== ruff, mypy"
 .venv/bin/ruff check aadiff_live tests tools
+.venv/bin/mypy aadiff_live
 echo "== pytest"
 export HF_HUB_OFFLINE=1 SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy MPLBACKEND=Agg
 exec .venv/bin/python -m pytest "$@"

@@ -28,9 +28,24 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def cpu_has_bf16() -> bool:
+    """Native bf16 matrix instructions (AVX512-BF16 or AMX): torch bf16 is then about 2x fp32 here."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((ln for ln in f if ln.startswith("flags")), "")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
-        return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+        if device.type in ("cuda", "mps"):
+            return torch.float16
+        # fp32 stays the CPU default: exact and comparable across backends; bf16 is the fast opt-in
+        if cpu_has_bf16():
+            log.info("tip: this CPU has bf16 instructions; --dtype bfloat16 renders about 2x faster")
+        return torch.float32
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
 
 

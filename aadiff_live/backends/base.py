@@ -8,6 +8,7 @@ A backend supplies two callables on torch tensors:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,7 +28,7 @@ class DecoderRunner(Protocol):
 class Backend:
     name: str  # e.g. "torch", "onnxruntime"
     description: str  # what runs: backend, device, precision
-    unet: UNetRunner
-    decode: DecoderRunner
+    unet: UNetRunner | Callable[..., torch.Tensor]
+    decode: DecoderRunner | Callable[..., torch.Tensor]
     device: torch.device
     dtype: torch.dtype

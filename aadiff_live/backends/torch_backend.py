@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from aadiff_live.backends.base import Backend
@@ -47,7 +49,7 @@ def torch_backend(components, device: torch.device, dtype: torch.dtype, compile_
     decoder = Decoder(_move(components.vae, device, dtype)).eval()
     prec = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
     desc = f"torch {torch.__version__} on {device.type} ({prec})"
-    runner = unet
+    runner: torch.nn.Module | Callable[..., torch.Tensor] = unet
     if compile_unet:
         if device.type != "cuda":
             raise UserError("torch.compile of the UNet is offered on CUDA only; drop the compile option")

@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +19,6 @@ import pytest
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
 
 
 def _pulse_ready() -> bool:
@@ -37,7 +35,7 @@ pytestmark = [pytest.mark.pulse, pytest.mark.skipif(not _pulse_ready(), reason="
                                                     "null sink v as default source (tools/start_pulse.sh)")]
 
 
-def test_capture_from_pulse_matches_the_played_file(tmp_path):
+def test_capture_from_pulse_matches_the_played_file(tmp_path, shared_audio):
     import av
     import soundfile as sf
     from scipy.signal import correlate
@@ -45,7 +43,7 @@ def test_capture_from_pulse_matches_the_played_file(tmp_path):
     from aadiff_live.config import load_config
     from aadiff_live.live.app import LiveApp
 
-    wav = AUDIO / "ibm_rain.wav"
+    wav = shared_audio / "ibm_rain.wav"
     original, sr = sf.read(str(wav), dtype="float32", always_2d=True)
     original = original.mean(axis=1)
     cfg = load_config(None, {"model": {"model": "tiny", "size": "64"}, "live": {"input": "default"},

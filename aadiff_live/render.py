@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +25,18 @@ RANDOM_WEIGHTS_NOTE = (
     "--model tiny: random-weight models built in-process (no download). The picture is noise that moves "
     "with the sound, not imagery; use a real model (e.g. --model stabilityai/sd-turbo) for pictures."
 )
+
+
+def _sigterm_as_interrupt():
+    """While frames are written, SIGTERM (a service manager, ``kill``) finalises like Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def build_renderer(cfg: Config, prompt: str, image: str | None = None):
@@ -95,6 +109,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
                            mono=audio.mono(), samplerate=audio.samplerate, template=tcfg.text_template)
     writer = VideoWriter(out_path, env.fps, renderer.width, renderer.height, audio=audio.samples,
                          samplerate=audio.samplerate)
+    restore = _sigterm_as_interrupt()
     cache: dict[float, np.ndarray] = {}
     t_unet = t_vae = t_encode = 0.0
     t_loop = time.perf_counter()
@@ -122,6 +137,8 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     except BaseException:
         writer.abort()
         raise
+    finally:
+        restore()
     t = time.perf_counter()
     path = writer.close(complete=not interrupted)
     t_encode += time.perf_counter() - t

@@ -165,3 +165,27 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
                         "--prompt", "fire", "--out", str(tmp_path / "o.mp4")], capture_output=True, text=True, env=env)
     assert p.returncode == 2
     assert p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_real_signal_mid_render_finalises_the_file(tmp_path, shared_audio, sig):
+    import signal
+    import time
+
+    out = tmp_path / "sig.mp4"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    p = subprocess.Popen([sys.executable, "-m", "aadiff_live", "render", "--audio", str(shared_audio / "ibm_thunder.wav"),
+                          "--prompt", "thunder", "--tokens", "thunder", "--out", str(out), *TINY, "--size", "128"],
+                         stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".sig.mp4.*partial*")) and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    time.sleep(1.0)  # a few frames in
+    p.send_signal(getattr(signal, sig))
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "playable" in err and "Traceback" not in err
+    with av.open(str(out)) as c:
+        n = sum(1 for _ in c.decode(video=0))
+    assert 0 < n < 418
+    assert not list(tmp_path.glob(".*partial*"))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import sys
 import tempfile
 import time
@@ -24,16 +23,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> int:
@@ -51,6 +40,7 @@ def main() -> int:
     from diffusers.utils import logging as dlog
 
     dlog.set_verbosity_error()
+    from aadiff_live.backends.engines import cpu_name
     from aadiff_live.config import load_config
     from aadiff_live.render import run_render
 

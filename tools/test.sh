@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
 need=""
-for p in libportaudio2 pulseaudio pulseaudio-utils xvfb; do
+for p in libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins xvfb; do
   dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then

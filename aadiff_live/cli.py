@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -178,9 +177,6 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print("aadiff-live: error: out of memory; try a smaller --size or --dtype float16 on a GPU", file=sys.stderr)
         return 2
-    finally:
-        if os.environ.get("AADIFF_DEBUG_EXIT"):
-            log.debug("exit")
 
 
 if __name__ == "__main__":

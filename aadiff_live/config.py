@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aadiff_live.errors import UserError
 
@@ -79,10 +79,6 @@ class Config(_Strict):
     tokens: TokenConfig = TokenConfig()
     model: ModelConfig = ModelConfig()
     live: LiveConfig = LiveConfig()
-
-    @model_validator(mode="after")
-    def _weights_ok(self) -> Config:
-        return self
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(?:[x×]\s*(\d+))?\s*$")

@@ -129,8 +129,6 @@ def load_components(model: str, *, dtype=None, vae: str = "auto", seed_tiny: int
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    if not Path(model).is_dir() and ("/" not in model and not model.startswith(".")):
-        pass  # a bare name: still try the hub (e.g. a user namespace-less id)
     if Path(model).exists() and not Path(model).is_dir():
         raise UserError(f"--model {model} is a file; pass a model folder (with unet/, vae/, ...) or a hub id")
     try:
@@ -152,7 +150,7 @@ def load_components(model: str, *, dtype=None, vae: str = "auto", seed_tiny: int
                 f"model folder {model} is incomplete or unreadable ({str(exc).splitlines()[0][:160]}); it needs "
                 f"unet/, vae/, text_encoder/, tokenizer/ and scheduler/ as diffusers saves them"
             ) from None
-        raise UserError(_how_to_get(model if vae in ("auto", "kl") or "not" in str(exc) else model)) from None
+        raise UserError(_how_to_get(model)) from None
     ident = _identity([model, vae, dict(unet.config), dict(vae_model.config)])
     return Components(unet=unet, vae=vae_model, text_encoder=text_encoder, tokenizer=tokenizer,
                       scheduler=scheduler, name=model, identity=ident)

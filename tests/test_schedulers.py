@@ -75,3 +75,26 @@ def test_new_prompt_keeps_the_base_noise(tiny_components):
     first = r.prepare("fire over water").latents
     second = r.prepare("rain over water")
     assert second.prompt == "rain over water" and second.latents is first
+
+
+@pytest.mark.parametrize("name", ["EulerDiscreteScheduler", "DPMSolverMultistepScheduler", "PNDMScheduler"])
+def test_scheduler_is_prepared_once_not_per_frame(tiny_components, name, monkeypatch):
+    """``set_timesteps`` rebuilds the schedule: prepare() runs it once; a frame only rewinds the step
+    state (and multistep history), and still gives the same frame for the same weight."""
+    c = copy.copy(tiny_components)
+    cfg = dict(tiny_components.scheduler.config)
+    if name == "PNDMScheduler":
+        cfg.update(prediction_type="epsilon", skip_prk_steps=True, steps_offset=1, timestep_spacing="leading")
+    c.scheduler = getattr(diffusers, name).from_config(cfg)
+    backend = make_backend("torch", c, torch.device("cpu"), torch.float32)
+    r = Renderer(c, backend, width=64, height=64, steps=3, guidance=0.0, seed=3)
+    calls = []
+    real = c.scheduler.set_timesteps
+    monkeypatch.setattr(c.scheduler, "set_timesteps", lambda *a, **k: (calls.append(a), real(*a, **k))[1])
+    r.prepare("fire over water")
+    assert len(calls) == 1
+    first = r.render(1.3, [1, 2, 3])
+    r.render(0.4, [1, 2, 3])
+    again = r.render(1.3, [1, 2, 3])
+    assert len(calls) == 1, "set_timesteps ran during a frame"
+    np.testing.assert_array_equal(first, again)

@@ -51,6 +51,23 @@ class BaseState:
     n_train_steps: int  # argument to scheduler.set_timesteps
 
 
+class SchedulerState:
+    """The scheduler's state right after ``set_timesteps`` (prepare), restored before every frame.
+
+    ``set_timesteps`` rebuilds the schedule (sigmas, timesteps: new tensors, and a device copy on a
+    GPU); a frame only needs the step counter and the multistep history back at step 0. Schedulers
+    keep that state in plain attributes (``_step_index``, ``model_outputs``, ``ets``, ``counter``,
+    ...) and mutate only lists in place, so a snapshot of the attributes with lists copied restores
+    any of them.
+    """
+
+    def __init__(self, scheduler) -> None:
+        self._attrs = {k: (list(v) if type(v) is list else v) for k, v in vars(scheduler).items()}
+
+    def restore(self, scheduler) -> None:
+        vars(scheduler).update({k: (list(v) if type(v) is list else v) for k, v in self._attrs.items()})
+
+
 def load_image(path: str, width: int, height: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
@@ -98,6 +115,7 @@ class Renderer:
         self._embed_cache: dict[str, torch.Tensor] = {}
         self._step_takes_generator = "generator" in inspect.signature(components.scheduler.step).parameters
         self.base: BaseState | None = None
+        self._sched_state = SchedulerState(components.scheduler)  # replaced by prepare()
         self.last_timing: dict[str, float] = {}
 
     # ---------------------------------------------------------------- prompt and base
@@ -148,6 +166,7 @@ class Renderer:
             init = ((init.float() - self.shift_factor) * self.scaling_factor).cpu()
             latents = sched.add_noise(init, noise, timesteps[:1])
         self.base = BaseState(prompt, emb, latents.to(self.device, torch.float32), timesteps, begin, total)
+        self._sched_state = SchedulerState(sched)
         return self.base
 
     # ---------------------------------------------------------------- per frame
@@ -165,9 +184,7 @@ class Renderer:
             raise RuntimeError("call prepare(prompt) before rendering")
         b = self.base
         sched = self.c.scheduler
-        sched.set_timesteps(b.n_train_steps)
-        if hasattr(sched, "set_begin_index"):
-            sched.set_begin_index(b.begin_index * sched.order)
+        self._sched_state.restore(sched)  # back to step 0 of the prepared schedule (no set_timesteps)
         # the same injected noise for every frame (schedulers that inject none take no generator)
         step_kw = {"generator": self._generator(1)} if self._step_takes_generator else {}
         scale = self.token_scale(positions, weight)

@@ -14,6 +14,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_AUDIO = REPO.parent / "shared" / "audio"
+SHARED_MODELS = REPO.parent / "shared" / "models"
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +22,14 @@ def shared_audio() -> Path:
     if not (SHARED_AUDIO / "MANIFEST.tsv").is_file():
         pytest.fail(f"the recordings are missing: expected {SHARED_AUDIO} (../shared/audio beside the checkout)")
     return SHARED_AUDIO
+
+
+@pytest.fixture(scope="session")
+def real_models() -> Path:
+    """The real checkpoints' configs and tokenizers (no weights) in ../shared/models."""
+    if not (SHARED_MODELS / "MANIFEST.tsv").is_file():
+        pytest.fail(f"the real model files are missing: expected {SHARED_MODELS} (../shared/models beside the checkout)")
+    return SHARED_MODELS
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ Every thread is non-daemon, watches one stop Event and is joined with a timeout 
 
 from __future__ import annotations
 
+import copy
 import logging
 import signal
 import threading
@@ -27,7 +28,7 @@ from aadiff_live.live.capture import Capture, FileCapture, open_capture
 from aadiff_live.live.render_thread import Frame, RenderThread
 from aadiff_live.live.ring import Mailbox, WeightSample
 from aadiff_live.live.words import ClapThread, WordChoice, initial_words
-from aadiff_live.tokens.words import check_prompt, content_words, parse_pinned
+from aadiff_live.tokens.words import check_prompt, content_words, parse_pinned, require_positions
 
 log = logging.getLogger(__name__)
 JOIN_S = 1.0
@@ -117,7 +118,11 @@ class LiveApp:
 
             self.components, self.renderer = build_renderer(self.cfg, self.prompt)
         tcfg = self.cfg.tokens
-        words = self.pinned or initial_words(self.prompt, tcfg.top_k)
+        # the main thread's own tokenizer copy, to check typed prompts (the renderer thread owns the original)
+        self.word_tokenizer = copy.deepcopy(self.components.tokenizer)
+        if self.pinned is not None:
+            require_positions(self.word_tokenizer, self.prompt, self.pinned, self.renderer.n_tokens)
+        words = self.pinned or initial_words(self.prompt, tcfg.top_k, self.word_tokenizer)
         self.ranker = None
         if self.pinned is None:
             from aadiff_live.tokens.clap import ClapRanker
@@ -140,7 +145,8 @@ class LiveApp:
         if self.ranker is not None:
             self.clap = ClapThread(ring, self.ranker, self.prompt, top_k=tcfg.top_k, every_s=live.clap_every_s,
                                    window_s=live.clap_window_s, margin=live.clap_hysteresis,
-                                   template=tcfg.text_template, out=self.choices, stop=self.stop)
+                                   template=tcfg.text_template, out=self.choices, stop=self.stop,
+                                   tokenizer=self.components.tokenizer)
         self.render_thread = RenderThread(self.components, self.renderer, prompt=self.prompt, words=words,
                                           pinned=self.pinned is not None, top_k=tcfg.top_k, weights=self.weights,
                                           choices=self.choices, prompts=self.prompts, frames=self.frames,
@@ -173,8 +179,11 @@ class LiveApp:
         try:
             if self.pinned is not None:
                 parse_pinned(self.pinned, text)
+                require_positions(self.word_tokenizer, text, self.pinned, self.renderer.n_tokens)
             elif not content_words(text):
                 raise UserError("the prompt has no content words to weight")
+            elif not initial_words(text, 1, self.word_tokenizer):
+                raise UserError("no word of the prompt lies inside the text encoder's 77-token window; shorten it")
         except UserError as exc:
             log.warning("new prompt rejected: %s", exc)
             return str(exc)

@@ -99,7 +99,7 @@ class RenderThread(threading.Thread):
             self.renderer.prepare(prompt)
             self.prompt = prompt
             if not self.pinned:
-                self.words = initial_words(prompt, self.top_k)
+                self.words = initial_words(prompt, self.top_k, self.components.tokenizer)
             log.info("prompt: \"%s\" (prepared in %.2f s)", prompt, time.perf_counter() - t0)
             changed = True
         choice = self.choices.get(timeout=0)

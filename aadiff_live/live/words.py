@@ -7,13 +7,14 @@ the newest choice when it has one and never waits for CLAP.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 
 from aadiff_live.live.ring import Mailbox, RingBuffer
-from aadiff_live.tokens.words import content_words
+from aadiff_live.tokens.words import content_words, reachable_scores
 
 log = logging.getLogger(__name__)
 MIN_AUDIO_S = 1.0  # rank only once this much audio has arrived
@@ -54,14 +55,20 @@ class Hysteresis:
         return cur, False
 
 
-def initial_words(prompt: str, top_k: int) -> list[str]:
-    """Until CLAP has heard enough: the prompt's first content words."""
-    return content_words(prompt)[:top_k]
+def initial_words(prompt: str, top_k: int, tokenizer=None) -> list[str]:
+    """Until CLAP has heard enough: the prompt's first content words (with a ``tokenizer``: the
+    first that have token positions)."""
+    words = content_words(prompt)
+    if tokenizer is not None:
+        usable = reachable_scores(tokenizer, prompt, dict.fromkeys(words, 0.0), 0)
+        words = [w for w in words if w in usable]
+    return words[:top_k]
 
 
 class ClapThread(threading.Thread):
     def __init__(self, ring: RingBuffer, ranker, prompt: str, *, top_k: int, every_s: float, window_s: float,
-                 margin: float, template: str, out: Mailbox[WordChoice], stop: threading.Event) -> None:
+                 margin: float, template: str, out: Mailbox[WordChoice], stop: threading.Event,
+                 tokenizer=None) -> None:
         super().__init__(name="clap", daemon=False)
         self.ring = ring
         self.ranker = ranker
@@ -77,6 +84,10 @@ class ClapThread(threading.Thread):
         self.latest: WordChoice | None = None  # NB: read by the HUD
         self.last_rank_s = 0.0
         self.error: BaseException | None = None
+        # this thread's own copy of the diffusion tokenizer (tokenizers are not shared across threads):
+        # CLAP's choice is limited to words that have token positions
+        self.tokenizer = copy.deepcopy(tokenizer)
+        self._warned: set[str] = set()
 
     def set_prompt(self, prompt: str) -> None:
         """From the display thread: rank the new prompt's words as soon as possible."""
@@ -92,7 +103,13 @@ class ClapThread(threading.Thread):
         t0 = time.perf_counter()
         ranking = self.ranker.rank(audio.mean(axis=1), self.ring.samplerate, candidates, self.template)
         self.last_rank_s = time.perf_counter() - t0
-        words, changed = self.hysteresis.update(ranking.scores)
+        scores = ranking.scores
+        if self.tokenizer is not None:
+            scores = reachable_scores(self.tokenizer, self.prompt, scores, self.hysteresis.top_k, log=log,
+                                      warned=self._warned)
+            if not scores:
+                return None
+        words, changed = self.hysteresis.update(scores)
         if changed:
             log.info("CLAP: weighting %s (%s)", ", ".join(words), ranking.table())
         return WordChoice(self.prompt, words, ranking.scores, time.monotonic())
@@ -109,6 +126,7 @@ class ClapThread(threading.Thread):
                 if prompt is not None and prompt != self.prompt:
                     self.prompt = prompt
                     self.hysteresis.reset()
+                    self._warned.clear()
                     next_rank = time.monotonic()
                 if time.monotonic() < next_rank:
                     continue

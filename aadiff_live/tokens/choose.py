@@ -8,7 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from aadiff_live.errors import UserError
-from aadiff_live.tokens.words import content_words, parse_pinned, token_positions
+from aadiff_live.tokens.words import (
+    content_words,
+    parse_pinned,
+    reachable_scores,
+    require_positions,
+    token_positions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +41,14 @@ def choose_tokens(prompt: str, tokenizer, *, pinned: str | list[str] | None, top
             ranker = ClapRanker(clap_model)
         ranking = ranker.rank(mono, samplerate, candidates, template)
         scores = ranking.scores
-        words = ranking.top(top_k)
         log.info("CLAP ranking (%s): %s", clap_model, ranking.table())
+        usable = reachable_scores(tokenizer, prompt, scores, top_k, log=log)
+        words = sorted(usable, key=lambda w: -usable[w])[:top_k]
+        if not words:
+            raise UserError(f"no word of the prompt \"{prompt}\" lies inside the text encoder's 77-token window; "
+                            f"shorten the prompt")
+        positions = token_positions(tokenizer, prompt, words)
+    else:
+        positions = require_positions(tokenizer, prompt, words)
     log.info("weighted word%s: %s%s", "s" if len(words) > 1 else "", ", ".join(words), " (pinned)" if pinned else "")
-    positions = token_positions(tokenizer, prompt, words)
-    if not positions:
-        raise UserError(f"the word(s) {', '.join(words)} fall beyond the tokenizer's 77 tokens; shorten the prompt")
     return TokenChoice(words, scores, positions, pinned is not None)

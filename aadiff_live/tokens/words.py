@@ -1,8 +1,19 @@
-"""Prompt words: which are content words, and where each sits in the diffusion tokenizer's sequence."""
+"""Prompt words: one rule for what a word is, shared by pinning (``--tokens``), CLAP's candidates
+and token positions; and where each word sits in the diffusion tokenizer's sequence.
+
+A word is a run of letters/digits, with inner apostrophes or hyphens (``don't``, ``sci-fi``);
+everything else (spaces, ``,``, ``/``, ``!``) separates words. ``"a forest fire/smoke, at night"``
+has the words ``a forest fire smoke at night``. Positions come from tokenizing the whole prompt
+once, as the text encoder sees it, and taking every token whose characters lie inside the word:
+so punctuation next to a word is never counted as the word, a word split into several BPE tokens
+gets all of them, and a literal ``!`` that SD 2.x's tokenizer turns into its pad id changes
+nothing.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from aadiff_live.errors import UserError
 
@@ -12,20 +23,35 @@ STOPWORDS = frozenset(
     her him them they we you i me us while during above below between through up down out off than then just
     like""".split()
 )
-_WORD = re.compile(r"[\w'-]+", re.UNICODE)
+_WORD = re.compile(r"\w+(?:['\u2019-]\w+)*", re.UNICODE)
+TEXT_TOKENS = 77  # CLIP's window: BOS, 75 prompt tokens, EOS; a prompt token at position >= 76 is cut off
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str  # as typed
+    norm: str  # lower-case: what words are compared by
+    start: int  # character span in the prompt
+    end: int
+
+
+def split_words(text: str) -> list[Word]:
+    """Every word of ``text`` with its character span (the one word rule)."""
+    return [Word(m.group(), m.group().lower(), m.start(), m.end()) for m in _WORD.finditer(text)]
 
 
 def normalise_word(word: str) -> str:
-    return word.strip().strip(".,;:!?\"'()[]{}").lower()
+    """The form words are compared by; a string that is not exactly one word gives ``""``."""
+    words = split_words(word.strip())
+    return words[0].norm if len(words) == 1 else ""
 
 
 def content_words(prompt: str) -> list[str]:
-    """The prompt's distinct content words in order (stopwords and numbers dropped)."""
+    """The prompt's distinct content words in order (stopwords and numbers dropped): CLAP's candidates."""
     seen: list[str] = []
-    for w in _WORD.findall(prompt):
-        n = normalise_word(w)
-        if n and n not in STOPWORDS and not n.isdigit() and n not in seen:
-            seen.append(n)
+    for w in split_words(prompt):
+        if w.norm not in STOPWORDS and not w.norm.isdigit() and w.norm not in seen:
+            seen.append(w.norm)
     return seen
 
 
@@ -37,32 +63,101 @@ def check_prompt(prompt: str) -> str:
 
 
 def parse_pinned(tokens: str | list[str] | None, prompt: str) -> list[str] | None:
-    """``--tokens word[,word]``: every word must be in the prompt."""
+    """``--tokens word[,word]``: every word must be a word of the prompt (by :func:`split_words`)."""
     if tokens is None:
         return None
     items = tokens.split(",") if isinstance(tokens, str) else list(tokens)
-    words = [normalise_word(t) for t in items if normalise_word(t)]
+    words: list[str] = []
+    for item in items:
+        for w in split_words(item):
+            if w.norm not in words:
+                words.append(w.norm)
     if not words:
         raise UserError("--tokens is empty; pass words of the prompt, e.g. --tokens fire,smoke")
-    in_prompt = {normalise_word(w) for w in _WORD.findall(prompt)}
-    for w in words:
-        if w not in in_prompt:
-            raise UserError(f"--tokens: '{w}' is not a word of the prompt \"{prompt}\"; pick words that appear in it")
+    in_prompt = {w.norm for w in split_words(prompt)}
+    for word in words:
+        if word not in in_prompt:
+            raise UserError(f"--tokens: '{word}' is not a word of the prompt \"{prompt}\"; pick words that appear in it")
     return words
 
 
-def token_positions(tokenizer, prompt: str, words: list[str], max_length: int = 77) -> list[int]:
-    """Positions (with BOS at 0) of every token of every occurrence of ``words`` in ``prompt``.
+def _token_spans(tokenizer, prompt: str) -> list[tuple[int, int]]:
+    """Character span of every token of ``prompt`` (no BOS/EOS), in order."""
+    try:
+        enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        spans = [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+        if len(spans) == len(enc["input_ids"]):
+            return spans
+    except (NotImplementedError, KeyError, TypeError, ValueError):
+        pass
+    # tokenizers without offsets: count the tokens of growing prefixes cut at word boundaries
+    spans = []
+    done = 0
+    for w in split_words(prompt):
+        before = len(tokenizer(prompt[: w.start], add_special_tokens=False, verbose=False).input_ids)
+        upto = len(tokenizer(prompt[: w.end], add_special_tokens=False, verbose=False).input_ids)
+        spans.extend([(-1, -1)] * (before - done))
+        spans.extend([(w.start, w.end)] * (upto - before))
+        done = upto
+    return spans
 
-    The prompt is walked word by word (as prompt-to-prompt does), each word tokenized alone, so a
-    word split into several tokens gets all of them. Positions past the truncation are dropped.
-    """
-    targets = {normalise_word(w) for w in words}
-    positions: list[int] = []
-    cursor = 1  # after BOS
-    for raw in prompt.split():
-        ids = tokenizer(raw, add_special_tokens=False).input_ids
-        if normalise_word(raw) in targets:
-            positions.extend(range(cursor, cursor + len(ids)))
-        cursor += len(ids)
-    return [p for p in positions if p < max_length - 1]
+
+def _key(word: str) -> str:
+    return normalise_word(word) or word.strip().lower()
+
+
+def word_positions(tokenizer, prompt: str, words: list[str]) -> dict[str, list[int]]:
+    """For each word (by its normal form): the positions (BOS at 0) of every token of every
+    occurrence in ``prompt``, including positions beyond the text window (see :func:`in_window`)."""
+    out: dict[str, list[int]] = {_key(w): [] for w in words}
+    spans = _token_spans(tokenizer, prompt)
+    for w in split_words(prompt):
+        if w.norm in out:
+            out[w.norm].extend(i + 1 for i, (a, b) in enumerate(spans) if b > a and a < w.end and b > w.start)
+    return out
+
+
+def in_window(positions: list[int], n_tokens: int = TEXT_TOKENS) -> list[int]:
+    """Positions the text encoder sees: before the EOS of a truncated ``n_tokens`` sequence."""
+    return sorted(p for p in positions if p < n_tokens - 1)
+
+
+def token_positions(tokenizer, prompt: str, words: list[str], n_tokens: int = TEXT_TOKENS) -> list[int]:
+    """All positions of ``words`` inside the text window, sorted (empty if none is there)."""
+    found = word_positions(tokenizer, prompt, words)
+    return in_window(sorted({p for ps in found.values() for p in ps}), n_tokens)
+
+
+def why_no_positions(word: str, all_positions: list[int], n_tokens: int = TEXT_TOKENS) -> str:
+    """Why ``word`` has no position in the window (for messages)."""
+    if all_positions:
+        return (f"'{word}' starts at token {min(all_positions)}, beyond the text encoder's {n_tokens}-token window "
+                f"(prompt tokens 1..{n_tokens - 2})")
+    return f"'{word}' maps to no token of the diffusion model's tokenizer"
+
+
+def require_positions(tokenizer, prompt: str, words: list[str], n_tokens: int = TEXT_TOKENS) -> list[int]:
+    """Positions of pinned ``words``; a one-line error if any of them has none in the window."""
+    found = word_positions(tokenizer, prompt, words)
+    for w, ps in found.items():
+        if not in_window(ps, n_tokens):
+            raise UserError(f"--tokens: {why_no_positions(w, ps, n_tokens)}; shorten the prompt or move the word "
+                            f"nearer its start")
+    return in_window(sorted({p for ps in found.values() for p in ps}), n_tokens)
+
+
+def reachable_scores(tokenizer, prompt: str, scores: dict[str, float], top_k: int, n_tokens: int = TEXT_TOKENS,
+                     log=None, warned: set[str] | None = None) -> dict[str, float]:
+    """CLAP's ``scores`` restricted to the words that have token positions in the window, so that
+    its choice falls back to the next word that has some. A word that would have been among the
+    ``top_k`` is warned about on ``log`` (once per word when a ``warned`` set is kept)."""
+    found = word_positions(tokenizer, prompt, list(scores))
+    ok = {w: s for w, s in scores.items() if in_window(found[_key(w)], n_tokens)}
+    best = sorted(scores, key=lambda w: -scores[w])[:top_k]
+    for w in best:
+        if w not in ok and log is not None and (warned is None or w not in warned):
+            log.warning("CLAP's word %s; the next word that has some is weighted instead",
+                        why_no_positions(w, found[_key(w)], n_tokens))
+            if warned is not None:
+                warned.add(w)
+    return ok

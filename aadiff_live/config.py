@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from aadiff_live.control.settings import MidiConfig, OscConfig, SceneConfig
 from aadiff_live.errors import UserError
 
 
@@ -79,6 +80,9 @@ class Config(_Strict):
     tokens: TokenConfig = TokenConfig()
     model: ModelConfig = ModelConfig()
     live: LiveConfig = LiveConfig()
+    osc: OscConfig = OscConfig()
+    midi: MidiConfig = MidiConfig()
+    scenes: list[SceneConfig] = Field(default_factory=list, max_length=99)
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(?:[x×]\s*(\d+))?\s*$")

@@ -1,0 +1,80 @@
+"""Apply the changes taken from the inbox (once per displayed frame) to the live app, scenes included.
+
+The app implements :class:`Target`; this module decides the order and the meaning: a scene
+first (its prompt, words, seed, window and gain), then the single parameters, so a knob moved
+in the same frame as a scene switch wins over the scene's value.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from aadiff_live.control.params import ControlInbox
+from aadiff_live.control.settings import SceneConfig
+
+log = logging.getLogger(__name__)
+KEEP: Any = object()  # "leave as it is" for set_render's words
+
+
+class Target(Protocol):
+    def set_gain(self, gain: float) -> None: ...
+
+    def set_envelope(self, **values: float) -> None:
+        """Any of w_min, w_max, window (frames), window_ms, attack_ms, release_ms."""
+
+    def set_render(self, *, prompt: str | None = None, words: Any = KEEP, seed: int | None = None) -> str | None:
+        """New prompt / pinned words (a list, or None: CLAP chooses) / seed; an error message or None."""
+
+    def set_freeze(self, on: bool) -> None: ...
+
+    def set_hud(self, on: bool) -> None: ...
+
+    def set_scene(self, number: int, scene: SceneConfig) -> None: ...
+
+
+def scene_of(scenes: list[SceneConfig], number: int) -> SceneConfig | None:
+    return scenes[number - 1] if 1 <= number <= len(scenes) else None
+
+
+def apply_changes(changes: dict[str, Any], target: Target, scenes: list[SceneConfig],
+                  inbox: ControlInbox) -> None:
+    if not changes:
+        return
+    if "scene" in changes:
+        n = int(changes["scene"])
+        scene = scene_of(scenes, n)
+        if scene is None:
+            inbox.ignored("scene", f"scene {n} does not exist ({len(scenes)} in config.yaml 'scenes:')")
+        else:
+            err = target.set_render(prompt=scene.prompt, words=scene.words, seed=scene.seed)
+            if err is not None:
+                inbox.ignored("scene", f"scene {n} '{scene.name}': {err}")
+            else:
+                if scene.window is not None:
+                    target.set_envelope(window=scene.window)
+                if scene.gain is not None:
+                    target.set_gain(scene.gain)
+                target.set_scene(n, scene)
+                log.info("scene %d: %s", n, scene.name)
+    env = {k: float(changes[k]) for k in ("w_min", "w_max", "window_ms", "attack_ms", "release_ms") if k in changes}
+    if env:
+        target.set_envelope(**env)
+    if "gain" in changes:
+        target.set_gain(float(changes["gain"]))
+    render: dict[str, Any] = {}
+    if "prompt" in changes:
+        render["prompt"] = changes["prompt"]
+    if "words" in changes:
+        text = str(changes["words"])
+        render["words"] = [w.strip() for w in text.split(",") if w.strip()] or None
+    if "seed" in changes:
+        render["seed"] = int(changes["seed"])
+    if render:
+        err = target.set_render(**render)
+        if err is not None:
+            inbox.ignored("control", err)
+    if "freeze" in changes:
+        target.set_freeze(bool(changes["freeze"]))
+    if "hud" in changes:
+        target.set_hud(bool(changes["hud"]))

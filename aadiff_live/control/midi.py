@@ -1,0 +1,103 @@
+"""MIDI in (``--midi NAME``) with mido and python-rtmidi: knobs (CC) set parameters, pads (notes) switch scenes.
+
+The mapping comes from ``midi:`` in config.yaml (:class:`MidiConfig`). rtmidi calls
+:meth:`MidiInput._on_message` on its own thread; it maps the message and stores the value in
+the :class:`ControlInbox` (newest wins), nothing more. mido is imported only when MIDI is used.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aadiff_live.control.params import PARAMS, ControlInbox
+from aadiff_live.control.settings import CcMap, MidiConfig
+from aadiff_live.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+class MidiMapper:
+    """mido message -> [(parameter, args)] by the configured mapping (no I/O: testable with plain messages)."""
+
+    def __init__(self, cfg: MidiConfig) -> None:
+        self.cfg = cfg
+
+    def map(self, msg: Any) -> list[tuple[str, tuple[Any, ...]]]:
+        ch = getattr(msg, "channel", None)
+        if self.cfg.channel is not None and ch is not None and ch + 1 != self.cfg.channel:
+            return []
+        if msg.type == "control_change":
+            m = self.cfg.cc.get(msg.control)
+            return [] if m is None else [(m.param, (cc_value(m, msg.value),))]
+        if msg.type == "note_on" and msg.velocity > 0:
+            scene = self.cfg.notes.get(msg.note)
+            return [] if scene is None else [("scene", (scene,))]
+        return []
+
+
+def cc_value(m: CcMap, value: int) -> float | int:
+    """CC 0..127 onto ``m.min``..``m.max``; integer parameters are rounded (freeze: 64 and up is 1)."""
+    x = m.min + (m.max - m.min) * min(127, max(0, int(value))) / 127.0
+    return int(round(x)) if PARAMS[m.param].kind == "i" else float(x)
+
+
+def _mido():
+    try:
+        import mido
+    except ImportError:
+        raise UserError("MIDI needs mido and python-rtmidi: pip install mido python-rtmidi") from None
+    return mido
+
+
+def input_names() -> list[str]:
+    mido = _mido()
+    try:
+        return list(mido.get_input_names())
+    except Exception as exc:  # noqa: BLE001 - rtmidi raises its own SystemError when there is no MIDI system
+        raise UserError(f"no MIDI system on this machine ({exc}); on Linux the ALSA sequencer "
+                        "(/dev/snd/seq, kernel module snd-seq) must be present") from None
+
+
+def print_ports() -> int:
+    """``aadiff-live midi-ports``."""
+    names = input_names()
+    if not names:
+        print("no MIDI input ports (plug a controller in, or start a virtual port)")
+    for i, n in enumerate(names):
+        print(f"{i:3d}  {n}")
+    return 0
+
+
+def find_port(part: str, names: list[str]) -> str:
+    hits = [n for n in names if part.lower() in n.lower()]
+    if not hits:
+        listed = "; ".join(names) if names else "none"
+        raise UserError(f"--midi {part!r}: no MIDI input port matches (ports: {listed}); "
+                        "pass part of one of these names (`aadiff-live midi-ports`)")
+    return hits[0]
+
+
+class MidiInput:
+    """An open input port feeding the inbox; ``close`` at quit."""
+
+    def __init__(self, part: str, cfg: MidiConfig, inbox: ControlInbox) -> None:
+        mido = _mido()
+        self.name = find_port(part, input_names())
+        self.mapper = MidiMapper(cfg)
+        self.inbox = inbox
+        self.received = 0
+        try:
+            self.port = mido.open_input(self.name, callback=self._on_message)
+        except Exception as exc:  # noqa: BLE001 - rtmidi's errors are not typed
+            raise UserError(f"--midi: cannot open {self.name!r} ({exc})") from None
+        log.info("MIDI: %s (%d knobs, %d pads mapped)", self.name, len(cfg.cc), len(cfg.notes))
+
+    def _on_message(self, msg: Any) -> None:
+        # NB: runs on rtmidi's thread; only maps and stores
+        self.received += 1
+        for name, args in self.mapper.map(msg):
+            self.inbox.offer("midi", name, args)
+
+    def close(self) -> None:
+        self.port.close()

@@ -1,0 +1,144 @@
+"""OSC in (``--osc-port``) and out (``--osc-send HOST:PORT``) with python-osc.
+
+In: a UDP server on its own thread (127.0.0.1 unless ``--osc-host``), one handler per address of
+:data:`~aadiff_live.control.params.PARAMS`; each message is checked and stored in the
+:class:`ControlInbox` (newest wins), nothing more. Wrong types, unknown addresses, out-of-range
+values, oversized strings, datagrams that are not OSC: one (rate-limited) log line, never a crash.
+
+Out: per displayed frame ``/aadiff/envelope``, ``/aadiff/weight``, ``/aadiff/level_db``,
+``/aadiff/latency_ms`` (floats) and ``/aadiff/words`` (a string) when the words change.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from typing import Any
+
+from aadiff_live.control.params import PARAMS, ControlInbox
+from aadiff_live.errors import UserError
+
+log = logging.getLogger(__name__)
+MAX_DATAGRAM = 65535  # the largest UDP payload; python-osc's default (8192) would cut long strings
+
+
+def parse_host_port(text: str, flag: str = "--osc-send") -> tuple[str, int]:
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"{flag} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9000")
+    return host.strip("[]"), int(port)
+
+
+def check_port(port: int, flag: str = "--osc-port") -> int:
+    if not 0 <= int(port) < 65536:
+        raise UserError(f"{flag} {port}: a UDP port is 1..65535 (0: any free port)")
+    return int(port)
+
+
+class OscServer:
+    """Listens for control messages; ``start`` / ``close``; the bound port is ``self.port``."""
+
+    def __init__(self, inbox: ControlInbox, host: str = "127.0.0.1", port: int = 0) -> None:
+        from pythonosc import osc_packet
+        from pythonosc.dispatcher import Dispatcher
+        from pythonosc.osc_server import BlockingOSCUDPServer
+
+        self.inbox = inbox
+        ignored = inbox.ignored
+
+        class _Dispatcher(Dispatcher):
+            def call_handlers_for_packet(self, data: bytes, client_address) -> list:
+                """As python-osc's, but a packet that does not parse is logged (not dropped silently) and
+                a bundle time-tagged in the future is applied now (python-osc would sleep until then)."""
+                try:
+                    packet = osc_packet.OscPacket(data)
+                except osc_packet.ParseError as exc:
+                    ignored("osc", f"a malformed OSC datagram ({str(exc)[:80]})")
+                    return []
+                for timed in packet.messages:
+                    for handler in self.handlers_for_address(timed.message.address):
+                        handler.invoke(client_address, timed.message)
+                return []
+
+        disp = _Dispatcher()
+        for name in PARAMS:
+            disp.map(PARAMS[name].address, self._handler(name))
+        disp.set_default_handler(self._unknown)
+
+        class _Server(BlockingOSCUDPServer):
+            max_packet_size = MAX_DATAGRAM
+
+            def verify_request(self, request, client_address) -> bool:  # type: ignore[override]
+                ok = super().verify_request(request, client_address)
+                if not ok:
+                    ignored("osc", f"a datagram of {len(request[0])} bytes that is not OSC")
+                return ok
+
+            def handle_error(self, request, client_address) -> None:  # python-osc would print a traceback
+                ignored("osc", "a malformed OSC datagram")
+
+        try:
+            self.server = _Server((host, check_port(port)), disp)
+        except OSError as exc:
+            raise UserError(f"--osc-port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                            "pick another port or stop the program that uses it") from None
+        except socket.gaierror as exc:
+            raise UserError(f"--osc-host {host!r}: not an address of this machine ({exc})") from None
+        self.host, self.port = self.server.server_address[:2]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
+                                       name="osc-in", daemon=False)
+
+    def _handler(self, name: str):
+        def handle(address: str, *args: Any) -> None:
+            self.inbox.offer("osc", name, args)
+
+        return handle
+
+    def _unknown(self, address: str, *args: Any) -> None:
+        self.inbox.ignored("osc", f"unknown address {address[:80]!r}")
+
+    def start(self) -> None:
+        self.thread.start()
+        log.info("OSC: listening on %s:%d (/aadiff/...)", self.host, self.port)
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.server.shutdown()
+            self.thread.join(timeout=1.0)
+        self.server.server_close()
+
+
+class OscSender:
+    """Sends the analysis per displayed frame to ``HOST:PORT``."""
+
+    def __init__(self, target: str) -> None:
+        from pythonosc.udp_client import SimpleUDPClient
+
+        self.host, self.port = parse_host_port(target)
+        try:
+            self.client = SimpleUDPClient(self.host, self.port)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--osc-send {target}: cannot send there ({exc})") from None
+        self._words: tuple[str, ...] | None = None
+        self.sent = 0
+        self.failed = 0
+
+    def send_frame(self, *, envelope: float, weight: float, level_db: float, latency_ms: float,
+                   words: tuple[str, ...]) -> None:
+        """One message per value (plain messages: every OSC receiver reads them; bundles are not universal)."""
+        msgs: list[tuple[str, float | str]] = [("/aadiff/envelope", float(envelope)), ("/aadiff/weight", float(weight)),
+                                               ("/aadiff/level_db", float(level_db)),
+                                               ("/aadiff/latency_ms", float(latency_ms))]
+        if words != self._words:
+            msgs.append(("/aadiff/words", ",".join(words)))
+        try:
+            for addr, value in msgs:
+                self.client.send_message(addr, value)
+        except OSError as exc:  # the show goes on; say so once, then count
+            self.failed += 1
+            if self.failed == 1:
+                log.warning("OSC out to %s:%d failed (%s); still trying every frame", self.host, self.port, exc)
+            return
+        self._words = words
+        self.sent += 1

@@ -1,0 +1,147 @@
+"""What a VJ rig may change while the show runs: the parameter table, its checks, and the inbox.
+
+OSC, MIDI and the keys all end in :class:`ControlInbox`: a keyed latest-value mailbox. A source
+thread (the OSC server, the MIDI callback) only checks a value and stores it under its name;
+the display loop takes everything once per frame. A flood of messages therefore costs one dict
+store each and coalesces (newest wins): the display never sees more than one change per name
+per frame. A message that fails a check is dropped with one log line (rate-limited, so a flood
+of bad messages cannot flood the log either).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 1000  # characters of a prompt or a word list (77 CLIP tokens are far fewer)
+SEED_MAX = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # OSC type tag: 'f' float, 'i' int, 's' string
+    lo: float | None = None
+    hi: float | None = None
+    help: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"/aadiff/{self.name}"
+
+
+PARAMS: dict[str, Param] = {p.name: p for p in (
+    Param("gain", "f", 0.0, 100.0, "multiplies the normalised envelope"),
+    Param("w_min", "f", -10.0, 10.0, "token weight in silence"),
+    Param("w_max", "f", -10.0, 10.0, "token weight at full loudness"),
+    Param("window_ms", "f", 0.0, 10000.0, "trailing smoothing window (smoothing 'trailing')"),
+    Param("attack_ms", "f", 0.0, 10000.0, "attack time constant (smoothing 'attack-release')"),
+    Param("release_ms", "f", 0.0, 60000.0, "release time constant (smoothing 'attack-release')"),
+    Param("prompt", "s", help="a new prompt (latents kept)"),
+    Param("words", "s", help="comma-separated words of the prompt to pin; empty: CLAP chooses again"),
+    Param("scene", "i", 1, 99, "switch to scene N (1 = the first in config.yaml)"),
+    Param("seed", "i", 0, SEED_MAX, "seed of the shared initial noise (new base)"),
+    Param("freeze", "i", 0, 1, "1 holds the picture, 0 lets it move"),
+    Param("hud", "i", 0, 1, "1 shows the HUD, 0 hides it"),
+)}
+
+
+class ControlError(ValueError):
+    """A control message that is ignored (the text says why)."""
+
+
+def check_value(name: str, args: tuple[Any, ...]) -> float | int | str:
+    """The single argument of a message to ``name``, checked against the table; else ControlError."""
+    p = PARAMS.get(name)
+    if p is None:
+        raise ControlError(f"unknown parameter '{name}'")
+    if len(args) != 1:
+        raise ControlError(f"{p.address} takes one argument ({p.kind}), got {len(args)}")
+    v = args[0]
+    if p.kind == "f":
+        ok = isinstance(v, float)
+    elif p.kind == "i":
+        ok = isinstance(v, int) and not isinstance(v, bool)
+    else:
+        ok = isinstance(v, str)
+    if not ok:
+        raise ControlError(f"{p.address} takes {_KIND[p.kind]}, got {type(v).__name__}")
+    if isinstance(v, str):
+        if len(v) > MAX_TEXT:
+            raise ControlError(f"{p.address}: {len(v)} characters, more than {MAX_TEXT}")
+        return v
+    if v != v or (p.lo is not None and v < p.lo) or (p.hi is not None and v > p.hi):
+        raise ControlError(f"{p.address}: {v} is outside {_fmt(p.lo)}..{_fmt(p.hi)}")
+    return v
+
+
+_KIND = {"f": "a float (f)", "i": "an int (i)", "s": "a string (s)"}
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:g}"
+
+
+class IgnoredLog:
+    """One log line per ignored message, at most ``per_second`` a second; the rest counted in one line."""
+
+    def __init__(self, per_second: int = 10, clock=time.monotonic) -> None:
+        self.per_second = per_second
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._window = -1.0
+        self._shown = 0
+        self._suppressed = 0
+        self.total = 0
+
+    def __call__(self, source: str, reason: str) -> None:
+        with self._lock:
+            self.total += 1
+            now = self.clock()
+            if now - self._window >= 1.0:
+                if self._suppressed:
+                    log.warning("%d more control messages ignored in the last second", self._suppressed)
+                self._window, self._shown, self._suppressed = now, 0, 0
+            if self._shown < self.per_second:
+                self._shown += 1
+                log.warning("%s: ignored: %s", source, reason)
+            else:
+                self._suppressed += 1
+
+
+class ControlInbox:
+    """Keyed latest-value mailbox: ``put`` from any thread, ``take`` (all pending, newest each) per frame."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, Any] = {}
+        self.received = 0  # NB: counted by the source threads, read by tests and the summary
+        self.coalesced = 0  # values replaced by a newer one before the display took them
+        self.ignored = IgnoredLog()
+
+    def put(self, name: str, value: Any) -> None:
+        with self._lock:
+            self.received += 1
+            if name in self._pending:
+                self.coalesced += 1
+            self._pending[name] = value
+
+    def offer(self, source: str, name: str, args: tuple[Any, ...]) -> bool:
+        """Check and store; a message that fails a check is logged and dropped. True if stored."""
+        try:
+            value = check_value(name, args)
+        except ControlError as exc:
+            self.ignored(source, str(exc))
+            return False
+        self.put(name, value)
+        return True
+
+    def take(self) -> dict[str, Any]:
+        with self._lock:
+            out, self._pending = self._pending, {}
+        return out

@@ -1,0 +1,96 @@
+"""Typed config sections for the VJ rig: ``osc:``, ``midi:`` and ``scenes:`` (part of :class:`Config`)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from aadiff_live.control.params import PARAMS, SEED_MAX
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class OscConfig(_Strict):
+    port: int | None = Field(None, ge=0, le=65535)  # null: no listener (0: any free port)
+    host: str = "127.0.0.1"  # 0.0.0.0 opens it to the network (see the README)
+    send: str | None = None  # HOST:PORT that receives the analysis per frame
+
+
+MIDI_PARAMS = tuple(n for n, p in PARAMS.items() if p.kind in ("f", "i"))
+
+
+class CcMap(_Strict):
+    param: str
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _in_table(self) -> CcMap:
+        p = PARAMS.get(self.param)
+        if p is None or p.kind not in ("f", "i"):
+            raise ValueError(f"'{self.param}' cannot be set by a knob; use one of {', '.join(MIDI_PARAMS)}")
+        for v in (self.min, self.max):
+            if (p.lo is not None and v < p.lo) or (p.hi is not None and v > p.hi):
+                raise ValueError(f"{self.param}: {v:g} is outside {p.lo:g}..{p.hi:g}")
+        return self
+
+
+# A generic 8-knob controller (Akai LPD8 / MPK mini style): knobs send CC 1-8, pads notes 36-43.
+DEFAULT_CC: dict[int, CcMap] = {
+    1: CcMap(param="gain", min=0.0, max=4.0),
+    2: CcMap(param="w_min", min=-1.0, max=1.0),
+    3: CcMap(param="w_max", min=0.0, max=4.0),
+    4: CcMap(param="attack_ms", min=0.0, max=200.0),
+    5: CcMap(param="release_ms", min=20.0, max=2000.0),
+    6: CcMap(param="window_ms", min=0.0, max=2000.0),
+    7: CcMap(param="seed", min=0, max=127),
+    8: CcMap(param="freeze", min=0, max=1),
+}
+DEFAULT_NOTES: dict[int, int] = {36 + i: i + 1 for i in range(8)}
+
+
+class MidiConfig(_Strict):
+    port: str | None = None  # part of an input port's name (`aadiff-live midi-ports`); --midi overrides
+    channel: int | None = Field(None, ge=1, le=16)  # null: every channel
+    cc: dict[int, CcMap] = Field(default_factory=lambda: dict(DEFAULT_CC))
+    notes: dict[int, int] = Field(default_factory=lambda: dict(DEFAULT_NOTES))
+
+    @field_validator("cc")
+    @classmethod
+    def _cc_numbers(cls, v: dict[int, CcMap]) -> dict[int, CcMap]:
+        bad = [k for k in v if not 0 <= k <= 127]
+        if bad:
+            raise ValueError(f"CC numbers are 0..127, got {bad}")
+        return v
+
+    @field_validator("notes")
+    @classmethod
+    def _notes(cls, v: dict[int, int]) -> dict[int, int]:
+        bad = [k for k in v if not 0 <= k <= 127]
+        if bad:
+            raise ValueError(f"note numbers are 0..127, got {bad}")
+        if any(s < 1 for s in v.values()):
+            raise ValueError("a note switches to a scene number (1 = the first scene)")
+        return v
+
+
+class SceneConfig(_Strict):
+    name: str = Field(min_length=1)
+    prompt: str = Field(min_length=1)
+    words: list[str] | None = None  # pin these words of the prompt; null: CLAP chooses
+    seed: int | None = Field(None, ge=0, le=SEED_MAX)
+    window: int | None = Field(None, ge=1)  # smoothing window in frames (smoothing 'trailing')
+    gain: float | None = Field(None, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _words_in_prompt(self) -> SceneConfig:
+        if self.words is not None:
+            from aadiff_live.errors import UserError
+            from aadiff_live.tokens.words import parse_pinned
+
+            try:
+                parse_pinned(self.words, self.prompt)
+            except UserError as exc:
+                raise ValueError(f"scene '{self.name}': {str(exc).removeprefix('--tokens: ')}") from None
+        return self

@@ -13,7 +13,7 @@ from pathlib import Path
 from aadiff_live.errors import UserError
 
 log = logging.getLogger("aadiff_live")
-COMMANDS = ("live", "render", "devices", "build-engine")
+COMMANDS = ("live", "render", "devices", "midi-ports", "build-engine")
 BACKEND_HELP = ("auto|torch|onnxruntime|tensorrt (auto: the fastest available, and says which; tensorrt is "
                 "the path with the least test coverage: built on the verified ONNX graph, never run in CI)")
 
@@ -81,8 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--display", type=int, help="monitor index for the window")
     live.add_argument("--duration", type=float, help="stop after this many seconds")
     live.add_argument("--record", help="record the frames as shown, with the captured audio, to this .mp4")
+    rig = live.add_argument_group("VJ rig (README: In a VJ rig); nothing listens unless asked")
+    rig.add_argument("--osc-port", type=int, help="listen for OSC control on this UDP port (/aadiff/gain f, ...)")
+    rig.add_argument("--osc-host", help="address to listen on (default 127.0.0.1: this machine only; "
+                     "0.0.0.0 lets the whole network steer the show)")
+    rig.add_argument("--osc-send", metavar="HOST:PORT", help="send /aadiff/envelope, weight, level_db, latency_ms "
+                     "per displayed frame and /aadiff/words when they change")
+    rig.add_argument("--midi", metavar="NAME", help="MIDI input: part of a port name (`aadiff-live midi-ports`); "
+                     "mapping in config.yaml 'midi:'")
+    rig.add_argument("--output", action="append", metavar="KIND[:NAME]", help="video out, repeatable: ndi[:NAME], "
+                     "syphon[:NAME] (macOS), spout[:NAME] (Windows), virtualcam; each an extra: "
+                     "pip install 'aadiff-live[ndi]'")
+    rig.add_argument("--output-hud", action="store_true", help="draw the HUD into the frames that go out")
 
     sub.add_parser("devices", help="list audio input devices")
+    sub.add_parser("midi-ports", help="list MIDI input ports (for --midi)")
 
     b = sub.add_parser("build-engine", help="build (or check) the compiled engine in engines/")
     _model_args(b)
@@ -101,6 +114,9 @@ def _overrides(a: argparse.Namespace) -> dict[str, dict]:
                   "size": g("size"), "device": g("device"), "dtype": g("dtype"), "backend": g("backend"),
                   "vae": g("vae"), "strength": g("strength")},
         "live": {"input": g("input"), "fullscreen": g("fullscreen") or None, "display": g("display")},
+        "osc": {"port": g("osc_port"), "host": g("osc_host"), "send": g("osc_send")},
+        "midi": {"port": g("midi")},
+        "video_out": {"targets": g("output"), "hud": g("output_hud") or None},
     }
 
 
@@ -128,6 +144,11 @@ def _dispatch(argv: list[str]) -> int:
         from aadiff_live.live.devices import print_devices
 
         return print_devices()
+    if a.command == "midi-ports":
+        _setup_logging(False)
+        from aadiff_live.control.midi import print_ports
+
+        return print_ports()
     _setup_logging(a.verbose)
     from aadiff_live.config import load_config
 

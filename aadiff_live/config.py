@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from aadiff_live.control.settings import MidiConfig, OscConfig, SceneConfig
+from aadiff_live.control.settings import MidiConfig, OscConfig, SceneConfig, VideoOutConfig
 from aadiff_live.errors import UserError
 
 
@@ -82,6 +82,7 @@ class Config(_Strict):
     live: LiveConfig = LiveConfig()
     osc: OscConfig = OscConfig()
     midi: MidiConfig = MidiConfig()
+    video_out: VideoOutConfig = VideoOutConfig()
     scenes: list[SceneConfig] = Field(default_factory=list, max_length=99)
 
 
@@ -108,6 +109,10 @@ def _describe(err: ValidationError, source: str) -> str:
         return f"{source}: unknown key '{loc}'; remove it or check its spelling against config.yaml"
     msg = e["msg"].removeprefix("Value error, ")
     return f"{source}: '{loc}': {msg}"
+
+
+_FLAGS = {("osc", "port"): "--osc-port", ("osc", "host"): "--osc-host", ("osc", "send"): "--osc-send",
+          ("midi", "port"): "--midi", ("video_out", "targets"): "--output", ("video_out", "hud"): "--output-hud"}
 
 
 def load_config(path: Path | None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
@@ -139,6 +144,6 @@ def load_config(path: Path | None, overrides: dict[str, dict[str, Any]] | None =
             try:
                 setattr(sub, key, value)
             except ValidationError as exc:
-                flag = "--" + key.replace("_", "-")
+                flag = _FLAGS.get((section, key), "--" + key.replace("_", "-"))
                 raise UserError(f"{flag}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     return cfg

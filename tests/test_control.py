@@ -70,10 +70,18 @@ def test_ignored_log_is_one_line_each_but_rate_limited(caplog):
             ig("osc", f"bad {i}")
         now[0] = 1.5
         ig("osc", "later")
+        for i in range(4):
+            ig("osc", f"again {i}")
+        ig.flush()  # within the second: nothing yet
+        now[0] = 2.6
+        ig.flush()
+        ig.flush()
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["osc: ignored: bad 0", "osc: ignored: bad 1", "osc: ignored: bad 2",
-                     "7 more control messages ignored in the last second", "osc: ignored: later"]
-    assert ig.total == 11
+                     "7 more control messages ignored in the last second", "osc: ignored: later",
+                     "osc: ignored: again 0", "osc: ignored: again 1",
+                     "2 more control messages ignored in the last second"]
+    assert ig.total == 15
 
 
 # ---------------------------------------------------------------- OSC over real UDP on 127.0.0.1
@@ -300,10 +308,10 @@ class FakeTarget:
     def set_envelope(self, **values):
         self.calls.append(("envelope", values))
 
-    def set_render(self, *, prompt=None, words=KEEP, seed=None):
+    def set_render(self, *, prompt=None, words=KEEP, seed=None, scene=None):
         if words is not KEEP and words is not None and any(w not in self.known for w in words):
             return f"'{words[0]}' is not a word of the prompt"
-        self.calls.append(("render", prompt, words if words is not KEEP else "keep", seed))
+        self.calls.append(("render", prompt, words if words is not KEEP else "keep", seed, scene))
         return None
 
     def set_freeze(self, on):
@@ -323,7 +331,7 @@ SCENES = [SceneConfig(name="storm", prompt="a city in the rain", words=["rain"],
 def test_a_scene_then_the_knobs_of_the_same_frame():
     t, box = FakeTarget(), ControlInbox()
     apply_changes({"gain": 0.5, "scene": 1, "w_max": 3.0, "freeze": 1}, t, SCENES, box)
-    assert t.calls == [("render", "a city in the rain", ["rain"], 3), ("envelope", {"window": 9}), ("gain", 2.0),
+    assert t.calls == [("render", "a city in the rain", ["rain"], 3, "storm"), ("envelope", {"window": 9}), ("gain", 2.0),
                        ("scene", 1, "storm"), ("envelope", {"w_max": 3.0}), ("gain", 0.5), ("freeze", True)]
 
 
@@ -335,8 +343,8 @@ def test_words_pin_and_unpin_and_bad_scenes_are_ignored(caplog):
     with caplog.at_level(logging.WARNING):
         apply_changes({"scene": 5}, t, SCENES, box)
         apply_changes({"words": "snow"}, t, SCENES, box)
-    assert t.calls == [("render", None, ["fire", "forest"], None), ("render", None, None, None),
-                       ("render", "a forest on fire", None, None), ("scene", 2, "fire")]
+    assert t.calls == [("render", None, ["fire", "forest"], None, None), ("render", None, None, None, None),
+                       ("render", "a forest on fire", None, None, "fire"), ("scene", 2, "fire")]
     assert "scene 5 does not exist (2 in config.yaml 'scenes:')" in caplog.text
     assert "'snow' is not a word of the prompt" in caplog.text
 

@@ -22,7 +22,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "== installing the project (torch==2.13.0 pinned: the CPU build)"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[dev]'
+.venv/bin/python -m pip install -q -e '.[dev,ndi,virtualcam]'
 
 echo "== PulseAudio null sink for the real-capture tests"
 if [ -x tools/start_pulse.sh ] || [ -f tools/start_pulse.sh ]; then

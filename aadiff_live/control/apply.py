@@ -23,8 +23,10 @@ class Target(Protocol):
     def set_envelope(self, **values: float) -> None:
         """Any of w_min, w_max, window (frames), window_ms, attack_ms, release_ms."""
 
-    def set_render(self, *, prompt: str | None = None, words: Any = KEEP, seed: int | None = None) -> str | None:
-        """New prompt / pinned words (a list, or None: CLAP chooses) / seed; an error message or None."""
+    def set_render(self, *, prompt: str | None = None, words: Any = KEEP, seed: int | None = None,
+                   scene: str | None = None) -> str | None:
+        """New prompt / pinned words (a list, or None: CLAP chooses) / seed, from ``scene`` (None: no scene
+        any more, e.g. a prompt typed or sent); an error message or None."""
 
     def set_freeze(self, on: bool) -> None: ...
 
@@ -47,7 +49,7 @@ def apply_changes(changes: dict[str, Any], target: Target, scenes: list[SceneCon
         if scene is None:
             inbox.ignored("scene", f"scene {n} does not exist ({len(scenes)} in config.yaml 'scenes:')")
         else:
-            err = target.set_render(prompt=scene.prompt, words=scene.words, seed=scene.seed)
+            err = target.set_render(prompt=scene.prompt, words=scene.words, seed=scene.seed, scene=scene.name)
             if err is not None:
                 inbox.ignored("scene", f"scene {n} '{scene.name}': {err}")
             else:

@@ -50,13 +50,13 @@ def _mido():
     return mido
 
 
-def input_names() -> list[str]:
+def input_names(flag: str = "") -> list[str]:
     mido = _mido()
     try:
         return list(mido.get_input_names())
     except Exception as exc:  # noqa: BLE001 - rtmidi raises its own SystemError when there is no MIDI system
-        raise UserError(f"no MIDI system on this machine ({exc}); on Linux the ALSA sequencer "
-                        "(/dev/snd/seq, kernel module snd-seq) must be present") from None
+        raise UserError(f"{flag}no MIDI system on this machine ({str(exc).strip().rstrip('.')}); on Linux the "
+                        "ALSA sequencer (/dev/snd/seq, kernel module snd-seq) must be present") from None
 
 
 def print_ports() -> int:
@@ -83,7 +83,7 @@ class MidiInput:
 
     def __init__(self, part: str, cfg: MidiConfig, inbox: ControlInbox) -> None:
         mido = _mido()
-        self.name = find_port(part, input_names())
+        self.name = find_port(part, input_names(f"--midi {part!r}: "))
         self.mapper = MidiMapper(cfg)
         self.inbox = inbox
         self.received = 0

@@ -85,7 +85,8 @@ class OscServer:
                             "pick another port or stop the program that uses it") from None
         except socket.gaierror as exc:
             raise UserError(f"--osc-host {host!r}: not an address of this machine ({exc})") from None
-        self.host, self.port = self.server.server_address[:2]
+        addr = self.server.server_address
+        self.host, self.port = str(addr[0]), int(addr[1])
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
                                        name="osc-in", daemon=False)
 

@@ -99,14 +99,23 @@ class IgnoredLog:
         self._suppressed = 0
         self.total = 0
 
+    def _roll(self, now: float) -> None:
+        if now - self._window >= 1.0:
+            if self._suppressed:
+                log.warning("%d more control messages ignored in the last second", self._suppressed)
+            self._window, self._shown, self._suppressed = now, 0, 0
+
+    def flush(self) -> None:
+        """Say how many were left unsaid once their second is over (called per frame; cheap)."""
+        if self._suppressed:
+            with self._lock:
+                self._roll(self.clock())
+
     def __call__(self, source: str, reason: str) -> None:
         with self._lock:
             self.total += 1
             now = self.clock()
-            if now - self._window >= 1.0:
-                if self._suppressed:
-                    log.warning("%d more control messages ignored in the last second", self._suppressed)
-                self._window, self._shown, self._suppressed = now, 0, 0
+            self._roll(now)
             if self._shown < self.per_second:
                 self._shown += 1
                 log.warning("%s: ignored: %s", source, reason)
@@ -144,4 +153,5 @@ class ControlInbox:
     def take(self) -> dict[str, Any]:
         with self._lock:
             out, self._pending = self._pending, {}
+        self.ignored.flush()
         return out

@@ -17,6 +17,11 @@ class OscConfig(_Strict):
     send: str | None = None  # HOST:PORT that receives the analysis per frame
 
 
+class VideoOutConfig(_Strict):
+    targets: list[str] = Field(default_factory=list)  # ndi[:NAME], syphon[:NAME], spout[:NAME], virtualcam
+    hud: bool = False  # also draw the HUD into the frames that go out (needs the window)
+
+
 MIDI_PARAMS = tuple(n for n, p in PARAMS.items() if p.kind in ("f", "i"))
 
 

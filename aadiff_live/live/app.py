@@ -26,6 +26,7 @@ from aadiff_live.errors import UserError
 from aadiff_live.live.analysis import AnalysisThread
 from aadiff_live.live.capture import Capture, FileCapture, open_capture
 from aadiff_live.live.render_thread import Frame, RenderThread
+from aadiff_live.live.rig import RenderRequest, Rig
 from aadiff_live.live.ring import Mailbox, WeightSample
 from aadiff_live.live.words import ClapThread, WordChoice, initial_words
 from aadiff_live.tokens.words import check_prompt, content_words, parse_pinned, require_positions
@@ -111,6 +112,9 @@ class LiveApp:
         # the input first: a missing device is reported before a model is loaded
         self.capture: Capture = open_capture(live.input, samplerate=live.samplerate, blocksize=live.blocksize,
                                              ring_seconds=ring_s, monitor=self.monitor)
+        # OSC, MIDI and video out next (no listener unless asked): a missing port is reported before a model loads
+        self.rig = Rig(self.cfg, prompt=self.prompt, pinned=self.pinned, has_clap=self.pinned is None,
+                       headless=self.no_display)
         if self.prebuilt is not None:
             self.components, self.renderer = self.prebuilt
         else:
@@ -138,7 +142,7 @@ class LiveApp:
         ring = self.capture.ring
         self.weights: Mailbox[WeightSample] = Mailbox()
         self.choices: Mailbox[WordChoice] = Mailbox()
-        self.prompts: Mailbox[str] = Mailbox()
+        self.requests: Mailbox[RenderRequest] = Mailbox()
         self.frames: Mailbox[Frame] = Mailbox()
         self.analysis = AnalysisThread(ring, self.cfg.envelope, live, self.weights, self.stop)
         self.clap = None
@@ -149,7 +153,7 @@ class LiveApp:
                                    tokenizer=self.components.tokenizer)
         self.render_thread = RenderThread(self.components, self.renderer, prompt=self.prompt, words=words,
                                           pinned=self.pinned is not None, top_k=tcfg.top_k, weights=self.weights,
-                                          choices=self.choices, prompts=self.prompts, frames=self.frames,
+                                          choices=self.choices, requests=self.requests, frames=self.frames,
                                           stop=self.stop)
         self.display = None
         if not self.no_display:
@@ -172,25 +176,19 @@ class LiveApp:
             ts.append(self.recorder)
         return ts
 
-    # ------------------------------------------------------------------ prompt typed in the window
+    # ------------------------------------------------------------------ prompt typed in the window, OSC, MIDI, scenes
     def set_prompt(self, text: str) -> str | None:
         """Validate and hand a new prompt to the renderer and CLAP; an error message, or None."""
-        text = text.strip()
-        try:
-            if self.pinned is not None:
-                parse_pinned(self.pinned, text)
-                require_positions(self.word_tokenizer, text, self.pinned, self.renderer.n_tokens)
-            elif not content_words(text):
-                raise UserError("the prompt has no content words to weight")
-            elif not initial_words(text, 1, self.word_tokenizer):
-                raise UserError("no word of the prompt lies inside the text encoder's 77-token window; shorten it")
-        except UserError as exc:
-            log.warning("new prompt rejected: %s", exc)
-            return str(exc)
-        self.prompts.put(text)
+        err = self.rig.set_render(prompt=text.strip())
+        if err is not None:
+            log.warning("new prompt rejected: %s", err)
+        return err
+
+    def post_render_request(self, req: RenderRequest) -> None:
+        """From the display thread (via the rig): the renderer's new prompt / words / seed; CLAP ranks a new prompt."""
+        self.requests.put(req)
         if self.clap is not None:
-            self.clap.set_prompt(text)
-        return None
+            self.clap.set_prompt(req.prompt)
 
     # ------------------------------------------------------------------ main loop
     def _hud(self, now: float):
@@ -198,7 +196,7 @@ class LiveApp:
 
         s = self.analysis.latest
         lat = self.stats.recent_latency
-        notes = []
+        notes = self.rig.hud_lines()
         if self.components.is_tiny:
             notes.append("random weights (--model tiny): noise, not imagery")
         rt = self.render_thread
@@ -206,7 +204,10 @@ class LiveApp:
                        latency_ms=float(np.median(lat)) * 1000 if lat else None,
                        level_db=s.rms_db if s else -120.0, gate_db=self.cfg.live.gate_db, words=tuple(rt.words),
                        weight=s.weight if s else 0.0, gain=self.analysis.gain, input_status=self.capture.status,
-                       prompt=rt.prompt, frozen=self.display.frozen if self.display else False, notes=notes)
+                       prompt=rt.prompt, frozen=self._frozen(), notes=notes)
+
+    def _frozen(self) -> bool:
+        return self.display.frozen if self.display is not None else self.rig.frozen
 
     def _loop(self) -> str:
         """Until quit; returns why it stopped."""
@@ -235,16 +236,25 @@ class LiveApp:
                     log.info("gain x%.2f", self.analysis.gain)
                 if act.new_prompt is not None:
                     self.display.message = self.set_prompt(act.new_prompt)
+                if act.scene is not None:
+                    self.rig.inbox.put("scene", act.scene)
+            self.rig.poll()  # OSC, MIDI, scene keys: newest of each, once per iteration
             frame = self.frames.get(timeout=wait)
-            if frame is not None and not (self.display is not None and self.display.frozen):
+            if frame is not None and not self._frozen():
+                image = frame.image
                 if self.display is not None:
                     self.display.set_picture(frame.image)
-                    self.display.draw(self._hud(time.monotonic()))
+                    hud = self._hud(time.monotonic())
+                    self.display.draw(hud)
+                    if self.cfg.video_out.hud and self.rig.video_out is not None:
+                        image = self.display.picture_with_hud(frame.image, hud)
                 shown = time.monotonic()
-                self.stats.add(shown, shown - frame.sample.capture_time, frame.render_s > 0)
+                latency = shown - frame.sample.capture_time
+                self.stats.add(shown, latency, frame.render_s > 0)
+                self.rig.shown(frame, latency, image)
                 last_hud = shown
                 if self.recorder is not None:
-                    self.recorder.add(frame, shown)
+                    self.recorder.add(frame, shown, self.rig.row(frame))
             elif self.display is not None and time.monotonic() - last_hud > 0.1:
                 self.display.draw(self._hud(time.monotonic()))  # keep the level meter and status moving
                 last_hud = time.monotonic()
@@ -263,6 +273,7 @@ class LiveApp:
     def _shutdown(self) -> list[str]:
         self.stop.set()
         self.capture.stop()
+        self.rig.close()
         stuck = []
         deadline = time.monotonic() + JOIN_S
         for t in self.threads():
@@ -291,10 +302,16 @@ class LiveApp:
             "backend": r.backend.description, "clap_model": getattr(self, "clap_model", None),
             "pinned": self.pinned, "top_k": self.cfg.tokens.top_k, "clap_every_s": live.clap_every_s,
             "clap_window_s": live.clap_window_s, "clap_hysteresis": live.clap_hysteresis,
+            **self.rig.settings(),
         }
 
     def run(self) -> int:
-        self._build()
+        try:
+            self._build()
+        except BaseException:
+            if getattr(self, "rig", None) is not None:
+                self.rig.close()
+            raise
         if isinstance(self.capture, FileCapture) and self.duration is None:
             log.info("stops when the file ends (%.1f s)", self.capture.duration)
         reason = "not started"
@@ -306,6 +323,7 @@ class LiveApp:
         try:
             for t in self.threads():
                 t.start()
+            self.rig.start(self)
             self.capture.start()
             started = time.monotonic()
             log.info("live: %s%s", "headless" if self.display is None else "window open (H: HUD, Q: quit)",

@@ -1,7 +1,7 @@
 """The window (pygame, main thread): the picture scaled to the window, a HUD, and the keys.
 
 Keys: F fullscreen, H HUD, + / - gain, [ / ] window size, Space freeze, P type a new prompt
-(Enter applies it without a restart, Esc cancels), Esc / Q quit. pygame is imported here only,
+(Enter applies it without a restart, Esc cancels), 1-9 scenes, Esc / Q quit. pygame is imported here only,
 when a window is asked for.
 """
 
@@ -44,6 +44,7 @@ class Actions:
     quit: bool = False
     gain_factor: float = 1.0
     new_prompt: str | None = None
+    scene: int | None = None  # keys 1-9
 
 
 class Display:
@@ -148,6 +149,8 @@ class Display:
         elif k == pg.K_p:
             self.typing = ""
             pg.key.start_text_input()
+        elif pg.K_1 <= k <= pg.K_9:
+            act.scene = k - pg.K_0
 
     # ------------------------------------------------------------------ drawing
     def set_picture(self, image: np.ndarray) -> None:
@@ -220,6 +223,17 @@ class Display:
             sw, _ = self.screen.get_size()
             surf = self.big.render("NO INPUT", True, (255, 80, 80))
             self.screen.blit(surf, (sw - surf.get_width() - 12, 12))
+
+    def picture_with_hud(self, image: np.ndarray, hud: HudInfo) -> np.ndarray:
+        """``image`` with the HUD drawn over it at its own size (for --output-hud): a copy, the window untouched."""
+        pg = self.pg
+        surf = pg.surfarray.make_surface(np.ascontiguousarray(image.swapaxes(0, 1)))
+        screen, self.screen = self.screen, surf
+        try:
+            self._draw_hud(hud)
+        finally:
+            self.screen = screen
+        return np.ascontiguousarray(pg.surfarray.array3d(surf).swapaxes(0, 1))
 
     def save(self, path: str) -> None:
         self.pg.image.save(self.screen, path)

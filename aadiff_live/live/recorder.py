@@ -34,16 +34,16 @@ class Recorder(threading.Thread):
         self.writer = VideoWriter(self.path, fps, width, height,
                                   audio=np.zeros((0, ring.channels), np.float32), samplerate=ring.samplerate, vfr=True)
         self._reader = RingReader(ring, start=0)
-        self._q: queue.Queue[tuple[Frame, float]] = queue.Queue(maxsize=MAX_PENDING)
+        self._q: queue.Queue[tuple[Frame, float, dict | None]] = queue.Queue(maxsize=MAX_PENDING)
         self.dropped = 0
         self.rows: list[dict] = []  # per written frame, for the sidecar
         self.error: BaseException | None = None
         self._t0: float | None = None
 
-    def add(self, frame: Frame, shown_time: float) -> None:
-        """From the display thread: never blocks."""
+    def add(self, frame: Frame, shown_time: float, extra: dict | None = None) -> None:
+        """From the display thread: never blocks. ``extra``: more per-frame fields (gain, scene, ...)."""
         try:
-            self._q.put_nowait((frame, shown_time))
+            self._q.put_nowait((frame, shown_time, extra))
         except queue.Full:
             self.dropped += 1
             if self.dropped == 1:
@@ -62,7 +62,7 @@ class Recorder(threading.Thread):
             self._t0 = self.ring.capture_time(0)
         return self._t0
 
-    def _write(self, frame: Frame, shown: float) -> None:
+    def _write(self, frame: Frame, shown: float, extra: dict | None) -> None:
         self._pull_audio()
         t0 = self._t_zero()
         if t0 is None:
@@ -72,7 +72,8 @@ class Recorder(threading.Thread):
         s = frame.sample
         self.rows.append({"display_time": t, "capture_time": s.capture_time - t0, "latency_s": shown - s.capture_time,
                           "weight": s.weight, "normalised": s.normalised, "rms_db": s.rms_db,
-                          "render_s": frame.render_s, "words": list(frame.words), "prompt": frame.prompt})
+                          "render_s": frame.render_s, "words": list(frame.words), "prompt": frame.prompt,
+                          **(extra or {})})
 
     def run(self) -> None:
         try:
@@ -104,9 +105,7 @@ class Recorder(threading.Thread):
             "audio": {"samplerate": self.ring.samplerate, "channels": self.ring.channels,
                       "duration_s": self.ring.written / self.ring.samplerate},
             "n_frames": len(rows), "complete": True,
-            "frames": {key: [r[key] for r in rows] for key in
-                       ("display_time", "capture_time", "latency_s", "weight", "normalised", "rms_db", "render_s",
-                        "words", "prompt")},
+            "frames": {key: [r.get(key) for r in rows] for key in dict.fromkeys(k for r in rows for k in r)},
         }
         side = write_json_atomic(sidecar_path(path), data)
         log.info("recorded %s (%d frames) and %s", path, len(rows), side)

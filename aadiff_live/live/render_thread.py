@@ -1,4 +1,4 @@
-"""Renderer thread: newest weight (+ newest words, + a new prompt if one was typed) -> frame.
+"""Renderer thread: newest weight (+ newest words, + a new prompt, words or seed if asked) -> frame.
 
 Only this thread touches the renderer and the diffusion tokenizer after start-up. Each frame
 carries the capture time of the audio it reflects. A quit interrupts a render between UNet/VAE
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aadiff_live.live.rig import RenderRequest
 from aadiff_live.live.ring import Mailbox, WeightSample
 from aadiff_live.live.words import WordChoice, initial_words
 from aadiff_live.tokens.words import token_positions
@@ -35,6 +36,7 @@ class Frame:
     prompt: str
     render_s: float  # 0 when the picture was reused (same weight, words and prompt)
     ready_time: float  # monotonic s when the frame was ready
+    scene: str | None = None  # the scene whose prompt / words / seed it was rendered with
 
 
 @contextmanager
@@ -69,7 +71,7 @@ def _blocks(components) -> list:
 
 class RenderThread(threading.Thread):
     def __init__(self, components, renderer, *, prompt: str, words: list[str], pinned: bool, top_k: int,
-                 weights: Mailbox[WeightSample], choices: Mailbox[WordChoice], prompts: Mailbox[str],
+                 weights: Mailbox[WeightSample], choices: Mailbox[WordChoice], requests: Mailbox[RenderRequest],
                  frames: Mailbox[Frame], stop: threading.Event) -> None:
         super().__init__(name="renderer", daemon=False)
         self.components = components
@@ -78,7 +80,9 @@ class RenderThread(threading.Thread):
         self.words = list(words)
         self.pinned = pinned
         self.top_k = top_k
-        self.weights, self.choices, self.prompts, self.frames = weights, choices, prompts, frames
+        self.weights, self.choices, self.requests, self.frames = weights, choices, requests, frames
+        self.last_choice: WordChoice | None = None  # CLAP's newest, kept while words are pinned
+        self.scene: str | None = None
         self.stop_event = stop
         self.error: BaseException | None = None  # NB: read by the main thread after `failed` is set
         self.failed = threading.Event()
@@ -90,20 +94,44 @@ class RenderThread(threading.Thread):
     def _positions(self) -> list[int]:
         return token_positions(self.components.tokenizer, self.prompt, self.words)
 
-    def _take_updates(self) -> bool:
-        """Apply a newly typed prompt and CLAP's newest words; True if anything changed."""
+    def _apply_request(self, req: RenderRequest) -> bool:
+        """A new prompt (latents kept), pinned words (or back to CLAP) or seed (a new base); True if changed."""
         changed = False
-        prompt = self.prompts.get(timeout=0)
-        if prompt is not None and prompt != self.prompt:
+        new_seed = req.seed != self.renderer.seed
+        if req.prompt != self.prompt or new_seed:
             t0 = time.perf_counter()
-            self.renderer.prepare(prompt)
-            self.prompt = prompt
-            if not self.pinned:
-                self.words = initial_words(prompt, self.top_k, self.components.tokenizer)
-            log.info("prompt: \"%s\" (prepared in %.2f s)", prompt, time.perf_counter() - t0)
+            if new_seed:
+                self.renderer.seed = req.seed
+                self.renderer.base = None  # the base noise is drawn again from the new seed
+            self.renderer.prepare(req.prompt)
+            self.prompt = req.prompt
+            log.info("prompt: \"%s\", seed %d (prepared in %.2f s)", req.prompt, req.seed, time.perf_counter() - t0)
             changed = True
+        if req.words is not None:
+            words = list(req.words)
+        elif self.last_choice is not None and self.last_choice.prompt == self.prompt:
+            words = list(self.last_choice.words)
+        elif self.pinned or changed:
+            words = initial_words(self.prompt, self.top_k, self.components.tokenizer)
+        else:
+            words = self.words
+        self.pinned = req.words is not None
+        self.scene = req.scene
+        if words != self.words:
+            self.words = words
+            changed = True
+        return changed
+
+    def _take_updates(self) -> bool:
+        """Apply a new request (prompt, words, seed) and CLAP's newest words; True if anything changed."""
+        changed = False
         choice = self.choices.get(timeout=0)
-        if choice is not None and choice.prompt == self.prompt and list(choice.words) != self.words:
+        if choice is not None:
+            self.last_choice = choice
+        req = self.requests.get(timeout=0)
+        if req is not None:
+            changed = self._apply_request(req)
+        if choice is not None and not self.pinned and choice.prompt == self.prompt and list(choice.words) != self.words:
             self.words = list(choice.words)
             changed = True
         if changed:
@@ -130,7 +158,8 @@ class RenderThread(threading.Thread):
                         self.busy_s += render_s
                         self.n_rendered += 1
                         last_key = key
-                    self.frames.put(Frame(image, sample, tuple(self.words), self.prompt, render_s, time.monotonic()))
+                    self.frames.put(Frame(image, sample, tuple(self.words), self.prompt, render_s, time.monotonic(),
+                                           self.scene))
         except RenderCancelled:
             log.debug("render cancelled at quit")
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which shows it and quits

@@ -132,6 +132,22 @@ def test_osc_in_takes_good_messages_and_survives_bad_ones(osc_server, caplog):
     assert box.ignored.total == 6
 
 
+def test_osc_bundle_time_tagged_in_the_future_is_applied_now(osc_server):
+    from pythonosc.osc_bundle_builder import OscBundleBuilder
+    from pythonosc.osc_message_builder import OscMessageBuilder
+    from pythonosc.udp_client import SimpleUDPClient
+
+    server, box = osc_server
+    b = OscBundleBuilder(time.time() + 3600)  # an hour ahead: python-osc's own dispatcher would sleep
+    for addr, v in (("/aadiff/gain", 0.5), ("/aadiff/seed", 7)):
+        m = OscMessageBuilder(addr)
+        m.add_arg(v)
+        b.add_content(m.build())
+    SimpleUDPClient("127.0.0.1", server.port).send(b.build())
+    assert _wait_for(lambda: box.received >= 2, 2.0)
+    assert box.take() == {"gain": 0.5, "seed": 7}
+
+
 def test_osc_flood_is_coalesced_and_the_server_stays_responsive(osc_server):
     from pythonosc.udp_client import SimpleUDPClient
 
@@ -231,20 +247,21 @@ def test_midi_values_pass_the_same_checks_as_osc():
     assert box.take() == {"release_ms": 2000.0} and box.ignored.total == 0
 
 
-def test_midi_mapping_in_config_is_checked(tmp_path):
+@pytest.mark.parametrize("yaml_text,why", [
+    ("midi:\n  cc:\n    3: {param: prompt, min: 0, max: 1}\n", "'prompt' cannot be set by a knob"),
+    ("midi:\n  cc:\n    3: {param: gain, min: 0, max: 500}\n", "gain: 500 is outside 0..100"),
+    ("midi:\n  cc:\n    300: {param: gain, min: 0, max: 1}\n", "CC numbers are 0..127"),
+    ("midi:\n  notes:\n    36: 0\n", "scene number"),
+])
+def test_midi_mapping_in_config_is_checked(tmp_path, yaml_text, why):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("midi:\n  cc:\n    3: {param: prompt, min: 0, max: 1}\n")
-    with pytest.raises(UserError, match="'prompt' cannot be set by a knob"):
+    cfg.write_text(yaml_text)
+    with pytest.raises(UserError, match=why):
         load_config(cfg)
-    cfg.write_text("midi:\n  cc:\n    3: {param: gain, min: 0, max: 500}\n")
-    with pytest.raises(UserError, match="gain: 500 is outside 0..100"):
-        load_config(cfg)
-    cfg.write_text("midi:\n  cc:\n    300: {param: gain, min: 0, max: 1}\n")
-    with pytest.raises(UserError, match="CC numbers are 0..127"):
-        load_config(cfg)
-    cfg.write_text("midi:\n  notes:\n    36: 0\n")
-    with pytest.raises(UserError, match="scene number"):
-        load_config(cfg)
+
+
+def test_midi_mapping_in_config_replaces_the_defaults(tmp_path):
+    cfg = tmp_path / "c.yaml"
     cfg.write_text("midi:\n  cc:\n    21: {param: w_max, min: 1, max: 3}\n  notes: {60: 2}\n")
     c = load_config(cfg)
     assert set(c.midi.cc) == {21} and c.midi.notes == {60: 2}

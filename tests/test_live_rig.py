@@ -209,3 +209,27 @@ def test_midi_ports_command(capsys):
     else:  # this machine has no ALSA sequencer: said in one line, exit 2
         assert code == 2 and err.strip().startswith("aadiff-live: error: no MIDI system on this machine")
         assert "/dev/snd/seq" in err and len(err.strip().splitlines()) == 1
+
+
+def test_scene_keys_hud_line_and_output_with_hud():
+    pygame = pytest.importorskip("pygame")
+    from aadiff_live.control.settings import SceneConfig
+    from aadiff_live.live.display import Display, HudInfo
+    from aadiff_live.live.rig import Rig
+
+    d = Display(64, 64, window_size=128, fullscreen=False, display=0, hud=True)
+    try:
+        for key, n in ((pygame.K_1, 1), (pygame.K_9, 9), (pygame.K_0, None)):
+            pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key, mod=0, unicode="", scancode=0))
+            assert d.poll().scene == n
+        pic = np.full((64, 64, 3), 40, np.uint8)
+        rig = Rig(load_config(None), prompt="a fire", pinned=None, has_clap=True, headless=False)
+        rig.set_scene(2, SceneConfig(name="blizzard", prompt="a fire in a blizzard"))
+        hud = HudInfo(words=("fire",), prompt="a fire in a blizzard", notes=rig.hud_lines())
+        assert hud.notes == ["scene 2: blizzard"]
+        out = d.picture_with_hud(pic, hud)
+        assert out.shape == pic.shape and out.dtype == np.uint8
+        assert (out != 40).any() and np.array_equal(pic, np.full((64, 64, 3), 40, np.uint8))  # a copy, HUD drawn on it
+        rig.close()
+    finally:
+        d.close()

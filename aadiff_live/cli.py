@@ -176,7 +176,7 @@ def _dispatch(argv: list[str]) -> int:
         from aadiff_live.live.app import run_live
 
         return run_live(cfg, prompt=a.prompt or "", no_display=a.no_display, duration=a.duration,
-                        record=a.record, monitor=a.monitor)
+                        record=a.record, monitor=a.monitor, config_path=cfg_path)
     if a.command == "build-engine":
         from aadiff_live.backends.engines import build_engine_command
 

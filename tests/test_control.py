@@ -369,3 +369,46 @@ def test_words_pin_and_unpin_and_bad_scenes_are_ignored(caplog):
 def test_defaults_listen_to_nothing():
     c = Config()
     assert c.osc.port is None and c.osc.send is None and c.osc.host == "127.0.0.1" and c.midi.port is None
+
+
+def test_midi_learn_maps_the_next_knob_and_writes_it_back(tmp_path, caplog):
+    mido = pytest.importorskip("mido")
+    from aadiff_live.control.midi import MidiInput, MidiLearn, MidiMapper
+    from aadiff_live.live.rig import Rig
+
+    cfg_path = tmp_path / "config.yaml"
+    original = "# my show\nmidi:\n  channel: null   # every channel\nscenes: []\n"
+    cfg_path.write_text(original)
+    cfg = load_config(cfg_path)
+    rig = Rig(cfg, prompt="a fire", pinned=None, has_clap=True, headless=True, config_path=cfg_path)
+    # the port's callback object as MidiInput builds it, without a MIDI system (this machine has none)
+    inp = MidiInput.__new__(MidiInput)
+    inp.mapper, inp.learn, inp.inbox, inp.received = MidiMapper(cfg.midi), MidiLearn(cfg.midi), rig.inbox, 0
+    inp.port = mido.ports.BaseInput()  # stands in for the rtmidi port (close only)
+    rig.midi = inp
+    assert [inp.learn.next() for _ in range(3)] == ["gain", "w_min", "w_max"]  # L, L, L
+    assert rig.hud_lines() == ["MIDI learn: move a knob for 'w_max' (L: next parameter)"]
+    with caplog.at_level(logging.INFO):
+        inp._on_message(mido.Message("control_change", control=21, value=30))  # learned, not applied
+        inp._on_message(mido.Message("control_change", control=21, value=127))  # applied by the new mapping
+        rig.poll()
+    assert rig.hud_lines() == [] and inp.learn.param is None
+    assert cfg.midi.cc[21] == CcMap(param="w_max", min=0.0, max=4.0) and 3 not in cfg.midi.cc  # moved from CC 3
+    assert "MIDI learn: CC 21 -> w_max (0..4), written to" in caplog.text
+    assert (tmp_path / "config.yaml.bak").read_text() == original  # the user's file, comments and all
+    again = load_config(cfg_path)
+    assert again.midi.cc[21].param == "w_max" and set(again.midi.cc) == set(cfg.midi.cc)
+    inp._on_message(mido.Message("control_change", control=21, value=127))
+    assert rig.inbox.take() == {"w_max": 4.0}
+    rig.close()
+
+
+def test_midi_learn_cycles_back_to_off():
+    from aadiff_live.control.midi import MidiLearn
+    from aadiff_live.control.settings import MIDI_PARAMS
+
+    learn = MidiLearn(MidiConfig())
+    seen = [learn.next() for _ in range(len(MIDI_PARAMS) + 1)]
+    assert seen == [*MIDI_PARAMS, None]
+    assert learn.range_for("hud") == CcMap(param="hud", min=0, max=1)
+    assert learn.range_for("release_ms") == CcMap(param="release_ms", min=20.0, max=2000.0)

@@ -222,6 +222,8 @@ def test_scene_keys_hud_line_and_output_with_hud():
         for key, n in ((pygame.K_1, 1), (pygame.K_9, 9), (pygame.K_0, None)):
             pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key, mod=0, unicode="", scancode=0))
             assert d.poll().scene == n
+        pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_l, mod=0, unicode="", scancode=0))
+        assert d.poll().learn
         pic = np.full((64, 64, 3), 40, np.uint8)
         rig = Rig(load_config(None), prompt="a fire", pinned=None, has_clap=True, headless=False)
         rig.set_scene(2, SceneConfig(name="blizzard", prompt="a fire in a blizzard"))

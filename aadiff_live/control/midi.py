@@ -8,11 +8,13 @@ the :class:`ControlInbox` (newest wins), nothing more. mido is imported only whe
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from aadiff_live.control.params import PARAMS, ControlInbox
-from aadiff_live.control.settings import CcMap, MidiConfig
+from aadiff_live.control.settings import DEFAULT_CC, MIDI_PARAMS, CcMap, MidiConfig
 from aadiff_live.errors import UserError
+from aadiff_live.live.ring import Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,61 @@ def find_port(part: str, names: list[str]) -> str:
     return hits[0]
 
 
+class MidiLearn:
+    """The learn key (L): arm a parameter, the next knob moved is mapped to it; L again: the next parameter."""
+
+    def __init__(self, cfg: MidiConfig) -> None:
+        self.cfg = cfg
+        self.param: str | None = None  # NB: set by the display thread, read by rtmidi's thread
+        self.learned: Mailbox[tuple[int, CcMap]] = Mailbox()  # rtmidi's thread -> the display loop
+
+    def next(self) -> str | None:
+        """None -> the first parameter -> ... -> the last -> None (learn off)."""
+        order = list(MIDI_PARAMS)
+        i = order.index(self.param) + 1 if self.param in order else 0
+        self.param = order[i] if i < len(order) else None
+        return self.param
+
+    def range_for(self, param: str) -> CcMap:
+        """The range a learned knob covers: the one already mapped for this parameter, else the default's."""
+        for m in (*self.cfg.cc.values(), *DEFAULT_CC.values()):
+            if m.param == param:
+                return CcMap(param=param, min=m.min, max=m.max)
+        p = PARAMS[param]
+        lo = float(p.lo if p.lo is not None else 0.0)
+        return CcMap(param=param, min=lo, max=float(min(p.hi if p.hi is not None else 1.0, lo + 8.0)))
+
+    def offer(self, msg: Any) -> bool:
+        """From rtmidi's thread: True if ``msg`` was taken for learning (not to be applied as a value)."""
+        param = self.param
+        if param is None or msg.type != "control_change":
+            return False
+        self.param = None
+        self.learned.put((int(msg.control), self.range_for(param)))
+        return True
+
+
+def write_mapping(path: Path, cc: dict[int, CcMap]) -> Path | None:
+    """Write ``midi.cc`` into the YAML config at ``path`` (created if missing). The file as it was, with its
+    comments, is kept as ``PATH.bak``. The backup (or None when the file is new)."""
+    import yaml
+
+    data: dict[str, Any] = {}
+    backup = None
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) or {}
+        backup = path.with_name(path.name + ".bak")
+        backup.write_text(text, encoding="utf-8")
+    midi = data.setdefault("midi", {}) or {}
+    data["midi"] = midi
+    midi["cc"] = {k: v.model_dump() for k, v in sorted(cc.items())}
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    tmp.replace(path)
+    return backup
+
+
 class MidiInput:
     """An open input port feeding the inbox; ``close`` at quit."""
 
@@ -85,6 +142,7 @@ class MidiInput:
         mido = _mido()
         self.name = find_port(part, input_names(f"--midi {part!r}: "))
         self.mapper = MidiMapper(cfg)
+        self.learn = MidiLearn(cfg)
         self.inbox = inbox
         self.received = 0
         try:
@@ -96,6 +154,8 @@ class MidiInput:
     def _on_message(self, msg: Any) -> None:
         # NB: runs on rtmidi's thread; only maps and stores
         self.received += 1
+        if self.learn.offer(msg):
+            return
         for name, args in self.mapper.map(msg):
             self.inbox.offer("midi", name, args)
 

@@ -84,8 +84,10 @@ class LiveApp:
     """Wires the threads together; :func:`run_live` is the command."""
 
     def __init__(self, cfg: Config, *, prompt: str, no_display: bool, duration: float | None,
-                 record: str | None, monitor: bool, prebuilt=None, stats_out: dict | None = None) -> None:
+                 record: str | None, monitor: bool, prebuilt=None, stats_out: dict | None = None,
+                 config_path: Path | None = None) -> None:
         self.cfg = cfg
+        self.config_path = config_path  # the config file in use (MIDI learn writes there; None: ./config.yaml)
         self.prompt = check_prompt(prompt)
         self.no_display = no_display
         self.duration = duration
@@ -114,7 +116,7 @@ class LiveApp:
                                              ring_seconds=ring_s, monitor=self.monitor)
         # OSC, MIDI and video out next (no listener unless asked): a missing port is reported before a model loads
         self.rig = Rig(self.cfg, prompt=self.prompt, pinned=self.pinned, has_clap=self.pinned is None,
-                       headless=self.no_display)
+                       headless=self.no_display, config_path=self.config_path)
         if self.prebuilt is not None:
             self.components, self.renderer = self.prebuilt
         else:
@@ -238,6 +240,8 @@ class LiveApp:
                     self.display.message = self.set_prompt(act.new_prompt)
                 if act.scene is not None:
                     self.rig.inbox.put("scene", act.scene)
+                if act.learn:
+                    self.rig.learn_key()
             self.rig.poll()  # OSC, MIDI, scene keys: newest of each, once per iteration
             frame = self.frames.get(timeout=wait)
             if frame is not None and not self._frozen():
@@ -366,9 +370,10 @@ class LiveApp:
 
 
 def run_live(cfg: Config, *, prompt: str, no_display: bool = False, duration: float | None = None,
-             record: str | None = None, monitor: bool = False, prebuilt=None, stats_out: dict | None = None) -> int:
+             record: str | None = None, monitor: bool = False, prebuilt=None, stats_out: dict | None = None,
+             config_path: Path | None = None) -> int:
     """The ``live`` command. ``prebuilt=(components, renderer)`` skips loading (benchmarks);
     ``stats_out`` receives the summary (fps, latency percentiles)."""
     app = LiveApp(cfg, prompt=prompt, no_display=no_display, duration=duration, record=record, monitor=monitor,
-                  prebuilt=prebuilt, stats_out=stats_out)
+                  prebuilt=prebuilt, stats_out=stats_out, config_path=config_path)
     return app.run()

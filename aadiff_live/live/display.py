@@ -1,7 +1,7 @@
 """The window (pygame, main thread): the picture scaled to the window, a HUD, and the keys.
 
 Keys: F fullscreen, H HUD, + / - gain, [ / ] window size, Space freeze, P type a new prompt
-(Enter applies it without a restart, Esc cancels), 1-9 scenes, Esc / Q quit. pygame is imported here only,
+(Enter applies it without a restart, Esc cancels), 1-9 scenes, L MIDI learn, Esc / Q quit. pygame is imported here only,
 when a window is asked for.
 """
 
@@ -45,6 +45,7 @@ class Actions:
     gain_factor: float = 1.0
     new_prompt: str | None = None
     scene: int | None = None  # keys 1-9
+    learn: bool = False  # L: MIDI learn, next parameter
 
 
 class Display:
@@ -151,6 +152,8 @@ class Display:
             pg.key.start_text_input()
         elif pg.K_1 <= k <= pg.K_9:
             act.scene = k - pg.K_0
+        elif k == pg.K_l:
+            act.learn = True
 
     # ------------------------------------------------------------------ drawing
     def set_picture(self, image: np.ndarray) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from aadiff_live.analysis.envelope import make_causal_smoother
 from aadiff_live.config import Config, parse_size
 from aadiff_live.control.apply import KEEP, apply_changes
 from aadiff_live.control.params import ControlInbox
-from aadiff_live.control.settings import SceneConfig
+from aadiff_live.control.settings import CcMap, SceneConfig
 from aadiff_live.errors import UserError
 from aadiff_live.live.words import initial_words
 from aadiff_live.tokens.words import content_words, parse_pinned, require_positions
@@ -47,8 +48,9 @@ class RenderRequest:
 
 class Rig:
     def __init__(self, cfg: Config, *, prompt: str, pinned: list[str] | None, has_clap: bool,
-                 headless: bool) -> None:
+                 headless: bool, config_path: Path | None = None) -> None:
         self.cfg = cfg
+        self.config_path = config_path or Path("config.yaml")  # where MIDI learn writes the mapping
         self.inbox = ControlInbox()
         self.scenes: list[SceneConfig] = list(cfg.scenes)
         self.request = RenderRequest(prompt, tuple(pinned) if pinned is not None else None, cfg.model.seed)
@@ -127,6 +129,34 @@ class Rig:
     # ------------------------------------------------------------------ per display iteration
     def poll(self) -> None:
         apply_changes(self.inbox.take(), self, self.scenes, self.inbox)
+        if self.midi is not None:
+            learned = self.midi.learn.learned.get(timeout=0)
+            if learned is not None:
+                self._learned(*learned)
+
+    # ------------------------------------------------------------------ MIDI learn (L)
+    def learn_key(self) -> None:
+        if self.midi is None:
+            log.warning("MIDI learn (L) needs a MIDI input: start with --midi NAME")
+            return
+        param = self.midi.learn.next()
+        log.info("MIDI learn: %s", f"move a knob for '{param}'" if param else "off")
+
+    def _learned(self, cc: int, mapping: CcMap) -> None:
+        from aadiff_live.control.midi import write_mapping
+
+        table = self.cfg.midi.cc
+        for old in [k for k, m in table.items() if m.param == mapping.param and k != cc]:
+            del table[old]  # one knob per parameter: learning moves it
+        table[cc] = mapping  # NB: read by rtmidi's thread (one dict store)
+        try:
+            backup = write_mapping(self.config_path, table)
+        except OSError as exc:
+            log.error("MIDI learn: CC %d -> %s works now, but writing %s failed (%s)", cc, mapping.param,
+                      self.config_path, exc)
+            return
+        log.info("MIDI learn: CC %d -> %s (%g..%g), written to %s%s", cc, mapping.param, mapping.min, mapping.max,
+                 self.config_path, f" (the file as it was, with its comments: {backup})" if backup else "")
 
     def shown(self, frame: Frame, latency_s: float, image: np.ndarray) -> None:
         if self.osc_out is not None:
@@ -150,6 +180,8 @@ class Rig:
 
     def hud_lines(self) -> list[str]:
         out = []
+        if self.midi is not None and self.midi.learn.param is not None:
+            out.append(f"MIDI learn: move a knob for '{self.midi.learn.param}' (L: next parameter)")
         if self.scene is not None:
             out.append(f"scene {self.scene[0]}: {self.scene[1]}")
         if self.video_out is not None:

@@ -235,3 +235,31 @@ def test_scene_keys_hud_line_and_output_with_hud():
         rig.close()
     finally:
         d.close()
+
+
+@pytest.mark.parametrize("mode", ["trailing", "attack-release"])
+def test_envelope_changes_reach_the_analysis_thread(mode):
+    import types
+
+    from aadiff_live.analysis.envelope import AttackRelease, TrailingMean
+    from aadiff_live.live.analysis import AnalysisThread
+    from aadiff_live.live.rig import Rig
+    from aadiff_live.live.ring import Mailbox, RingBuffer
+
+    cfg = load_config(None, {"envelope": {"mode": mode, "fps": 30.0}})
+    analysis = AnalysisThread(RingBuffer(48000, 1, 48000), cfg.envelope, cfg.live, Mailbox(), threading.Event())
+    rig = Rig(cfg, prompt="a fire", pinned=None, has_clap=True, headless=True)
+    rig.app = types.SimpleNamespace(analysis=analysis)
+    before = analysis.smoother
+    rig.set_envelope(w_min=-0.5, w_max=3.0)
+    assert (analysis.w_min, analysis.w_max) == (-0.5, 3.0) and analysis.smoother is before  # no new smoother
+    rig.set_envelope(window_ms=500.0, attack_ms=100.0, release_ms=1000.0)
+    s = analysis.smoother
+    if mode == "trailing":
+        assert isinstance(s, TrailingMean) and s.window == 15  # 500 ms at 30 fps
+    else:  # one step towards 1 from 0 covers 1 - exp(-1000 / (100 ms * 30 fps)) of the way
+        assert isinstance(s, AttackRelease)
+        s.step(0.0)
+        assert s.step(1.0) == pytest.approx(1 - np.exp(-1000 / (100 * 30)))
+    rig.set_gain(3.5)
+    assert analysis.gain == 3.5

@@ -207,6 +207,11 @@ class Rig:
             if key in values and values[key] != getattr(self, key):
                 setattr(self, key, int(values[key]) if key == "window" else float(values[key]))
                 new = True
+        idle = ("window", "window_ms") if a.mode != "trailing" else ("attack_ms", "release_ms")
+        unused = [k for k in values if k in idle]
+        if unused:
+            log.info("%s kept, but smoothing is '%s': it takes effect under %s", "/".join(unused), a.mode,
+                     "--smoothing trailing" if a.mode != "trailing" else "--smoothing attack-release")
         if new:
             # a new smoother object, swapped in whole (one attribute store): the analysis thread uses it next frame
             a.smoother = make_causal_smoother(a.mode, self.window, self.cfg.envelope.fps, self.attack_ms,

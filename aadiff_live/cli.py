@@ -35,6 +35,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
     g.add_argument("--backend", help=BACKEND_HELP)
     g.add_argument("--vae", help="auto (the model's KL VAE), tiny (TAESD, madebyollin/taesd) or a hub id/folder")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch on CUDA: torch.compile + CUDA graphs, the first frame compiles for about a minute "
+                   "(default: on for CUDA; --no-compile: eager)")
     g = p.add_argument_group("words")
     g.add_argument("--prompt", help="what the scene is, e.g. \"a city skyline in a thunderstorm\"")
     g.add_argument("--tokens", help="pin the weighted word(s), comma-separated, instead of CLAP's choice")
@@ -112,7 +115,7 @@ def _overrides(a: argparse.Namespace) -> dict[str, dict]:
         "tokens": {"clap_model": g("clap_model"), "top_k": g("top_k"), "tokens": g("tokens")},
         "model": {"model": g("model"), "steps": g("steps"), "guidance": g("guidance"), "seed": g("seed"),
                   "size": g("size"), "device": g("device"), "dtype": g("dtype"), "backend": g("backend"),
-                  "vae": g("vae"), "strength": g("strength")},
+                  "vae": g("vae"), "strength": g("strength"), "compile": g("compile")},
         "live": {"input": g("input"), "fullscreen": g("fullscreen") or None, "display": g("display")},
         "osc": {"port": g("osc_port"), "host": g("osc_host"), "send": g("osc_send")},
         "midi": {"port": g("midi")},

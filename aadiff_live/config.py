@@ -52,6 +52,7 @@ class ModelConfig(_Strict):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     backend: Literal["auto", "torch", "onnxruntime", "tensorrt"] = "auto"
     vae: str = "auto"
+    compile: bool | None = None  # torch on CUDA: torch.compile + CUDA graphs (None: on for CUDA)
 
     @field_validator("size")
     @classmethod

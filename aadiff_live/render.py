@@ -55,11 +55,12 @@ def build_renderer(cfg: Config, prompt: str, image: str | None = None):
         log.warning("--model random-sd-turbo: the full-size SD-Turbo architecture with random weights, for timing; "
                     "it draws noise, not pictures")
     components = load_components(m.model, dtype=dtype, vae=m.vae)
-    backend = make_backend(m.backend, components, device, dtype, width=width, height=height)
+    backend = make_backend(m.backend, components, device, dtype, width=width, height=height, compile=m.compile)
     log.info("backend: %s", backend.description)
     renderer = Renderer(components, backend, width=width, height=height, steps=m.steps, guidance=m.guidance,
                         seed=m.seed, image=image, strength=m.strength)
     renderer.prepare(prompt)
+    renderer.warm_up()  # CUDA graphs: compile and capture now, not during the show
     log.info("model %s: %d step(s), guidance %.1f, %dx%d, seed %d", components.name, renderer.steps,
              renderer.guidance, width, height, m.seed)
     return components, renderer

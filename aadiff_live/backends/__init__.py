@@ -89,7 +89,7 @@ def make_backend(name: str, components, device: torch.device, dtype: torch.dtype
     """Build the named backend (``auto`` picks the fastest available and says which).
 
     ``kw``: ``width``, ``height`` (engines are built per size), ``engines_dir`` (default ./engines
-    or $AADIFF_ENGINES), ``compile`` (torch on CUDA: torch.compile the UNet).
+    or $AADIFF_ENGINES), ``compile`` (torch on CUDA: torch.compile + CUDA graphs; None = on for CUDA).
     """
     if name == "auto":
         if "width" in kw and "height" in kw:
@@ -101,7 +101,7 @@ def make_backend(name: str, components, device: torch.device, dtype: torch.dtype
     if name == "torch":
         from aadiff_live.backends.torch_backend import torch_backend
 
-        return torch_backend(components, device, dtype, compile_unet=bool(kw.get("compile", False)))
+        return torch_backend(components, device, dtype, compile=kw.get("compile"))
     if name == "onnxruntime":
         from aadiff_live.backends.onnx_backend import onnx_backend
 

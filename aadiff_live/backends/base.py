@@ -32,3 +32,4 @@ class Backend:
     decode: DecoderRunner | Callable[..., torch.Tensor]
     device: torch.device
     dtype: torch.dtype
+    graphs: bool = False  # the renderer may capture unet and decode as CUDA graphs (static shapes and buffers)

@@ -43,17 +43,32 @@ def _move(module, device: torch.device, dtype: torch.dtype):
     return module
 
 
-def torch_backend(components, device: torch.device, dtype: torch.dtype, compile_unet: bool = False) -> Backend:
-    """``compile_unet``: on CUDA, ``torch.compile`` the UNet (first frames take minutes to compile)."""
+def compile_default(device: torch.device) -> bool:
+    """``--compile`` unset: on for CUDA when Triton (torch.compile's GPU code generator) is installed."""
+    from aadiff_live.backends.engines import _importable
+
+    return device.type == "cuda" and _importable("triton")
+
+
+def torch_backend(components, device: torch.device, dtype: torch.dtype, compile: bool | None = None) -> Backend:
+    """``compile``: on CUDA, ``torch.compile`` the UNet and the decoder and let the renderer capture
+    them as CUDA graphs (static buffers; the first frame takes about a minute). ``None``: on for CUDA."""
     unet = UNetWithScale(_move(components.unet, device, dtype)).eval()
     decoder = Decoder(_move(components.vae, device, dtype)).eval()
     prec = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
     desc = f"torch {torch.__version__} on {device.type} ({prec})"
-    runner: torch.nn.Module | Callable[..., torch.Tensor] = unet
-    if compile_unet:
-        if device.type != "cuda":
-            raise UserError("torch.compile of the UNet is offered on CUDA only; drop the compile option")
-        # "max-autotune" includes CUDA graphs: shapes are fixed per run (batch 1 or 2, one size)
-        runner = torch.compile(unet, mode="max-autotune", fullgraph=False, dynamic=False)
-        desc += ", torch.compile (untested in CI)"
-    return Backend(name="torch", description=desc, unet=runner, decode=decoder, device=device, dtype=dtype)
+    if compile and device.type != "cuda":
+        raise UserError("--compile (torch.compile + CUDA graphs) is for CUDA GPUs; drop it or pass --no-compile")
+    if compile is None:
+        compile = compile_default(device)
+    unet_fn: Callable[..., torch.Tensor] = unet
+    decode_fn: Callable[..., torch.Tensor] = decoder
+    if compile:
+        # inductor's default mode (no autotuning: a minute, not ten; no CUDA graphs of its own); the
+        # renderer captures each whole call (static shapes and buffers, token_scale written in place),
+        # so a new weight needs no recapture
+        unet_fn = torch.compile(unet, dynamic=False)
+        decode_fn = torch.compile(decoder, dynamic=False)
+        desc += ", torch.compile + CUDA graphs (--no-compile: eager)"
+    return Backend(name="torch", description=desc, unet=unet_fn, decode=decode_fn, device=device, dtype=dtype,
+                   graphs=bool(compile))

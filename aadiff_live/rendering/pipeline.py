@@ -11,6 +11,7 @@ import inspect
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 from aadiff_live.backends.base import Backend
 from aadiff_live.errors import UserError
 from aadiff_live.models.loading import Components
+from aadiff_live.rendering.static import ScaleBuffer, StaticGraph, ToImage
 from aadiff_live.tokens.words import check_prompt
 
 log = logging.getLogger(__name__)
@@ -91,7 +93,10 @@ def load_image(path: str, width: int, height: int) -> np.ndarray:
 class Renderer:
     def __init__(self, components: Components, backend: Backend, *, width: int, height: int,
                  steps: int | None = None, guidance: float | None = None, seed: int = 0,
-                 image: str | None = None, strength: float = 0.5) -> None:
+                 image: str | None = None, strength: float = 0.5, static: bool | None = None) -> None:
+        """``static``: run frames from buffers allocated once (token_scale written in place, the frame
+        copied to one pinned host buffer), captured as CUDA graphs when the backend allows it
+        (``backend.graphs``). Default: on for CUDA. On the CPU it is the same logic without capture."""
         self.c = components
         self.backend = backend
         self.device = backend.device
@@ -117,6 +122,20 @@ class Renderer:
         self.base: BaseState | None = None
         self._sched_state = SchedulerState(components.scheduler)  # replaced by prepare()
         self.last_timing: dict[str, float] = {}
+        self.static = self.device.type == "cuda" if static is None else static
+        self.graphs = self.static and self.device.type == "cuda" and backend.graphs
+        self._to_image = ToImage(backend.decode, self.scaling_factor, self.shift_factor, self.dtype)
+        self._unet: Callable[..., torch.Tensor] = backend.unet
+        self._image: Callable[[torch.Tensor], torch.Tensor] = self._to_image
+        if self.static:
+            if self.graphs:
+                log.info("CUDA graphs: the first frame compiles and captures the UNet and decoder (about a "
+                         "minute, once); --no-compile turns this off")
+            self._unet = StaticGraph(backend.unet, capture=self.graphs)
+            self._image = StaticGraph(self._to_image, capture=self.graphs)
+        self._scale = ScaleBuffer(2 if self.cfg else 1, self.n_tokens, self.dtype, self.device)
+        self._timesteps_dev: list[torch.Tensor] = []
+        self._host: torch.Tensor | None = None  # pinned frame buffer (CUDA)
 
     # ---------------------------------------------------------------- prompt and base
     @torch.no_grad()
@@ -167,6 +186,8 @@ class Renderer:
             latents = sched.add_noise(init, noise, timesteps[:1])
         self.base = BaseState(prompt, emb, latents.to(self.device, torch.float32), timesteps, begin, total)
         self._sched_state = SchedulerState(sched)
+        batch = 2 if self.cfg else 1
+        self._timesteps_dev = [t.to(self.device).expand(batch) for t in timesteps]  # once, not per frame
         return self.base
 
     # ---------------------------------------------------------------- per frame
@@ -187,13 +208,13 @@ class Renderer:
         self._sched_state.restore(sched)  # back to step 0 of the prepared schedule (no set_timesteps)
         # the same injected noise for every frame (schedulers that inject none take no generator)
         step_kw = {"generator": self._generator(1)} if self._step_takes_generator else {}
-        scale = self.token_scale(positions, weight)
+        # static: the buffer allocated once, written in place (a new weight needs no recapture)
+        scale = self._scale.write(weight, positions) if self.static else self.token_scale(positions, weight)
         latents = b.latents.clone()
-        for t in b.timesteps:
+        for t, tt in zip(b.timesteps, self._timesteps_dev, strict=True):
             model_in = torch.cat([latents] * 2) if self.cfg else latents
             model_in = sched.scale_model_input(model_in, t).to(self.dtype)
-            tt = t.to(self.device).expand(model_in.shape[0])
-            pred = self.backend.unet(model_in, tt, b.embeddings, scale).float()
+            pred = self._unet(model_in, tt, b.embeddings, scale).float()
             if self.cfg:
                 uncond, cond = pred.chunk(2)
                 pred = uncond + self.guidance * (cond - uncond)
@@ -202,10 +223,25 @@ class Renderer:
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
-        z = latents / self.scaling_factor + self.shift_factor
-        img = self.backend.decode(z.to(self.dtype)).float()
-        img = ((img[0].clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
-        return img.permute(1, 2, 0).cpu().numpy()
+        return self._to_host(self._image(latents))
+
+    def _to_host(self, img: torch.Tensor) -> np.ndarray:
+        """The frame as a numpy array the caller owns; on CUDA through one pinned buffer, and the
+        wait for that copy is the frame's only host synchronisation."""
+        if self.device.type != "cuda":
+            return img.numpy().copy() if self.static else img.numpy()  # static: img is the graph's buffer
+        if self._host is None or self._host.shape != img.shape:
+            self._host = torch.empty(img.shape, dtype=img.dtype, pin_memory=True)
+        self._host.copy_(img, non_blocking=True)
+        torch.cuda.current_stream(self.device).synchronize()
+        return self._host.numpy().copy()
+
+    def warm_up(self) -> None:
+        """Render one frame so that compilation and CUDA-graph capture happen now, not during the show."""
+        if self.graphs:
+            t0 = time.perf_counter()
+            self.render(1.0, [])
+            log.info("CUDA graphs ready in %.0f s", time.perf_counter() - t0)
 
     def render(self, weight: float, positions: list[int], profile: bool = False) -> np.ndarray:
         """One frame as ``[height, width, 3]`` uint8. ``profile`` records UNet and VAE seconds."""

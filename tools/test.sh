@@ -23,6 +23,8 @@ fi
 echo "== installing the project (torch==2.13.0 pinned: the CPU build)"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[dev,ndi,virtualcam]'
+# the GPU benchmark's peer (tools/bench_gpu.py); --no-deps: it pins diffusers 0.24, it runs with ours
+.venv/bin/python -m pip install -q --no-deps streamdiffusion==0.1.1
 
 echo "== PulseAudio null sink for the real-capture tests"
 if [ -x tools/start_pulse.sh ] || [ -f tools/start_pulse.sh ]; then

@@ -223,7 +223,7 @@ class Renderer:
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
-        return self._to_host(self._image(latents))
+        return self._to_host(self._image(latents[:1]))[0]
 
     def _to_host(self, img: torch.Tensor) -> np.ndarray:
         """The frame as a numpy array the caller owns; on CUDA through one pinned buffer, and the

@@ -80,7 +80,8 @@ class StaticGraph:
 
 
 class ToImage:
-    """``latents -> [height, width, 3] uint8`` on the device: VAE scale and shift, decode, clamp, round."""
+    """``latents [n, c, h, w] -> [n, height, width, 3] uint8`` on the device: VAE scale and shift,
+    decode, clamp, round."""
 
     def __init__(self, decode: Callable[..., torch.Tensor], scaling_factor: float, shift_factor: float,
                  dtype: torch.dtype) -> None:
@@ -92,7 +93,7 @@ class ToImage:
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         z = latents / self.scaling_factor + self.shift_factor
         img = self.decode(z.to(self.dtype)).float()
-        return ((img[0].clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).permute(1, 2, 0).contiguous()
+        return ((img.clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
 class ScaleBuffer:

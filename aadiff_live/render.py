@@ -101,13 +101,17 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     t_analysis = time.perf_counter() - t0
     if float(np.max(env.normalised, initial=0.0)) == 0.0:
         log.warning("the audio is silent (below %.0f dBFS): the video will be a still picture", cfg.envelope.silence_db)
-    components, renderer = build_renderer(cfg, prompt, image)
+    from aadiff_live.models.loading import IN_PROCESS_RANDOM
     from aadiff_live.tokens.choose import choose_tokens
+    from aadiff_live.tokens.clap import ClapRanker, clap_model_for
 
     tcfg = cfg.tokens
-    clap_model = "tiny" if components.is_tiny and tcfg.clap_model == "laion/clap-htsat-unfused" else tcfg.clap_model
+    clap_model = clap_model_for(cfg.model.model in IN_PROCESS_RANDOM, tcfg.clap_model)
+    # CLAP first: a missing CLAP checkpoint is reported before the slow diffusion model load
+    ranker = ClapRanker(clap_model) if tcfg.tokens is None else None
+    components, renderer = build_renderer(cfg, prompt, image)
     choice = choose_tokens(prompt, components.tokenizer, pinned=tcfg.tokens, top_k=tcfg.top_k, clap_model=clap_model,
-                           mono=audio.mono(), samplerate=audio.samplerate, template=tcfg.text_template)
+                           mono=audio.mono(), samplerate=audio.samplerate, template=tcfg.text_template, ranker=ranker)
     writer = VideoWriter(out_path, env.fps, renderer.width, renderer.height, audio=audio.samples,
                          samplerate=audio.samplerate)
     restore = _sigterm_as_interrupt()
@@ -150,8 +154,10 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         "fps": env.fps, "window": cfg.envelope.window, "smoothing": cfg.envelope.mode,
         "w_min": cfg.envelope.w_min, "w_max": cfg.envelope.w_max, "gain": cfg.envelope.gain,
         "n_fft": cfg.envelope.n_fft, "norm_percentile": cfg.envelope.norm_percentile,
-        "model": components.name, "random_weights": components.is_tiny, "steps": renderer.steps,
-        "guidance": renderer.guidance, "seed": cfg.model.seed, "width": renderer.width, "height": renderer.height,
+        "model": components.name, "random_weights": components.is_tiny or bool(components.extra.get("random_weights")),
+        "steps": renderer.steps,
+        "guidance": renderer.guidance, "scheduler": type(components.scheduler).__name__, "seed": cfg.model.seed,
+        "width": renderer.width, "height": renderer.height,
         "strength": cfg.model.strength if image else None, "backend": renderer.backend.description,
         "clap_model": None if choice.pinned else clap_model, "top_k": tcfg.top_k,
     }

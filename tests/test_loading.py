@@ -52,7 +52,7 @@ def test_hub_cache_layout_loads_offline(saved_tiny, tmp_path, monkeypatch):
 
 
 def test_unreachable_model_says_how_to_get_it():
-    with pytest.raises(UserError, match=r"huggingface-cli download nobody/nothing"):
+    with pytest.raises(UserError, match=r"hf download nobody/nothing"):
         load_components("nobody/nothing")
 
 
@@ -77,3 +77,64 @@ def test_identity_is_stable_across_processes():
     code = "from aadiff_live.models.loading import load_components; print(load_components('tiny').identity)"
     ids = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in range(2)}
     assert len(ids) == 1 and len(ids.pop().strip()) == 16
+
+
+def _hub_cache(saved, tmp_path, monkeypatch, repo_name="models--someone--tiny-sd"):
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / repo_name
+    shutil.copytree(saved, repo / "snapshots" / rev)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(rev)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    return repo / "snapshots" / rev
+
+
+def test_corrupt_cached_file_keeps_its_cause(saved_tiny, tmp_path, monkeypatch):
+    """A damaged file in the hub cache was reported as 'neither local nor in the cache'."""
+    snap = _hub_cache(saved_tiny, tmp_path, monkeypatch)
+    weights = snap / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a download cut short
+    with pytest.raises(UserError) as e:
+        load_components("someone/tiny-sd")
+    msg = str(e.value)
+    assert "\n" not in msg and "neither a local folder" not in msg
+    assert "unet/" in msg and str(weights) in msg and "damaged" in msg
+    assert "hf download someone/tiny-sd --force-download" in msg
+
+
+def test_incomplete_cached_download_names_the_missing_part(saved_tiny, tmp_path, monkeypatch):
+    snap = _hub_cache(saved_tiny, tmp_path, monkeypatch)
+    shutil.rmtree(snap / "vae")
+    with pytest.raises(UserError, match=r"has no vae/ \(an incomplete download\)"):
+        load_components("someone/tiny-sd")
+
+
+def test_corrupt_file_in_a_folder_keeps_its_cause(saved_tiny, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(saved_tiny, folder)
+    (folder / "text_encoder" / "config.json").write_text("{not json")
+    with pytest.raises(UserError) as e:
+        load_components(str(folder))
+    msg = str(e.value)
+    assert "text_encoder/" in msg and str(folder / "text_encoder" / "config.json") in msg and "valid JSON" in msg
+
+
+def test_missing_clap_is_reported_before_the_diffusion_model_loads(cli, tmp_path, monkeypatch):
+    import soundfile as sf
+
+    import aadiff_live.models.loading as loading
+
+    def no_load(*a, **k):
+        raise AssertionError("the diffusion model was loaded before CLAP was checked")
+
+    monkeypatch.setattr(loading, "load_components", no_load)
+    wav = tmp_path / "a.wav"
+    sf.write(str(wav), np.zeros(4800, np.float32), 48000)
+    for args in (("render", "--audio", wav, "--out", tmp_path / "v.mp4"), ("live", "--input", wav, "--no-display")):
+        code, _, err = cli(*args, "--model", "someone/big-model", "--clap-model", "nobody/no-clap", "--prompt", "a fire")
+        assert code == 2, err
+        assert "CLAP model 'nobody/no-clap'" in err.strip().splitlines()[-1]

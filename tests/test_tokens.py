@@ -69,5 +69,5 @@ def test_clap_loads_from_a_local_folder(tmp_path):
 
 
 def test_missing_clap_model_says_how_to_get_it():
-    with pytest.raises(UserError, match="huggingface-cli download nobody/no-such-clap"):
+    with pytest.raises(UserError, match="download MODEL --clap nobody/no-such-clap"):
         ClapRanker("nobody/no-such-clap")

@@ -26,12 +26,12 @@ from aadiff_live.backends.engines import (
 )
 from aadiff_live.backends.onnx_export import (
     DECODER_INPUTS,
-    UNET_INPUTS,
     GraphShape,
     decoder_example,
     export_decoder,
     export_unet,
     unet_example,
+    unet_input_names,
 )
 from aadiff_live.errors import UserError
 
@@ -58,9 +58,13 @@ def graph_shape(components, width: int, height: int) -> GraphShape:
     f = vae_scale_factor(components.vae)
     tokens = int(getattr(components.tokenizer, "model_max_length", 77))
     tokens = 77 if tokens > 1000 else tokens
-    return GraphShape(latent_channels=int(components.unet.config.in_channels), latent_height=height // f,
-                      latent_width=width // f, tokens=tokens,
-                      text_dim=int(components.unet.config.cross_attention_dim))
+    cfg = components.unet.config
+    pooled = 0
+    if getattr(cfg, "addition_embed_type", None) == "text_time":  # SDXL: pooled text + 6 time ids
+        pooled = int(cfg.projection_class_embeddings_input_dim) - 6 * int(cfg.addition_time_embed_dim)
+    return GraphShape(latent_channels=int(cfg.in_channels), latent_height=height // f,
+                      latent_width=width // f, tokens=tokens, text_dim=int(cfg.cross_attention_dim),
+                      pooled_dim=pooled)
 
 
 def onnx_precision(device: torch.device, dtype: torch.dtype) -> str:
@@ -116,13 +120,13 @@ def onnx_build_steps(module: torch.nn.Module, part: str, shape: GraphShape, prec
 
     def verify(folder: Path) -> None:
         if is_unet:
-            s, t, e, c = unet_example(shape, dtype, seed=1)
+            s, t, e, c, *added = unet_example(shape, dtype, seed=1)
             variants = []
             for w in (0.0, 1.0, 2.5):
                 c2 = c.clone()
                 c2[:, 1:4] = w
-                variants.append((s, t, e, c2))
-            rec = _verify(module, (s, t, e, c), folder / ONNX_NAME, UNET_INPUTS, variants)
+                variants.append((s, t, e, c2, *added))
+            rec = _verify(module, (s, t, e, c, *added), folder / ONNX_NAME, unet_input_names(shape), variants)
         else:
             rec = _verify(module, decoder_example(shape, dtype, seed=1), folder / ONNX_NAME, DECODER_INPUTS)
         (folder / VERIFY_NAME).write_text(json.dumps(rec) + "\n", encoding="utf-8")

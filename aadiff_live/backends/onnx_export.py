@@ -1,7 +1,7 @@
 """Export the reweighting UNet and the VAE decoder to ONNX (DESIGN.md §2, §5).
 
 The UNet graph takes ``sample``, ``timestep``, ``encoder_hidden_states`` and ``token_scale``
-(``[batch, tokens]``): the token weights are an ordinary input, so one export serves every
+(``[batch, tokens]``; SDXL also ``text_embeds`` and ``time_ids``): the token weights are an ordinary input, so one export serves every
 prompt and every weight. The decoder graph takes ``latents`` and returns ``image`` in [-1, 1].
 
 Exporter: torch's TorchScript exporter (``dynamo=False``). On torch 2.13 it traces diffusers'
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 OPSET = 17
 UNET_INPUTS = ("sample", "timestep", "encoder_hidden_states", "token_scale")
+SDXL_INPUTS = ("text_embeds", "time_ids")  # SDXL's pooled text embeddings and time ids, after UNET_INPUTS
 UNET_OUTPUTS = ("noise",)
 DECODER_INPUTS = ("latents",)
 DECODER_OUTPUTS = ("image",)
@@ -40,6 +41,11 @@ class GraphShape:
     tokens: int = 77
     text_dim: int = 768
     batch: int = 1
+    pooled_dim: int = 0  # SDXL: width of the pooled text embeddings (then the graph also takes time ids)
+
+
+def unet_input_names(shape: GraphShape) -> tuple[str, ...]:
+    return UNET_INPUTS + (SDXL_INPUTS if shape.pooled_dim else ())
 
 
 def unet_example(shape: GraphShape, dtype: torch.dtype, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -49,7 +55,13 @@ def unet_example(shape: GraphShape, dtype: torch.dtype, seed: int = 0) -> tuple[
     timestep = torch.full((b,), 999.0)
     ehs = torch.randn(b, shape.tokens, shape.text_dim, generator=g)
     scale = torch.ones(b, shape.tokens)
-    return sample.to(dtype), timestep, ehs.to(dtype), scale.to(dtype)
+    out: tuple[torch.Tensor, ...] = (sample.to(dtype), timestep, ehs.to(dtype), scale.to(dtype))
+    if shape.pooled_dim:
+        pooled = torch.randn(b, shape.pooled_dim, generator=g)
+        h, w = shape.latent_height * 8, shape.latent_width * 8
+        time_ids = torch.tensor([[h, w, 0, 0, h, w]], dtype=torch.float32).expand(b, 6)
+        out = (*out, pooled.to(dtype), time_ids.to(dtype))
+    return out
 
 
 def decoder_example(shape: GraphShape, dtype: torch.dtype, seed: int = 0) -> tuple[torch.Tensor]:
@@ -95,7 +107,7 @@ def export_unet(unet_with_scale: torch.nn.Module, out: Path, shape: GraphShape, 
                 dynamic_hw: bool = False) -> None:
     """Export a :class:`~aadiff_live.backends.torch_backend.UNetWithScale` (CPU, ``dtype``)."""
     module = unet_with_scale.to(device="cpu", dtype=dtype).eval()
-    _export(module, unet_example(shape, dtype), out, UNET_INPUTS, UNET_OUTPUTS, dynamic_hw)
+    _export(module, unet_example(shape, dtype), out, unet_input_names(shape), UNET_OUTPUTS, dynamic_hw)
 
 
 def export_decoder(decoder: torch.nn.Module, out: Path, shape: GraphShape, dtype: torch.dtype,

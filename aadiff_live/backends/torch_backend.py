@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -10,18 +11,44 @@ from aadiff_live.backends.base import Backend
 from aadiff_live.errors import UserError
 from aadiff_live.rendering.attention import install_reweighting
 
+LCM_GUIDANCE = 8.5  # LCM pipelines' default: the guidance an LCM UNet is told (time_cond_proj_dim), not CFG
+
+
+def guidance_embedding(w: float, dim: int) -> torch.Tensor:
+    """``[1, dim]``: the embedding of guidance ``w`` that LCM UNets take as ``timestep_cond``
+    (diffusers' ``LatentConsistencyModelPipeline.get_guidance_scale_embedding`` of ``w - 1``)."""
+    x = torch.tensor([(w - 1.0) * 1000.0])
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32) * -(torch.log(torch.tensor(10000.0)) / (half - 1)))
+    emb = x[:, None] * freqs[None, :]
+    emb = torch.cat([torch.sin(emb), torch.cos(emb)], dim=1)
+    return torch.nn.functional.pad(emb, (0, 1)) if dim % 2 == 1 else emb
+
 
 class UNetWithScale(torch.nn.Module):
-    """``(sample, timestep, encoder_hidden_states, token_scale) -> noise``: the graph that is exported."""
+    """``(sample, timestep, encoder_hidden_states, token_scale[, text_embeds, time_ids]) -> noise``:
+    the graph that is exported. SDXL UNets (``addition_embed_type="text_time"``) also take the
+    pooled text embeddings and time ids; an LCM UNet (``time_cond_proj_dim``) gets its guidance
+    embedding as a constant."""
 
     def __init__(self, unet) -> None:
         super().__init__()
         self.unet = unet
         install_reweighting(unet)
+        self.sdxl = getattr(unet.config, "addition_embed_type", None) == "text_time"
+        dim = getattr(unet.config, "time_cond_proj_dim", None)
+        w = guidance_embedding(LCM_GUIDANCE, int(dim)) if dim else torch.zeros(0)
+        self.w_embedding: torch.Tensor
+        self.register_buffer("w_embedding", w.to(next(unet.parameters()).dtype), persistent=False)
 
-    def forward(self, sample, timestep, encoder_hidden_states, token_scale):
+    def forward(self, sample, timestep, encoder_hidden_states, token_scale, text_embeds=None, time_ids=None):
+        kw: dict[str, Any] = {}
+        if self.w_embedding.numel():
+            kw["timestep_cond"] = self.w_embedding.to(sample.dtype).expand(sample.shape[0], -1)
+        if self.sdxl:
+            kw["added_cond_kwargs"] = {"text_embeds": text_embeds, "time_ids": time_ids}
         return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states,
-                         cross_attention_kwargs={"token_scale": token_scale}, return_dict=False)[0]
+                         cross_attention_kwargs={"token_scale": token_scale}, return_dict=False, **kw)[0]
 
 
 class Decoder(torch.nn.Module):

@@ -117,30 +117,31 @@ class LiveApp:
         # OSC, MIDI and video out next (no listener unless asked): a missing port is reported before a model loads
         self.rig = Rig(self.cfg, prompt=self.prompt, pinned=self.pinned, has_clap=self.pinned is None,
                        headless=self.no_display, config_path=self.config_path)
+        tcfg = self.cfg.tokens
+        self.ranker = None
+        if self.pinned is None:  # CLAP first: a missing CLAP checkpoint is reported before the slow model load
+            from aadiff_live.models.loading import IN_PROCESS_RANDOM
+            from aadiff_live.tokens.clap import ClapRanker, clap_model_for
+
+            random = self.prebuilt[0].is_tiny if self.prebuilt is not None else self.cfg.model.model in IN_PROCESS_RANDOM
+            self.clap_model = clap_model_for(random, tcfg.clap_model)
+            self.ranker = ClapRanker(self.clap_model)
         if self.prebuilt is not None:
             self.components, self.renderer = self.prebuilt
         else:
             from aadiff_live.render import build_renderer
 
             self.components, self.renderer = build_renderer(self.cfg, self.prompt)
-        tcfg = self.cfg.tokens
         # the main thread's own tokenizer copy, to check typed prompts (the renderer thread owns the original)
         self.word_tokenizer = copy.deepcopy(self.components.tokenizer)
         if self.pinned is not None:
             require_positions(self.word_tokenizer, self.prompt, self.pinned, self.renderer.n_tokens)
         words = self.pinned or initial_words(self.prompt, tcfg.top_k, self.word_tokenizer)
-        self.ranker = None
-        if self.pinned is None:
-            from aadiff_live.tokens.clap import ClapRanker
-
-            default_clap = "laion/clap-htsat-unfused"
-            clap_model = "tiny" if self.components.is_tiny and tcfg.clap_model == default_clap else tcfg.clap_model
-            self.ranker = ClapRanker(clap_model)
-            self.clap_model = clap_model
-            log.info("CLAP (%s) re-ranks the words every %.0f s on the last %.0f s; until then: %s", clap_model,
+        if self.ranker is not None:
+            log.info("CLAP (%s) re-ranks the words every %.0f s on the last %.0f s; until then: %s", self.clap_model,
                      live.clap_every_s, live.clap_window_s, ", ".join(words))
         else:
-            log.info("weighted word%s: %s (pinned)", "s" if len(self.pinned) > 1 else "", ", ".join(self.pinned))
+            log.info("weighted word%s: %s (pinned)", "s" if len(words) > 1 else "", ", ".join(words))
         ring = self.capture.ring
         self.weights: Mailbox[WeightSample] = Mailbox()
         self.choices: Mailbox[WordChoice] = Mailbox()

@@ -19,6 +19,7 @@ from aadiff_live.errors import UserError
 
 log = logging.getLogger(__name__)
 RANDOM_SD_TURBO = "random-sd-turbo"  # the full-size SD-Turbo architecture, random weights: for timing only
+IN_PROCESS_RANDOM = ("tiny", RANDOM_SD_TURBO)  # built in-process with random weights, no download
 
 
 @dataclass
@@ -32,29 +33,100 @@ class Components:
     is_tiny: bool = False
     identity: str = ""  # hash of the model's configs (and source); names compiled engines
     extra: dict = field(default_factory=dict)
+    tokenizer_2: Any = None  # SDXL: the second tokenizer and text encoder (with projection: pooled output)
+    text_encoder_2: Any = None
 
 
 def _how_to_get(model: str) -> str:
     return (
         f"model '{model}' is neither a local folder nor in the Hugging Face cache, and the hub is not reachable; "
-        f"on a machine with internet run `huggingface-cli download {model}` (or copy its folder here and pass "
+        f"on a machine with internet run `{download_command(model)}` (or copy its folder here and pass "
         f"--model /path/to/folder), or try the pipeline with --model tiny"
     )
 
 
-def _from_pretrained(cls, model: str, subfolder: str | None, **kw):
-    """``cls.from_pretrained`` trying the local folder / hub cache first, then the hub."""
-    args = {"subfolder": subfolder} if subfolder else {}
-    if Path(model).is_dir():
-        return cls.from_pretrained(model, **args, **kw)
+def download_command(model: str) -> str:
+    return f"hf download {model}"
+
+
+class ModelMissing(UserError):
+    """Neither a local folder nor in the hub cache, and the hub is not reachable."""
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def cached_snapshot(model: str) -> Path | None:
+    """The hub cache's snapshot folder of ``model`` (no network), or None when it has none."""
+    from huggingface_hub import snapshot_download
+
     try:
-        return cls.from_pretrained(model, **args, local_files_only=True, **kw)
-    except (OSError, ValueError):
-        pass
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        raise OSError("offline")
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached, or not a valid repo id
+        return None
+
+
+def _cause(exc: BaseException) -> str:
+    """``Type: first line`` of an exception, for one-line messages (which file, which error)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _network_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the hub could not be reached."""
+    names = {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError", "ConnectTimeout", "TimeoutException",
+             "ReadTimeout", "ConnectionError", "NameResolutionError"}
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__name__ in names or "couldn't connect" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _from_pretrained(cls, model: str, subfolder: str | None, method: str = "from_pretrained", **kw):
+    """``cls.from_pretrained`` from a local folder, else the hub cache (no network), else the hub.
+
+    A failure keeps its cause (which file, which error) unless the model is really missing
+    (:class:`ModelMissing`: not local, not cached, hub not reachable), which says how to get it.
+    """
+    args = {"subfolder": subfolder} if subfolder else {}
+    load = getattr(cls, method)
+    part = f"{subfolder}/ of " if subfolder else ""
+    if Path(model).is_dir():
+        try:
+            return load(model, **args, **kw)
+        except Exception as exc:  # noqa: BLE001 - safetensors/json errors are not OSError
+            raise UserError(f"cannot load {part}model folder {model}: it is incomplete or unreadable ({_cause(exc)}); "
+                            f"it needs unet/, vae/, text_encoder/, tokenizer/ and scheduler/ as diffusers saves them"
+                            ) from None
+    try:
+        return load(model, **args, local_files_only=True, **kw)
+    except Exception as exc:  # noqa: BLE001
+        local_exc = exc
+    snapshot = cached_snapshot(model)
+    if snapshot is not None and (not subfolder or (snapshot / subfolder).is_dir()):
+        # it is in the cache, and still did not load: the cached copy is damaged, say how and where
+        raise UserError(f"cannot load {part}'{model}' from the Hugging Face cache ({snapshot}): {_cause(local_exc)}; "
+                        f"the cached copy is damaged: download it again (`{download_command(model)} "
+                        f"--force-download`)") from None
+    if _offline():
+        if snapshot is not None:
+            raise UserError(f"the cached copy of '{model}' ({snapshot}) has no {subfolder}/ (an incomplete download) "
+                            f"and HF_HUB_OFFLINE is set; on a machine with internet run "
+                            f"`{download_command(model)}`") from None
+        raise ModelMissing(_how_to_get(model))
     log.info("fetching %s/%s from the Hugging Face hub", model, subfolder or "")
-    return cls.from_pretrained(model, **args, **kw)
+    try:
+        return load(model, **args, **kw)
+    except Exception as exc:  # noqa: BLE001
+        if type(exc).__name__ in ("RepositoryNotFoundError", "GatedRepoError"):
+            raise UserError(f"'{model}' is not a model on the Hugging Face hub that this machine may read "
+                            f"({_cause(exc)}); check the id (private or gated models need `hf auth login`)") from None
+        if _network_failure(exc):
+            raise ModelMissing(_how_to_get(model)) from None
+        raise UserError(f"cannot load {part}'{model}' from the Hugging Face hub: {_cause(exc)}") from None
 
 
 def check_tokenizer(tokenizer, model: str) -> None:
@@ -62,7 +134,7 @@ def check_tokenizer(tokenizer, model: str) -> None:
     if len(tokenizer) < 10 or not ids:
         raise UserError(
             f"the tokenizer of '{model}' loaded empty (vocabulary of {len(tokenizer)}); its files are missing or "
-            f"unreadable offline: download the model again (`huggingface-cli download {model}`)"
+            f"unreadable offline: download the model again (`{download_command(model)} --force-download`)"
         )
 
 
@@ -82,16 +154,33 @@ def _identity(parts: list[Any]) -> str:
     return hashlib.sha256(json.dumps(_public(parts), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def load_vae(vae: str, model: str, dtype):
+TAESD = "madebyollin/taesd"
+TAESDXL = "madebyollin/taesdxl"
+
+
+def load_vae(vae: str, model: str, dtype, sdxl: bool = False):
+    """``auto``/``kl``: the model's KL VAE; ``tiny``: TAESD (TAESDXL for SDXL); else a hub id or folder."""
     from diffusers import AutoencoderKL, AutoencoderTiny
 
     if vae in ("auto", "kl"):
         return _from_pretrained(AutoencoderKL, model, "vae", torch_dtype=dtype)
     if vae == "tiny":
-        return _from_pretrained(AutoencoderTiny, "madebyollin/taesd", None, torch_dtype=dtype)
+        return _from_pretrained(AutoencoderTiny, TAESDXL if sdxl else TAESD, None, torch_dtype=dtype)
     # a hub id or folder of an AutoencoderTiny or AutoencoderKL
     cfg_cls = AutoencoderTiny if "taesd" in vae.lower() else AutoencoderKL
     return _from_pretrained(cfg_cls, vae, None, torch_dtype=dtype)
+
+
+def model_index(model: str) -> dict:
+    """The pipeline's ``model_index.json`` (which parts, which classes); ``{}`` when it has none."""
+    from diffusers import DiffusionPipeline
+
+    try:
+        return dict(_from_pretrained(DiffusionPipeline, model, None, method="load_config"))
+    except ModelMissing:
+        raise
+    except UserError:
+        return {}  # no model_index.json (a folder written part by part): an SD 1.x/2.x layout
 
 
 def load_components(model: str, *, dtype=None, vae: str = "auto", seed_tiny: int = 0) -> Components:
@@ -126,34 +215,41 @@ def load_components(model: str, *, dtype=None, vae: str = "auto", seed_tiny: int
         return Components(name="sd-turbo-random", is_tiny=True, identity=f"random-sd-turbo-{seed_tiny}-{vae}", **parts)
 
     import diffusers
+    import transformers
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     if Path(model).exists() and not Path(model).is_dir():
         raise UserError(f"--model {model} is a file; pass a model folder (with unet/, vae/, ...) or a hub id")
-    try:
-        sched_cfg = _from_pretrained(diffusers.EulerDiscreteScheduler, model, "scheduler").config
-        sched_cls = getattr(diffusers, sched_cfg.get("_class_name", "EulerDiscreteScheduler"), None)
-        if sched_cls is None:
-            raise UserError(f"scheduler {sched_cfg.get('_class_name')} of '{model}' is unknown to this diffusers")
-        scheduler = sched_cls.from_config(sched_cfg)
-        tokenizer = _from_pretrained(CLIPTokenizer, model, "tokenizer")
-        check_tokenizer(tokenizer, model)
-        text_encoder = _from_pretrained(CLIPTextModel, model, "text_encoder", torch_dtype=dtype).eval()
-        unet = _from_pretrained(UNet2DConditionModel, model, "unet", torch_dtype=dtype).eval()
-        vae_model = load_vae(vae, model, dtype).eval()
-    except UserError:
-        raise
-    except (OSError, ValueError) as exc:
-        if Path(model).is_dir():
-            raise UserError(
-                f"model folder {model} is incomplete or unreadable ({str(exc).splitlines()[0][:160]}); it needs "
-                f"unet/, vae/, text_encoder/, tokenizer/ and scheduler/ as diffusers saves them"
-            ) from None
-        raise UserError(_how_to_get(model)) from None
-    ident = _identity([model, vae, dict(unet.config), dict(vae_model.config)])
+    index = model_index(model)
+    # the config as saved: instantiating a class first would rename it (every scheduler became Euler)
+    sched_cfg = dict(_from_pretrained(diffusers.EulerDiscreteScheduler, model, "scheduler", method="load_config"))
+    sched_cls = getattr(diffusers, sched_cfg.get("_class_name", "EulerDiscreteScheduler"), None)
+    if sched_cls is None:
+        raise UserError(f"scheduler {sched_cfg.get('_class_name')} of '{model}' is unknown to this diffusers")
+    scheduler = sched_cls.from_config(sched_cfg)
+    tokenizer = _from_pretrained(CLIPTokenizer, model, "tokenizer")
+    check_tokenizer(tokenizer, model)
+    text_encoder = _from_pretrained(CLIPTextModel, model, "text_encoder", torch_dtype=dtype).eval()
+    tokenizer_2 = text_encoder_2 = None
+    te2 = index.get("text_encoder_2") or [None, None]
+    if te2[0] is not None:  # SDXL
+        tokenizer_2 = _from_pretrained(CLIPTokenizer, model, "tokenizer_2")
+        check_tokenizer(tokenizer_2, model)
+        te2_cls = getattr(transformers, te2[1] or "CLIPTextModelWithProjection")
+        text_encoder_2 = _from_pretrained(te2_cls, model, "text_encoder_2", torch_dtype=dtype).eval()
+    unet = _from_pretrained(UNet2DConditionModel, model, "unet", torch_dtype=dtype).eval()
+    vae_model = load_vae(vae, model, dtype, sdxl=text_encoder_2 is not None).eval()
+    made_of: list[Any] = [model, vae, dict(unet.config), dict(vae_model.config)]
+    if text_encoder_2 is not None:
+        made_of.append(text_encoder_2.config.to_dict())
+    extra = {"force_zeros_for_empty_prompt": bool(index.get("force_zeros_for_empty_prompt", False)),
+             "random_weights": Path(model).is_dir() and (Path(model) / "RANDOM_WEIGHTS.txt").is_file()}
+    if extra["random_weights"]:
+        log.warning("%s has random weights (tools/make_random_model.py): it draws noise, not pictures", model)
     return Components(unet=unet, vae=vae_model, text_encoder=text_encoder, tokenizer=tokenizer,
-                      scheduler=scheduler, name=model, identity=ident)
+                      scheduler=scheduler, name=model, identity=_identity(made_of), extra=extra,
+                      tokenizer_2=tokenizer_2, text_encoder_2=text_encoder_2)
 
 
 def save_components(c: Components, folder: str | Path) -> None:
@@ -164,3 +260,6 @@ def save_components(c: Components, folder: str | Path) -> None:
     c.text_encoder.save_pretrained(folder / "text_encoder")
     c.tokenizer.save_pretrained(folder / "tokenizer")
     c.scheduler.save_pretrained(folder / "scheduler")
+    if c.text_encoder_2 is not None:
+        c.text_encoder_2.save_pretrained(folder / "text_encoder_2")
+        c.tokenizer_2.save_pretrained(folder / "tokenizer_2")

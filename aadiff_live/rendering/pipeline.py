@@ -51,6 +51,9 @@ class BaseState:
     timesteps: torch.Tensor
     begin_index: int
     n_train_steps: int  # argument to scheduler.set_timesteps
+    # SDXL's extra UNet inputs, batched like ``embeddings``: pooled text embeddings [batch, dim] and
+    # time ids [batch, 6] (original size, crop corner, target size); empty for SD 1.x/2.x
+    added: tuple[torch.Tensor, ...] = ()
 
 
 class SchedulerState:
@@ -117,7 +120,7 @@ class Renderer:
         self.n_tokens = int(getattr(components.tokenizer, "model_max_length", 77))
         if self.n_tokens > 1000:
             self.n_tokens = 77
-        self._embed_cache: dict[str, torch.Tensor] = {}
+        self._embed_cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._step_takes_generator = "generator" in inspect.signature(components.scheduler.step).parameters
         self.base: BaseState | None = None
         self._sched_state = SchedulerState(components.scheduler)  # replaced by prepare()
@@ -139,14 +142,43 @@ class Renderer:
 
     # ---------------------------------------------------------------- prompt and base
     @torch.no_grad()
-    def _encode(self, text: str) -> torch.Tensor:
+    def _encode(self, text: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(hidden states [1, tokens, dim], pooled [1, dim] or None)``. SDXL: both text encoders'
+        penultimate hidden states side by side, the second encoder's projected pooled output."""
         if text not in self._embed_cache:
-            tok = self.c.tokenizer(text, padding="max_length", max_length=self.n_tokens, truncation=True,
-                                   return_tensors="pt")
-            te = self.c.text_encoder.to(self.device)
-            out = te(tok.input_ids.to(self.device))[0]
-            self._embed_cache[text] = out.to(self.dtype)
+            pairs = [(self.c.tokenizer, self.c.text_encoder)]
+            if self.c.text_encoder_2 is not None:
+                pairs.append((self.c.tokenizer_2, self.c.text_encoder_2))
+            hidden, pooled = [], None
+            for tokenizer, encoder in pairs:
+                tok = tokenizer(text, padding="max_length", max_length=self.n_tokens, truncation=True,
+                                return_tensors="pt")
+                te = encoder.to(self.device)
+                if len(pairs) == 1:
+                    hidden.append(te(tok.input_ids.to(self.device))[0])
+                    continue
+                out = te(tok.input_ids.to(self.device), output_hidden_states=True)
+                hidden.append(out.hidden_states[-2])
+                pooled = out[0] if out[0].ndim == 2 else pooled
+            emb = torch.cat(hidden, dim=-1).to(self.dtype)
+            if text == "" and self.c.extra.get("force_zeros_for_empty_prompt"):
+                emb = torch.zeros_like(emb)
+                pooled = None if pooled is None else torch.zeros_like(pooled)
+            self._embed_cache[text] = (emb, None if pooled is None else pooled.to(self.dtype))
         return self._embed_cache[text]
+
+    def _text(self, prompt: str) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The UNet's text inputs for ``prompt``: embeddings (``[uncond, cond]`` with guidance) and
+        SDXL's added inputs (pooled embeddings, time ids)."""
+        cond, pooled = self._encode(prompt)
+        rows = [self._encode(""), (cond, pooled)] if self.cfg else [(cond, pooled)]
+        emb = torch.cat([r[0] for r in rows])
+        if pooled is None:
+            return emb, ()
+        text_embeds = torch.cat([r[1] for r in rows if r[1] is not None])
+        h, w = self.height, self.width
+        time_ids = torch.tensor([[h, w, 0, 0, h, w]], dtype=self.dtype, device=self.device).expand(len(rows), 6)
+        return emb, (text_embeds, time_ids)
 
     def _generator(self, offset: int = 0) -> torch.Generator:
         return torch.Generator(device="cpu").manual_seed(self.seed + offset)
@@ -155,12 +187,11 @@ class Renderer:
     def prepare(self, prompt: str) -> BaseState:
         """Encode the prompt and build the base: initial latents, timesteps (img2img: noised image)."""
         prompt = check_prompt(prompt)
-        cond = self._encode(prompt)
-        emb = torch.cat([self._encode(""), cond]) if self.cfg else cond
+        emb, added = self._text(prompt)
         if self.base is not None and self.base.prompt != prompt:
             # a new prompt keeps latents and timesteps: only the text changes
             self.base = BaseState(prompt, emb, self.base.latents, self.base.timesteps, self.base.begin_index,
-                                  self.base.n_train_steps)
+                                  self.base.n_train_steps, added)
             return self.base
         sched = self.c.scheduler
         shape = (1, self.c.unet.config.in_channels, self.height // self.vae_scale, self.width // self.vae_scale)
@@ -184,7 +215,7 @@ class Renderer:
             init = enc.latent_dist.mean if hasattr(enc, "latent_dist") else enc.latents
             init = ((init.float() - self.shift_factor) * self.scaling_factor).cpu()
             latents = sched.add_noise(init, noise, timesteps[:1])
-        self.base = BaseState(prompt, emb, latents.to(self.device, torch.float32), timesteps, begin, total)
+        self.base = BaseState(prompt, emb, latents.to(self.device, torch.float32), timesteps, begin, total, added)
         self._sched_state = SchedulerState(sched)
         batch = 2 if self.cfg else 1
         self._timesteps_dev = [t.to(self.device).expand(batch) for t in timesteps]  # once, not per frame
@@ -214,7 +245,7 @@ class Renderer:
         for t, tt in zip(b.timesteps, self._timesteps_dev, strict=True):
             model_in = torch.cat([latents] * 2) if self.cfg else latents
             model_in = sched.scale_model_input(model_in, t).to(self.dtype)
-            pred = self._unet(model_in, tt, b.embeddings, scale).float()
+            pred = self._unet(model_in, tt, b.embeddings, scale, *b.added).float()
             if self.cfg:
                 uncond, cond = pred.chunk(2)
                 pred = uncond + self.guidance * (cond - uncond)

@@ -14,10 +14,18 @@ import numpy as np
 import torch
 
 from aadiff_live.errors import UserError
-from aadiff_live.models.loading import _from_pretrained, check_tokenizer
+from aadiff_live.models.loading import ModelMissing, _from_pretrained, check_tokenizer
 
 log = logging.getLogger(__name__)
 CLAP_SR = 48000
+DEFAULT_CLAP = "laion/clap-htsat-unfused"
+
+
+def clap_model_for(in_process_random: bool, clap_model: str) -> str:
+    """The CLAP checkpoint to load: the in-process random one when the diffusion model is built
+    in-process with random weights (``tiny``, ``random-sd-turbo``) and the default CLAP was not
+    changed, so that those need no download at all."""
+    return "tiny" if in_process_random and clap_model == DEFAULT_CLAP else clap_model
 
 
 @dataclass(frozen=True)
@@ -50,11 +58,11 @@ class ClapRanker:
             try:
                 self.processor = _from_pretrained(ClapProcessor, model_id, None)
                 self.model = _from_pretrained(ClapModel, model_id, None).eval()
-            except (OSError, ValueError):
+            except ModelMissing:
                 raise UserError(
                     f"CLAP model '{model_id}' is neither a local folder nor in the Hugging Face cache, and the hub is "
-                    f"not reachable; run `huggingface-cli download {model_id}` on a machine with internet, or pin the "
-                    f"words with --tokens to skip CLAP"
+                    f"not reachable; run `aadiff-live download MODEL --clap {model_id}` on a machine with internet, "
+                    f"or pin the words with --tokens to skip CLAP"
                 ) from None
             check_tokenizer(self.processor.tokenizer, model_id)
         self.model.to(device)

@@ -79,11 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--input", help="'default', a device index, a device-name substring, or a sound file "
                       "played in real time")
     live.add_argument("--monitor", action="store_true", help="with a file --input: also play it to the speakers")
+    live.add_argument("--loop", action="store_true", help="with a file --input: start again at its end")
     live.add_argument("--no-display", action="store_true", help="headless (installations, tests)")
     live.add_argument("--fullscreen", action="store_true")
     live.add_argument("--display", type=int, help="monitor index for the window")
     live.add_argument("--duration", type=float, help="stop after this many seconds")
     live.add_argument("--record", help="record the frames as shown, with the captured audio, to this .mp4")
+    live.add_argument("--segment-minutes", type=float, help="with --record: close the file every N minutes and "
+                      "start the next (names carry the start time, e.g. set_20261126T210000Z.mp4)")
     rig = live.add_argument_group("VJ rig (README: In a VJ rig); nothing listens unless asked")
     rig.add_argument("--osc-port", type=int, help="listen for OSC control on this UDP port (/aadiff/gain f, ...)")
     rig.add_argument("--osc-host", help="address to listen on (default 127.0.0.1: this machine only; "
@@ -116,7 +119,8 @@ def _overrides(a: argparse.Namespace) -> dict[str, dict]:
         "model": {"model": g("model"), "steps": g("steps"), "guidance": g("guidance"), "seed": g("seed"),
                   "size": g("size"), "device": g("device"), "dtype": g("dtype"), "backend": g("backend"),
                   "vae": g("vae"), "strength": g("strength"), "compile": g("compile")},
-        "live": {"input": g("input"), "fullscreen": g("fullscreen") or None, "display": g("display")},
+        "live": {"input": g("input"), "fullscreen": g("fullscreen") or None, "display": g("display"),
+                 "segment_minutes": g("segment_minutes"), "loop": g("loop") or None},
         "osc": {"port": g("osc_port"), "host": g("osc_host"), "send": g("osc_send")},
         "midi": {"port": g("midi")},
         "video_out": {"targets": g("output"), "hud": g("output_hud") or None},
@@ -177,6 +181,9 @@ def _dispatch(argv: list[str]) -> int:
                           plot=a.plot, image=a.image, demo=a.demo)
     if a.command == "live":
         from aadiff_live.live.app import run_live
+
+        if a.segment_minutes is not None and not a.record:
+            raise UserError("--segment-minutes needs --record OUT.mp4 (it splits the recording into files)")
 
         return run_live(cfg, prompt=a.prompt or "", no_display=a.no_display, duration=a.duration,
                         record=a.record, monitor=a.monitor, config_path=cfg_path)

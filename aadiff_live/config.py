@@ -74,6 +74,8 @@ class LiveConfig(_Strict):
     display: int = Field(0, ge=0)
     window_size: int = Field(768, ge=64)
     hud: bool = True
+    segment_minutes: float | None = Field(None, gt=0)  # --record: a new file every N minutes
+    loop: bool = False  # a sound-file input starts again at its end
 
 
 class Config(_Strict):

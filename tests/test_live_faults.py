@@ -129,3 +129,131 @@ def test_unknown_device_name_lists_devices(monkeypatch, cli, spec):
         {"index": 0, "name": "Built-in Microphone", "max_input_channels": 2, "default_samplerate": 44100.0}])
     code, _out, err = cli("live", "--model", "tiny", "--prompt", "fire", "--no-display", "--input", spec)
     assert code == 2 and "0: Built-in Microphone" in err
+
+
+def _bursts_wav(path, seconds):
+    import soundfile as sf
+
+    sr = 48000
+    t = np.arange(int(seconds * sr)) / sr
+    x = (0.3 * ((t % 1.0) < 0.5) * np.random.default_rng(0).standard_normal(t.size)).astype(np.float32)
+    sf.write(str(path), x, sr)
+
+
+def _tiny_cfg(src, **live):
+    from aadiff_live.config import load_config
+
+    return load_config(None, {"model": {"model": "tiny", "size": "64"}, "live": {"input": str(src), **live},
+                              "tokens": {"tokens": ["fire"]}})
+
+
+def test_recorder_disk_error_shows_in_hud_and_exit_code_while_the_show_goes_on(tmp_path, monkeypatch, caplog):
+    from aadiff_live.live import display as display_mod
+    from aadiff_live.live.app import run_live
+    from aadiff_live.output import video
+
+    src = tmp_path / "in.wav"
+    _bursts_wav(src, 30.0)
+    real_write = video.VideoWriter.write
+    count = {"n": 0}
+
+    def full_disk(self, image, t=None):
+        count["n"] += 1
+        if count["n"] > 2:
+            raise OSError(28, "No space left on device")
+        return real_write(self, image, t)
+
+    monkeypatch.setattr(video.VideoWriter, "write", full_disk)
+    alerts: list[str] = []
+    real_draw = display_mod.Display.draw
+
+    def draw(self, hud):
+        alerts.extend(hud.alerts)
+        return real_draw(self, hud)
+
+    monkeypatch.setattr(display_mod.Display, "draw", draw)
+    stats: dict = {}
+    code = run_live(_tiny_cfg(src), prompt="a fire", no_display=False, duration=4.0,
+                    record=str(tmp_path / "rec.mp4"), stats_out=stats)
+    assert code == 1  # loud at the end ...
+    assert any("RECORDING FAILED" in a and "No space left" in a for a in alerts)  # ... and on screen
+    assert "recording failed" in caplog.text and "cannot keep up" not in caplog.text
+    assert stats["stopped_by"] == "duration reached" and stats["frames_shown"] >= 6  # the show went on
+
+
+def test_finish_raising_still_closes_the_window_and_restores_sigterm(tmp_path, monkeypatch):
+    from aadiff_live.live import display as display_mod
+    from aadiff_live.live.app import run_live
+    from aadiff_live.live.recorder import Recorder
+
+    src = tmp_path / "in.wav"
+    _bursts_wav(src, 10.0)
+
+    def boom(self, summary):
+        raise RuntimeError("simulated finish failure")
+
+    monkeypatch.setattr(Recorder, "finish", boom)
+    closed = []
+    real_close = display_mod.Display.close
+    monkeypatch.setattr(display_mod.Display, "close", lambda self: (closed.append(1), real_close(self)))
+
+    def mine(*_):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        code = run_live(_tiny_cfg(src), prompt="a fire", no_display=False, duration=1.5,
+                        record=str(tmp_path / "rec.mp4"))
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert closed == [1] and code == 1
+
+
+def _decode_av(path):
+    import av
+
+    with av.open(str(path)) as c:
+        sr = c.streams.audio[0].rate
+        audio = sum(f.samples for f in c.decode(audio=0)) / sr
+    with av.open(str(path)) as c:
+        frames = sum(1 for _ in c.decode(video=0))
+    return frames, audio
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_stop_mid_segment_leaves_playable_files_with_audio(tmp_path, sig):
+    import json
+
+    src = tmp_path / "in.wav"
+    _bursts_wav(src, 60.0)
+    out = tmp_path / "set.mp4"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SDL_VIDEODRIVER": "dummy"}
+    proc = subprocess.Popen([sys.executable, "-m", "aadiff_live", "live", "--model", "tiny", "--size", "64",
+                             "--input", str(src), "--prompt", "a fire", "--tokens", "fire", "--no-display",
+                             "--record", str(out), "--segment-minutes", "0.05"],  # 3 s files
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = []
+        for line in proc.stderr:
+            lines.append(line)
+            if "recording segment 2" in line:  # the first file is closed and the second is open
+                break
+        time.sleep(1.5)  # mid-segment
+        proc.send_signal(sig)
+        _, rest = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = "".join(lines) + rest
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    files = sorted(tmp_path.glob("set_*Z.mp4"))
+    assert len(files) >= 2 and not out.exists(), err
+    for f in files:
+        side = json.loads(f.with_name(f.name + ".json").read_text())
+        frames, audio_s = _decode_av(f)
+        assert side["complete"] and frames == side["n_frames"] > 0
+        assert audio_s == pytest.approx(side["audio"]["duration_s"], abs=0.05) and audio_s > 0.5
+    assert json.loads(files[0].with_name(files[0].name + ".json").read_text())["audio"]["duration_s"] == \
+        pytest.approx(3.0, abs=1e-3)

@@ -14,6 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from aadiff_live.config import load_config  # noqa: E402
 from aadiff_live.live.app import run_live  # noqa: E402
+from aadiff_live.output.sidecar import read_frames  # noqa: E402
 
 SR = 48000
 
@@ -73,7 +74,8 @@ def test_file_input_records_audio_in_sync_and_frames_follow_weights(tmp_path):
     audio, frames = decode(out)
     lag, peak = xcorr_lag_s(audio, x, SR)
     assert abs(lag) < 0.05 and peak > 0.9, (lag, peak)
-    f = side["frames"]
+    assert side["frames_file"] == "live.mp4.frames.jsonl" and "frames" not in side
+    f = read_frames(tmp_path / "live.mp4.json")
     n = len(frames)
     assert n == side["n_frames"] == len(f["weight"]) > 30
     # display times follow each other, capture precedes display, latency is what the sidecar says

@@ -16,6 +16,8 @@ import time
 import numpy as np
 import pytest
 
+from aadiff_live.output.sidecar import read_frames
+
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -86,7 +88,7 @@ def test_capture_from_pulse_matches_the_played_file(tmp_path, shared_audio):
     cc = correlate(recorded, original, mode="full", method="fft")
     peak = float(np.max(np.abs(cc)) / np.sqrt(np.sum(original**2) * np.sum(recorded**2)))
     assert peak > 0.9, peak
-    lat = np.array(side["frames"]["latency_s"])
+    lat = np.array(read_frames(tmp_path / "pulse.mp4.json")["latency_s"])
     assert np.all(lat >= 0) and np.median(lat) < 2.0
 
 

@@ -1,9 +1,12 @@
-"""A long headless run: no memory or queue growth, every thread gone after quit."""
+"""A short soak (tools/soak.py) with --record and segments: no memory, thread or queue growth,
+every segment playable with audio, every thread gone after quit."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,61 +14,47 @@ import pytest
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-RUN_S = 45.0
+RUN_MIN = 0.75  # 45 s
+SEGMENT_MIN = 0.15  # 9 s files: 5 of them
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "soak.py"
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+def load_soak():
+    spec = importlib.util.spec_from_file_location("soak_tool", TOOL)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads memory use from /proc (Linux)")
-def test_long_headless_run_has_no_growth_and_stops_cleanly(tmp_path):
+def test_short_soak_with_record_and_segments(tmp_path):
     import soundfile as sf
-
-    from aadiff_live.config import load_config
-    from aadiff_live.live.app import LiveApp
 
     sr = 48000
     rng = np.random.default_rng(1)
-    t = np.arange(int((RUN_S + 10) * sr)) / sr
+    t = np.arange(int(7 * sr)) / sr  # 7 s played in a loop
     x = (0.3 * (np.sin(2 * np.pi * 0.7 * t) > 0) * rng.standard_normal(t.size)).astype(np.float32)
-    src = tmp_path / "long.wav"
+    src = tmp_path / "loop.wav"
     sf.write(str(src), x, sr)
-    del x, t
-    cfg = load_config(None, {"model": {"model": "tiny", "size": "64"}, "live": {"input": str(src),
-                                                                                "clap_every_s": 2.0}})
-    app = LiveApp(cfg, prompt="a storm over the sea", no_display=True, duration=RUN_S, record=None, monitor=False)
-    samples: list[tuple[float, float, int]] = []  # (elapsed, rss MB, largest mailbox)
     before = {th.ident for th in threading.enumerate()}
-
-    def watch():
-        while not app.stop.wait(1.0):
-            if not hasattr(app, "frames") or app.stats.n_shown == 0:
-                continue
-            boxes = max(app.weights.qsize(), app.frames.qsize(), app.choices.qsize(), app.prompts.qsize())
-            samples.append((app.stats.n_shown, rss_mb(), boxes))
-
-    w = threading.Thread(target=watch, name="test-watch")
-    w.start()
-    try:
-        code = app.run()
-    finally:
-        app.stop.set()
-        w.join(timeout=5)
-    assert code == 0
-    left = [th.name for th in threading.enumerate() if th.ident not in before and th.is_alive()]
+    soak = load_soak()
+    r = soak.soak(RUN_MIN, SEGMENT_MIN, tmp_path / "rec", src, every_s=1.0, warmup_minutes=RUN_MIN / 3)
+    s = r["summary"]
+    assert r["exit_code"] == 0
+    left = [th.name for th in threading.enumerate() if th.ident not in before and th.is_alive()
+            and th.name != "soak-watch"]
     assert left == []
-    assert app.stats.n_shown > RUN_S * 5
-    assert max(s[2] for s in samples) <= 1
-    # memory after warm-up (the first third) against the end: flat, not growing with frames shown
-    third = len(samples) // 3
-    early = np.median([s[1] for s in samples[third:third + 3]])
-    late = np.median([s[1] for s in samples[-3:]])
+    # every closed file decodes: as many video frames as its rows, audio as long as its sidecar says
+    assert s["segments"] >= 4 and s["segments_ok"] == s["segments"], r["segments"]
+    assert sum(c["audio_s"] for c in r["segments"]) == pytest.approx(RUN_MIN * 60, abs=3.0)
+    # no growth: one thread count and a flat fd count after warm-up, mailboxes hold at most one value,
+    # the recorder's audio queue stays short, memory flat (the median of the last samples vs after warm-up)
+    assert len(s["threads_after_warmup"]) == 1, s
+    assert max(s["fds_after_warmup"]) - min(s["fds_after_warmup"]) <= 3, s  # +3 while a file is rotated
+    assert s["max_queue_depth"] <= 1 and s["max_recorder_audio_queued_s"] < 1.5
+    after = [x for x in r["samples"] if x["t_s"] >= r["warmup_s"]]
+    early = np.median([x["rss_mb"] for x in after[:3]])
+    late = np.median([x["rss_mb"] for x in after[-3:]])
     assert late - early < 25.0, (early, late)
-    assert app.clap is not None and app.clap.latest is not None  # CLAP kept ranking
-    assert app.analysis.error is None and app.render_thread.error is None

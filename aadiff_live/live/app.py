@@ -113,7 +113,7 @@ class LiveApp:
         ring_s = max(self.cfg.live.clap_window_s * 2 + 2.0, 8.0)
         # the input first: a missing device is reported before a model is loaded
         self.capture: Capture = open_capture(live.input, samplerate=live.samplerate, blocksize=live.blocksize,
-                                             ring_seconds=ring_s, monitor=self.monitor)
+                                             ring_seconds=ring_s, monitor=self.monitor, loop=live.loop)
         # OSC, MIDI and video out next (no listener unless asked): a missing port is reported before a model loads
         self.rig = Rig(self.cfg, prompt=self.prompt, pinned=self.pinned, has_clap=self.pinned is None,
                        headless=self.no_display, config_path=self.config_path)
@@ -168,8 +168,10 @@ class LiveApp:
         if self.record:
             from aadiff_live.live.recorder import Recorder
 
+            seg = live.segment_minutes
             self.recorder = Recorder(self.record, ring, self.cfg.envelope.fps, self.renderer.width,
-                                     self.renderer.height, self.stop)
+                                     self.renderer.height, self.stop, segment_s=seg * 60.0 if seg else None,
+                                     settings=self._settings)
 
     def threads(self) -> list[threading.Thread]:
         ts: list[threading.Thread] = [self.analysis, self.render_thread]
@@ -207,10 +209,17 @@ class LiveApp:
                        latency_ms=float(np.median(lat)) * 1000 if lat else None,
                        level_db=s.rms_db if s else -120.0, gate_db=self.cfg.live.gate_db, words=tuple(rt.words),
                        weight=s.weight if s else 0.0, gain=self.analysis.gain, input_status=self.capture.status,
-                       prompt=rt.prompt, frozen=self._frozen(), notes=notes)
+                       prompt=rt.prompt, frozen=self._frozen(), notes=notes, alerts=self.alerts())
 
     def _frozen(self) -> bool:
         return self.display.frozen if self.display is not None else self.rig.frozen
+
+    def alerts(self) -> list[str]:
+        """Faults the show carries on through, for the HUD (red) and the soak tool."""
+        out = []
+        if self.recorder is not None and self.recorder.alert:
+            out.append(self.recorder.alert)
+        return out
 
     def _loop(self) -> str:
         """Until quit; returns why it stopped."""
@@ -317,7 +326,7 @@ class LiveApp:
             if getattr(self, "rig", None) is not None:
                 self.rig.close()
             raise
-        if isinstance(self.capture, FileCapture) and self.duration is None:
+        if isinstance(self.capture, FileCapture) and self.duration is None and not self.capture.loop:
             log.info("stops when the file ends (%.1f s)", self.capture.duration)
         reason = "not started"
         code = 0
@@ -337,6 +346,7 @@ class LiveApp:
         except KeyboardInterrupt:
             reason = "Ctrl-C"
         finally:
+            finish_failed = False
             failed = self.render_thread.failed.is_set()
             if failed:
                 err = self.render_thread.error
@@ -347,12 +357,19 @@ class LiveApp:
                        "render_busy_s": self.render_thread.busy_s, "run_s": time.monotonic() - started,
                        "stopped_by": reason, "threads_stuck": stuck, "input_overflows": self.capture.overflows,
                        "weights_replaced_unrendered": self.weights.dropped}
-            if self.recorder is not None:
-                self.recorder.finish(self._settings(), summary)
-            if self.display is not None:
-                self.display.close()
-            if old_term is not None:
-                signal.signal(signal.SIGTERM, old_term)
+            try:
+                if self.recorder is not None:
+                    self.recorder.finish(summary)
+            except Exception as exc:  # noqa: BLE001 - reported through the exit code; the rest still closes
+                log.error("finishing the recording failed: %s: %s", type(exc).__name__, exc)
+                finish_failed = True
+            finally:
+                try:
+                    if self.display is not None:
+                        self.display.close()
+                finally:
+                    if old_term is not None:
+                        signal.signal(signal.SIGTERM, old_term)
         if self.stats_out is not None:
             self.stats_out.update(summary)
             self.stats_out["latencies_s"] = list(self.stats.latency)
@@ -362,6 +379,13 @@ class LiveApp:
                  "-" if lat_m is None else f"{lat_m:.0f} ms", "-" if lat_p is None else f"{lat_p:.0f} ms",
                  LATENCY_BUDGET_MS)
         if self.analysis.error is not None or (self.clap is not None and self.clap.error is not None):
+            code = 1
+        if finish_failed:
+            code = 1
+        if self.recorder is not None and self.recorder.error is not None:
+            err = self.recorder.error
+            log.error("the recording failed during the show (%d time(s); last: %s: %s); exit code 1",
+                      self.recorder.failures, type(err).__name__, err)
             code = 1
         if failed:
             log.error("%s; the app stopped%s", msg, f" (the recording so far is in {self.record})"

@@ -150,7 +150,8 @@ class FileCapture(Capture):
     """A sound file delivered block by block at the pace of the clock (``monitor``: through the speakers,
     whose output callback then sets the pace and the capture time is when the block is heard)."""
 
-    def __init__(self, path: str, blocksize: int, ring_seconds: float, monitor: bool = False) -> None:
+    def __init__(self, path: str, blocksize: int, ring_seconds: float, monitor: bool = False,
+                 loop: bool = False) -> None:
         super().__init__()
         from aadiff_live.audio.decode import load_audio
 
@@ -164,9 +165,10 @@ class FileCapture(Capture):
         self.blocksize = int(blocksize)
         self.duration = self.audio.shape[0] / self.samplerate
         self.monitor = monitor
+        self.loop = loop  # start again at the end, on the same clock (soak tests, unattended rehearsals)
         self.ring = RingBuffer(int(ring_seconds * self.samplerate), self.channels, self.samplerate)
         self.description = f"file {path} ({self.duration:.1f} s, {self.samplerate} Hz, {self.channels} ch)" + (
-            ", monitored on the speakers" if monitor else "")
+            ", monitored on the speakers" if monitor else "") + (", in a loop" if loop else "")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stream: Any = None
@@ -197,6 +199,8 @@ class FileCapture(Capture):
     def _play(self, outdata, frames, time_info, status) -> None:
         now = time.monotonic()
         pos = self._pos
+        if self.loop and pos >= self.audio.shape[0]:
+            pos = 0
         n = min(frames, self.audio.shape[0] - pos)
         outdata[:n] = self.audio[pos:pos + n]
         if n < frames:
@@ -206,22 +210,24 @@ class FileCapture(Capture):
             lead = dac - time_info.currentTime if dac > 0 and time_info.currentTime > 0 else 0.0
             self.ring.write(self.audio[pos:pos + n], now + max(0.0, min(lead, 1.0)))
         self._pos = pos + n
-        if n < frames:
+        if n < frames and not self.loop:
             raise self._callback_stop
 
     def _feed(self) -> None:
         t0 = time.monotonic()
         total = self.audio.shape[0]
-        pos = 0
-        while pos < total and not self._stop.is_set():
+        done = 0  # samples delivered (more than the file's length when looping)
+        while (self.loop or done < total) and not self._stop.is_set():
+            pos = done % total
             n = min(self.blocksize, total - pos)
-            due = t0 + (pos + n) / self.samplerate  # a block is available once its last sample has "arrived"
+            due = t0 + (done + n) / self.samplerate  # a block is available once its last sample has "arrived"
             delay = due - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 break
-            self.ring.write(self.audio[pos:pos + n], t0 + pos / self.samplerate)
-            pos += n
-        self.finished.set()
+            self.ring.write(self.audio[pos:pos + n], t0 + done / self.samplerate)
+            done += n
+        if done >= total and not self.loop:
+            self.finished.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -233,7 +239,7 @@ class FileCapture(Capture):
 
 
 def open_capture(spec: str, *, samplerate: int | None, blocksize: int, ring_seconds: float,
-                 monitor: bool) -> Capture:
+                 monitor: bool, loop: bool = False) -> Capture:
     from pathlib import Path
 
     from aadiff_live.live.devices import is_file_input
@@ -242,7 +248,7 @@ def open_capture(spec: str, *, samplerate: int | None, blocksize: int, ring_seco
         if not Path(spec).is_file():
             raise UserError(f"--input {spec}: no such sound file; check the path, or pass a device "
                             f"(see `aadiff-live devices`)")
-        return FileCapture(spec, blocksize, ring_seconds, monitor=monitor)
+        return FileCapture(spec, blocksize, ring_seconds, monitor=monitor, loop=loop)
     if monitor:
         log.warning("--monitor only applies to a sound file --input; ignored for a device")
     return DeviceCapture(resolve_input(spec), samplerate, blocksize, ring_seconds)

@@ -35,6 +35,7 @@ class HudInfo:
     prompt: str = ""
     frozen: bool = False
     notes: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)  # faults the show goes on through: drawn in red
 
 
 @dataclass
@@ -222,10 +223,12 @@ class Display:
         pg.draw.rect(self.screen, colour, (x0, y + 6, round(w * frac(h.level_db)), bh))
         gx = x0 + round(w * frac(h.gate_db))
         pg.draw.line(self.screen, (230, 180, 40), (gx, y + 3), (gx, y + 6 + bh + 2), 2)
-        if h.input_status == "no input":
-            sw, _ = self.screen.get_size()
-            surf = self.big.render("NO INPUT", True, (255, 80, 80))
-            self.screen.blit(surf, (sw - surf.get_width() - 12, 12))
+        sw, _ = self.screen.get_size()
+        y = 12
+        for alert in (["NO INPUT"] if h.input_status == "no input" else []) + list(h.alerts):
+            surf = self.big.render(alert[:80], True, (255, 80, 80))
+            self.screen.blit(surf, (sw - surf.get_width() - 12, y))
+            y += surf.get_height() + 4
 
     def picture_with_hud(self, image: np.ndarray, hud: HudInfo) -> np.ndarray:
         """``image`` with the HUD drawn over it at its own size (for --output-hud): a copy, the window untouched."""

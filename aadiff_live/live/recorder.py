@@ -1,47 +1,121 @@
 """Recorder thread: the frames as shown, each at its display time, with the captured audio muxed in.
 
-Time 0 of the recording is the capture time of the first audio sample, so the picture lags the
-sound in the file exactly as it did on the screen (the audio-to-photon latency). The file is
-finalised on quit, Ctrl-C or a renderer crash (temporary file + rename, by :class:`VideoWriter`),
-and a JSON sidecar records per frame the capture time, display time and latency.
+Time 0 of a recording is the capture time of its first audio sample, so the picture lags the
+sound in the file exactly as it did on the screen (the audio-to-photon latency).
+
+Bounded for runs of days:
+
+- Per frame, one row (a dict: display time, capture time, latency, weight, level, words, ...,
+  plus whatever ``extra`` the caller adds) goes straight to a JSON-lines file beside the video
+  (``set.mp4.frames.jsonl``), line-buffered; nothing per frame is kept in memory. The JSON
+  sidecar (``set.mp4.json``), written when the file is closed, names that file.
+- The audio is encoded up to "now" even when no frame comes (a frozen picture, a stalled
+  renderer), so it never piles up in the writer.
+- ``segment_s``: every so many seconds the open MP4 is closed (with its sidecar) and the next is
+  opened; each file's name carries its start time (UTC), e.g. ``set_20261126T164100Z.mp4``.
+- Each file is a fragmented MP4 written in place (:class:`VideoWriter` ``fragmented``): playable
+  at every moment, so a crash or power cut loses only the last ~2 s of the open file.
+
+A write error (disk full, folder gone) stops the recording, not the show: :attr:`error` is set,
+the HUD (:attr:`Recorder.alert`) and the log say so, the recorder tries again every
+:data:`RETRY_S` seconds with a new file (named by its start time, nothing is overwritten), and the
+app's exit code is non-zero at the end.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
 from aadiff_live.live.render_thread import Frame
 from aadiff_live.live.ring import RingBuffer, RingReader
-from aadiff_live.output.sidecar import sidecar_path, write_json_atomic
+from aadiff_live.output.sidecar import clean_json, frames_path, sidecar_path, write_json_atomic
 from aadiff_live.output.video import VideoWriter
 
 log = logging.getLogger(__name__)
 MAX_PENDING = 256  # shown frames waiting for the encoder; beyond this they are dropped (and counted)
+AUDIO_LAG_S = 0.25  # with no frame coming, audio is encoded up to this long before "now"
+ROTATE_GRACE_S = 0.3  # with no frame coming, a segment closes this long after its end (audio delivered)
+RETRY_S = 30.0  # after a write error, try a new file this often
+
+
+def segment_name(path: Path, wall_start: float) -> Path:
+    """``set.mp4`` -> ``set_20261126T164100Z.mp4`` (the segment's start, UTC)."""
+    stamp = datetime.fromtimestamp(wall_start, tz=timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return path.with_name(f"{path.stem}_{stamp}{path.suffix or '.mp4'}")
+
+
+class _Segment:
+    """One open MP4 and its JSON-lines rows."""
+
+    def __init__(self, path: Path, index: int, t0: float, wall_start: float, fps: float, width: int, height: int,
+                 channels: int, samplerate: int) -> None:
+        self.path = path
+        self.index = index
+        self.t0 = t0  # monotonic capture time of the first audio sample
+        self.wall_start = wall_start
+        self.writer = VideoWriter(path, fps, width, height, audio=np.zeros((0, channels), np.float32),
+                                  samplerate=samplerate, vfr=True, fragmented=True)
+        self.rows_path = frames_path(path)
+        self._rows: IO[str] | None = open(self.rows_path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self.n_rows = 0
+
+    def write(self, image: np.ndarray, t: float, row: dict[str, Any]) -> None:
+        self.writer.write(image, t=t)
+        assert self._rows is not None
+        self._rows.write(json.dumps(clean_json(row), separators=(",", ":")) + "\n")
+        self.n_rows += 1
+
+    def close(self) -> Path | None:
+        try:
+            return self.writer.close(complete=True)
+        finally:
+            if self._rows is not None:
+                rows, self._rows = self._rows, None
+                rows.close()
+                if self.n_rows == 0:
+                    self.rows_path.unlink(missing_ok=True)
 
 
 class Recorder(threading.Thread):
     def __init__(self, path: str | Path, ring: RingBuffer, fps: float, width: int, height: int,
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, *, segment_s: float | None = None,
+                 settings: Callable[[], dict] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(name="recorder", daemon=False)
         self.path = Path(path)
         self.ring = ring
+        self.fps, self.width, self.height = fps, width, height
         self.stop_event = stop
-        self.writer = VideoWriter(self.path, fps, width, height,
-                                  audio=np.zeros((0, ring.channels), np.float32), samplerate=ring.samplerate, vfr=True)
+        self.segment_s = segment_s
+        self.settings = settings or dict
+        self.clock = clock
         self._reader = RingReader(ring, start=0)
         self._q: queue.Queue[tuple[Frame, float, dict | None]] = queue.Queue(maxsize=MAX_PENDING)
         self.dropped = 0
-        self.rows: list[dict] = []  # per written frame, for the sidecar
-        self.error: BaseException | None = None
-        self._t0: float | None = None
+        self.error: BaseException | None = None  # NB: set by this thread, read by the app at the end
+        self.alert: str | None = None  # NB: set by this thread, read by the HUD: the recording is stopped
+        self.failures = 0
+        self._retry_at: float | None = None  # while broken: when to try a new file
+        self._final = False
+        self.closed: list[Path] = []  # finished files, in order
+        self._seg: _Segment | None = None  # NB: only this thread (and finish(), after it ended) touches it
+        self._last: tuple[np.ndarray, dict] | None = None  # the picture on screen and its row
+        self._t_first: float | None = None  # capture time of the recording's first sample
 
+    # ------------------------------------------------------------------ from the display thread
     def add(self, frame: Frame, shown_time: float, extra: dict | None = None) -> None:
-        """From the display thread: never blocks. ``extra``: more per-frame fields (gain, scene, ...)."""
+        """Never blocks. ``extra``: more per-frame fields for the row (display, scene, ...)."""
+        if self._retry_at is not None:
+            return  # the recording is stopped (already reported); the show goes on
         try:
             self._q.put_nowait((frame, shown_time, extra))
         except queue.Full:
@@ -52,61 +126,186 @@ class Recorder(threading.Thread):
     def pending(self) -> int:
         return self._q.qsize()
 
-    def _pull_audio(self) -> None:
-        _, data = self._reader.read()
-        if data.shape[0]:
-            self.writer.append_audio(data)
+    @property
+    def current_path(self) -> Path | None:
+        seg = self._seg
+        return seg.path if seg is not None else None
 
-    def _t_zero(self) -> float | None:
-        if self._t0 is None:
-            self._t0 = self.ring.capture_time(0)
-        return self._t0
+    def audio_queued_s(self) -> float:
+        seg = self._seg
+        return seg.writer.audio_queued_s if seg is not None else 0.0
 
-    def _write(self, frame: Frame, shown: float, extra: dict | None) -> None:
-        self._pull_audio()
-        t0 = self._t_zero()
-        if t0 is None:
-            return  # no audio yet: cannot place the frame
-        t = max(0.0, shown - t0)
-        self.writer.write(frame.image, t=t)
-        s = frame.sample
-        self.rows.append({"display_time": t, "capture_time": s.capture_time - t0, "latency_s": shown - s.capture_time,
-                          "weight": s.weight, "normalised": s.normalised, "rms_db": s.rms_db,
-                          "render_s": frame.render_s, "words": list(frame.words), "prompt": frame.prompt,
-                          **(extra or {})})
-
-    def run(self) -> None:
-        try:
-            while True:
-                try:
-                    item = self._q.get(timeout=0.1)
-                except queue.Empty:
-                    if self.stop_event.is_set():
-                        break
-                    self._pull_audio()
-                    continue
-                self._write(*item)
-        except BaseException as exc:  # noqa: BLE001 - reported by finish(); the app keeps showing
-            self.error = exc
-            log.exception("the recorder failed; the recording stops here")
-
-    def finish(self, settings: dict, summary: dict) -> Path | None:
-        """After the thread has ended: all captured audio in, finalise the file, write the sidecar."""
-        if self.error is None:
-            self._pull_audio()
-        path = self.writer.close(complete=True)
-        if path is None:
-            log.warning("no frame was shown: no recording written")
+    # ------------------------------------------------------------------ segments
+    def _segment_end(self) -> float | None:
+        seg = self._seg
+        if seg is None or self.segment_s is None:
             return None
-        rows = self.rows
+        return seg.t0 + self.segment_s
+
+    def _open(self, t0: float) -> None:
+        index = len(self.closed) + self.failures
+        wall = time.time() - (self.clock() - t0)
+        path = self.path if self.segment_s is None and index == 0 else segment_name(self.path, wall)
+        self._seg = _Segment(path, index, t0, wall, self.fps, self.width, self.height, self.ring.channels,
+                             self.ring.samplerate)
+        if index:
+            log.info("recording segment %d: %s", index + 1, path)
+
+    def _close_segment(self, summary: dict | None = None) -> Path | None:
+        seg, self._seg = self._seg, None
+        if seg is None:
+            return None
+        path = seg.close()
+        if path is None:
+            return None
+        self.closed.append(path)
+        ring = self.ring
         data = {
-            "settings": settings,
-            "summary": {**summary, "frames_dropped_from_recording": self.dropped},
-            "audio": {"samplerate": self.ring.samplerate, "channels": self.ring.channels,
-                      "duration_s": self.ring.written / self.ring.samplerate},
-            "n_frames": len(rows), "complete": True,
-            "frames": {key: [r.get(key) for r in rows] for key in dict.fromkeys(k for r in rows for k in r)},
+            "settings": self.settings(),
+            "summary": {**(summary or {}), "frames_dropped_from_recording": self.dropped},
+            "audio": {"samplerate": ring.samplerate, "channels": ring.channels, "duration_s": seg.writer.audio_s},
+            "n_frames": seg.n_rows, "complete": True,
+            "segment": {"index": seg.index, "start_utc": datetime.fromtimestamp(seg.wall_start, tz=timezone.utc)
+                        .isoformat(timespec="milliseconds"), "start_s": seg.t0 - (self._t_first or seg.t0),
+                        "duration_s": seg.writer.audio_s, "segment_s": self.segment_s},
+            "frames_file": seg.rows_path.name if seg.n_rows else None,
         }
         side = write_json_atomic(sidecar_path(path), data)
-        log.info("recorded %s (%d frames) and %s", path, len(rows), side)
+        log.info("recorded %s (%d frames, %.1f s) and %s", path, seg.n_rows, seg.writer.audio_s, side)
         return path
+
+    def _rotate(self) -> None:
+        """Close the open segment at its end and open the next one there."""
+        end = self._segment_end()
+        assert end is not None
+        self._pull_audio()  # up to the end, no further
+        self._close_segment()
+        self._open(end)
+        if self._last is not None:  # the picture on screen when the new file starts
+            image, row = self._last
+            self._seg_write(image, 0.0, {**row, "display_time": 0.0, "held": True})
+
+    # ------------------------------------------------------------------ audio and frames
+    def _pull_audio(self) -> None:
+        """Move the captured audio into the open segment (up to the segment's end, the rest stays in the ring)."""
+        seg = self._seg
+        if seg is None:
+            return
+        limit = None
+        end = None if self._final else self._segment_end()
+        pos = self._reader.pos
+        if end is not None and self.ring.written > pos:
+            t_pos = self.ring.capture_time(pos)
+            if t_pos is not None:
+                limit = max(0, int(round((end - t_pos) * self.ring.samplerate)))
+        _, data = self._reader.read(limit)
+        if data.shape[0]:
+            seg.writer.append_audio(data)
+
+    def _start(self) -> bool:
+        """Open the first file once the first audio has arrived."""
+        if self._seg is not None:
+            return True
+        t0 = self.ring.capture_time(0)
+        if t0 is None:
+            return False
+        self._t_first = t0
+        self._open(t0)
+        return True
+
+    def _seg_write(self, image: np.ndarray, t: float, row: dict) -> None:
+        assert self._seg is not None
+        self._seg.write(image, t, row)
+
+    def _write(self, frame: Frame, shown: float, extra: dict | None) -> None:
+        if not self._start():
+            return  # no audio yet: cannot place the frame
+        end = self._segment_end()
+        if end is not None and shown >= end:
+            self._rotate()
+        self._pull_audio()
+        seg = self._seg
+        assert seg is not None
+        t = max(0.0, shown - seg.t0)
+        s = frame.sample
+        row = {"display_time": t, "capture_time": s.capture_time - seg.t0, "latency_s": shown - s.capture_time,
+               "weight": s.weight, "normalised": s.normalised, "rms_db": s.rms_db, "render_s": frame.render_s,
+               "words": list(frame.words), "prompt": frame.prompt, **(extra or {})}
+        self._seg_write(frame.image, t, row)
+        self._last = (frame.image, row)
+
+    def _idle(self) -> None:
+        if not self._start():
+            return
+        now = self.clock()
+        end = self._segment_end()
+        if end is not None and now >= end + ROTATE_GRACE_S:
+            self._rotate()
+        self._pull_audio()
+        seg = self._seg
+        if seg is not None and seg.writer.n_frames:
+            seg.writer.flush_audio(now - seg.t0 - AUDIO_LAG_S)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self.failures += 1
+        where = self.current_path or self.path
+        self.alert = f"RECORDING FAILED: {type(exc).__name__}: {exc}"
+        self._retry_at = self.clock() + RETRY_S
+        log.error("recording failed (%s: %s) at %s; the show goes on, trying a new file in %.0f s",
+                  type(exc).__name__, exc, where, RETRY_S)
+        seg, self._seg = self._seg, None
+        if seg is not None:
+            try:  # keep what can be kept: the fragments already on disk are playable
+                path = seg.close()
+                if path is not None:
+                    self.closed.append(path)
+            except Exception as close_exc:  # noqa: BLE001 - the disk is the problem; nothing more to save
+                log.debug("closing the failed recording: %s", close_exc)
+
+    def run(self) -> None:
+        while not self.stop_event.is_set() or not self._q.empty():
+            try:
+                item = self._q.get(timeout=0.1)
+            except queue.Empty:
+                item = None
+            if self._retry_at is not None:
+                self._reader.read()  # drop audio and frames while the recording is stopped
+                if self.clock() < self._retry_at or self.stop_event.is_set():
+                    continue
+                self._retry()
+                continue
+            try:
+                if item is None:
+                    self._idle()
+                else:
+                    self._write(*item)
+            except Exception as exc:  # noqa: BLE001 - the recording stops, the show goes on (loudly)
+                self._fail(exc)
+
+    def _retry(self) -> None:
+        t0 = self.ring.capture_time(self._reader.pos)
+        try:
+            self._open(t0 if t0 is not None else self.clock())
+        except Exception as exc:  # noqa: BLE001 - still failing: try again later
+            self._fail(exc)
+            return
+        self._retry_at = None
+        self.alert = None
+        self._last = None
+        log.warning("recording again, to %s", self.current_path)
+
+    def finish(self, summary: dict) -> list[Path]:
+        """After the thread has ended: all captured audio in, close the open file with its sidecar.
+        Returns the files written (every segment). Raises nothing: a failure here is recorded in
+        :attr:`error` and logged."""
+        self._final = True
+        if self._seg is not None:
+            try:
+                self._pull_audio()
+                self._close_segment(summary)
+            except Exception as exc:  # noqa: BLE001 - reported through the exit code
+                self._fail(exc)
+        if not self.closed and self.error is None:
+            log.warning("no frame was shown: no recording written")
+        return list(self.closed)

@@ -5,6 +5,11 @@ half-written. :meth:`VideoWriter.close` finalises a playable file of the frames 
 (the audio trimmed to match), which is what Ctrl-C and crashes use; :meth:`abort` removes it.
 Frames are either at a constant ``fps`` or, with ``vfr=True``, each at its own time in seconds
 (live recordings: each frame at its display time).
+
+``fragmented=True`` (live recordings) writes a fragmented MP4 straight to the target instead:
+a fragment (about :data:`FRAGMENT_S` seconds, each starting on a keyframe) is flushed to disk as
+soon as it is complete, so the file is playable at every moment and a crash or power cut loses
+only the unflushed tail.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ def _umask() -> int:
     return mask
 
 
+FRAGMENT_S = 2.0  # fragmented MP4: a keyframe and a flushed fragment about this often
+
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 
 
@@ -43,20 +50,30 @@ def check_writable(path: Path) -> None:
 class VideoWriter:
     def __init__(self, path: str | Path, fps: float, width: int, height: int, *,
                  audio: np.ndarray | None = None, samplerate: int | None = None, vfr: bool = False,
-                 crf: int = 18) -> None:
+                 crf: int = 18, fragmented: bool = False) -> None:
         self.path = Path(path)
         check_writable(self.path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial.mp4", dir=self.path.parent or ".")
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self.fragmented = fragmented
+        options: dict[str, str] = {}
+        if fragmented:  # written in place: every flushed fragment is already playable
+            self.tmp = self.path
+            options = {"movflags": "frag_keyframe+empty_moov+default_base_moof",
+                       "frag_duration": str(int(FRAGMENT_S * 1e6)), "flush_packets": "1"}
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial.mp4",
+                                       dir=self.path.parent or ".")
+            os.close(fd)
+            self.tmp = Path(tmp)
         self.fps = float(fps)
         self.vfr = vfr
-        self.container = av.open(str(self.tmp), mode="w", format="mp4")
+        self.container = av.open(str(self.tmp), mode="w", format="mp4", options=options)
         rate = Fraction(self.fps).limit_denominator(1001)
         self.video = self.container.add_stream("libx264", rate=rate)
         self.video.width, self.video.height = width, height
         self.video.pix_fmt = "yuv420p"
         self.video.options = {"crf": str(crf), "preset": "veryfast"}
+        if fragmented:
+            self.video.options = {**self.video.options, "g": str(max(1, round(FRAGMENT_S * self.fps)))}
         self.video.codec_context.time_base = Fraction(1, 1000) if vfr else 1 / rate
         self.n_frames = 0
         self._last_pts = -1
@@ -96,6 +113,23 @@ class VideoWriter:
         if block.shape[0]:
             self._pending.append(np.clip(block[:, : 1 if self._layout == "mono" else 2], -1, 1))
             self._queued += block.shape[0]
+
+    @property
+    def audio_queued_s(self) -> float:
+        """Seconds of audio queued but not yet encoded (what a frozen picture would let pile up)."""
+        if self.audio_stream is None:
+            return 0.0
+        return (self._queued - self._audio_pos) / self._sr
+
+    @property
+    def audio_s(self) -> float:
+        """Seconds of audio given to the writer so far."""
+        return self._queued / self._sr if self.audio_stream is not None else 0.0
+
+    def flush_audio(self, seconds: float) -> None:
+        """Encode the queued audio up to ``seconds`` even if no frame comes (a frozen picture, a stalled
+        renderer): the queue stays short whatever the picture does."""
+        self._write_audio_until(seconds)
 
     def _write_audio_until(self, seconds: float | None) -> None:
         if self.audio_stream is None:
@@ -156,10 +190,12 @@ class VideoWriter:
                     self.container.mux(pkt)
             self.container.close()
         except BaseException:
-            self.tmp.unlink(missing_ok=True)
+            if not self.fragmented:  # a fragmented file keeps what was flushed: it is playable
+                self.tmp.unlink(missing_ok=True)
             raise
-        os.chmod(self.tmp, 0o666 & ~_umask())
-        os.replace(self.tmp, self.path)
+        if not self.fragmented:
+            os.chmod(self.tmp, 0o666 & ~_umask())
+            os.replace(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:

@@ -257,3 +257,136 @@ def test_stop_mid_segment_leaves_playable_files_with_audio(tmp_path, sig):
         assert audio_s == pytest.approx(side["audio"]["duration_s"], abs=0.05) and audio_s > 0.5
     assert json.loads(files[0].with_name(files[0].name + ".json").read_text())["audio"]["duration_s"] == \
         pytest.approx(3.0, abs=1e-3)
+
+
+class FakePortAudio:
+    """A PortAudio whose device list, like the real one, is read when it initialises: a device
+    unplugged and plugged back (with a new index, as USB does) is seen only after a re-initialise."""
+
+    def __init__(self, sd, monkeypatch) -> None:
+        self.sd = sd
+        self.system = {0: "Built-in Microphone", 3: "USB Audio (hw:2,0)"}  # what is plugged in now
+        self.seen = dict(self.system)  # PortAudio's list, from the last initialise
+        self.inits = 0
+        self.streams: list[FakePAStream] = []
+        fake = self
+
+        class Stream(FakePAStream):
+            def __init__(self, **kw):
+                super().__init__(fake, **kw)
+
+        monkeypatch.setattr(sd, "InputStream", Stream)
+        monkeypatch.setattr(sd, "query_devices", self.query_devices)
+        monkeypatch.setattr(sd, "default", SimpleNamespace(device=(0, None)))
+        monkeypatch.setattr(sd, "_terminate", lambda: None)
+        monkeypatch.setattr(sd, "_initialize", self.initialize)
+
+    def initialize(self):
+        self.inits += 1
+        self.seen = dict(self.system)
+
+    def query_devices(self, *a, **k):
+        return [{"index": i, "name": n, "max_input_channels": 2, "default_samplerate": 48000.0}
+                for i, n in sorted(self.seen.items())]
+
+    def unplug(self, index):
+        del self.system[index]
+
+    def plug(self, index, name):
+        self.system[index] = name
+
+
+class FakePAStream:
+    def __init__(self, pa, *, device, channels, samplerate, blocksize, dtype, callback):
+        if pa.system.get(device) != pa.seen.get(device) or device not in pa.system:
+            raise pa.sd.PortAudioError(f"Invalid device {device}")
+        self.pa, self.device, self.callback, self.blocksize, self.channels = pa, device, callback, blocksize, channels
+        self.active = False
+        self.closed = False
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, name="fake-portaudio")
+        pa.streams.append(self)
+
+    def _run(self):
+        block = np.zeros((self.blocksize, self.channels), np.float32)
+        info = SimpleNamespace(inputBufferAdcTime=0.0, currentTime=0.0)
+        while not self._stop.wait(0.005):
+            if self.device not in self.pa.system:
+                self.active = False
+                return
+            self.callback(block, self.blocksize, info, 0)
+
+    def start(self):
+        self.active = True
+        self._t.start()
+
+    def close(self, ignore_errors=True):
+        self.closed = True
+        self._stop.set()
+        if self._t.is_alive():
+            self._t.join(timeout=1)
+
+
+def _wait(cond, timeout=5.0):
+    end = time.monotonic() + timeout
+    while not cond() and time.monotonic() < end:
+        time.sleep(0.02)
+    return cond()
+
+
+def test_replugged_usb_interface_is_found_again_by_name(monkeypatch):
+    sd = capture_mod.sounddevice_module()
+    pa = FakePortAudio(sd, monkeypatch)
+    monkeypatch.setattr(capture_mod, "STALL_S", 0.3)
+    monkeypatch.setattr(capture_mod, "RETRY_S", 0.1)
+    cap = capture_mod.open_capture("USB Audio", samplerate=None, blocksize=256, ring_seconds=2.0, monitor=False)
+    cap.start()
+    try:
+        assert _wait(lambda: cap.status == "ok")
+        pa.unplug(3)
+        assert _wait(lambda: cap.status == "no input")
+        time.sleep(0.5)  # a few failed tries while it is away
+        pa.plug(5, "USB Audio (hw:3,0)")  # back, with another index and card number
+        assert _wait(lambda: cap.status == "ok"), "the replugged interface was not found again"
+        assert cap.device.index == 5 and cap.device.name == "USB Audio (hw:3,0)" and pa.inits >= 1
+        written = cap.ring.written
+        assert _wait(lambda: cap.ring.written > written)
+    finally:
+        cap.stop()
+    assert all(s.closed for s in pa.streams)
+
+
+def test_stop_during_a_reopen_leaves_no_stream_running(monkeypatch):
+    """stop() while the watchdog is still opening a new stream: that stream must not survive."""
+    sd = capture_mod.sounddevice_module()
+    pa = FakePortAudio(sd, monkeypatch)
+    monkeypatch.setattr(capture_mod, "STALL_S", 0.3)
+    monkeypatch.setattr(capture_mod, "RETRY_S", 0.05)
+    cap = capture_mod.open_capture("USB Audio", samplerate=None, blocksize=256, ring_seconds=2.0, monitor=False)
+    opening = threading.Event()
+    release = threading.Event()
+    real_stream = sd.InputStream
+
+    def slow_open(**kw):
+        if pa.streams:  # the reopen, not the first open: hangs like a slow driver
+            opening.set()
+            release.wait(5)
+        return real_stream(**kw)
+
+    cap.start()
+    try:
+        assert _wait(lambda: cap.status == "ok")
+        monkeypatch.setattr(sd, "InputStream", slow_open)
+        pa.unplug(3)
+        assert _wait(lambda: cap.status == "no input")
+        pa.plug(3, "USB Audio (hw:2,0)")  # back: the next try finds it and opens it, slowly
+        assert opening.wait(5)
+    finally:
+        cap.stop()  # gives up waiting for the watchdog after 1 s
+        release.set()
+    time.sleep(0.5)
+    written = cap.ring.written
+    time.sleep(0.3)
+    assert cap.ring.written == written, "a stream opened after stop() is still writing into the ring"
+    assert all(s.closed for s in pa.streams)
+    assert _wait(lambda: not any(t.name in ("capture-watchdog", "fake-portaudio") for t in threading.enumerate()))

@@ -2,7 +2,12 @@
 
 Both write into a :class:`RingBuffer` with the capture time of every block on ``time.monotonic``'s
 clock. The PortAudio callback only copies (DESIGN.md §4). A watchdog thread notices a device
-that stops delivering (unplugged mid-set), reports "no input" and keeps trying to reopen it.
+that stops delivering (unplugged mid-set), reports "no input" and keeps trying to reopen it:
+each try re-initialises PortAudio (its device list is fixed when it initialises, so a replugged
+USB interface would otherwise never show up) and looks the input up again by what the user
+asked for (``--input "USB Audio"``), not by its old index, which a replug may change. Opening and
+closing the stream share a lock, and a stream opened after :meth:`DeviceCapture.stop` is closed
+at once, so a quit during a reopen never leaves a stream writing into the ring.
 """
 
 from __future__ import annotations
@@ -54,11 +59,24 @@ class Capture:
         raise NotImplementedError
 
 
+def rescan_portaudio(sd) -> None:
+    """Re-initialise PortAudio so that its device list is read again (no stream may be open)."""
+    try:
+        sd._terminate()
+    except Exception as exc:  # noqa: BLE001 - already terminated, or a backend quirk: initialise anyway
+        log.debug("terminating PortAudio: %s", exc)
+    sd._initialize()
+
+
 class DeviceCapture(Capture):
-    def __init__(self, device: InputDevice, samplerate: int | None, blocksize: int, ring_seconds: float) -> None:
+    def __init__(self, device: InputDevice, samplerate: int | None, blocksize: int, ring_seconds: float,
+                 spec: str | None = None) -> None:
         super().__init__()
         self.sd = sounddevice_module()
         self.device = device
+        # what to look for after a replug: the name the user gave (an index may change), else the device's name
+        spec = (spec or "").strip()
+        self.spec = device.name if not spec or spec.lstrip("-").isdigit() else spec
         sr = int(samplerate or device.default_samplerate or 48000)
         if sr not in AAC_RATES:
             log.info("device rate %d Hz is not an AAC rate: capturing at 48000 Hz", sr)
@@ -70,6 +88,8 @@ class DeviceCapture(Capture):
         self.description = f"input device {device.index} ({device.name}), {sr} Hz, {self.channels} ch"
         self._stream = None
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # open vs close: stop() and the watchdog never race on the stream
+        self.reopened = 0
         self._watchdog = threading.Thread(target=self._watch, name="capture-watchdog", daemon=False)
 
     # PortAudio's real-time thread: copy, nothing else
@@ -81,15 +101,26 @@ class DeviceCapture(Capture):
         if status:
             self.overflows += 1
 
-    def _open(self, device: InputDevice) -> None:
+    def _open(self, device: InputDevice) -> bool:
+        """Open and start a stream on ``device``; False (and nothing left open) if stop() came first."""
         stream = self.sd.InputStream(device=device.index, channels=self.channels, samplerate=self.samplerate,
                                      blocksize=self.blocksize, dtype="float32", callback=self._callback)
-        stream.start()
-        self._stream = stream
-        self.device = device
+        with self._lock:
+            if self._stop.is_set():  # stop() ran while the stream was being opened: never leak it
+                stream.close(ignore_errors=True)
+                return False
+            try:
+                stream.start()
+            except BaseException:
+                stream.close(ignore_errors=True)
+                raise
+            self._stream = stream
+            self.device = device
+        return True
 
     def _close(self) -> None:
-        stream, self._stream = self._stream, None
+        with self._lock:
+            stream, self._stream = self._stream, None
         if stream is not None:
             try:
                 stream.close(ignore_errors=True)
@@ -129,9 +160,11 @@ class DeviceCapture(Capture):
             self._close()
             while not self._stop.is_set():
                 try:
-                    device = resolve_input(self.device.name)
-                    self._open(device)
-                    log.info("input device reopened: %d (%s)", device.index, device.name)
+                    rescan_portaudio(self.sd)  # a replugged interface appears only in a fresh device list
+                    device = resolve_input(self.spec)
+                    if self._open(device):
+                        self.reopened += 1
+                        log.info("input device reopened: %d (%s)", device.index, device.name)
                     break
                 except (UserError, self.sd.PortAudioError) as exc:
                     log.debug("reopening the input failed: %s", exc)
@@ -251,4 +284,4 @@ def open_capture(spec: str, *, samplerate: int | None, blocksize: int, ring_seco
         return FileCapture(spec, blocksize, ring_seconds, monitor=monitor, loop=loop)
     if monitor:
         log.warning("--monitor only applies to a sound file --input; ignored for a device")
-    return DeviceCapture(resolve_input(spec), samplerate, blocksize, ring_seconds)
+    return DeviceCapture(resolve_input(spec), samplerate, blocksize, ring_seconds, spec=spec)

@@ -149,7 +149,7 @@ def _tiny_cfg(src, **live):
 
 def test_recorder_disk_error_shows_in_hud_and_exit_code_while_the_show_goes_on(tmp_path, monkeypatch, caplog):
     from aadiff_live.live import display as display_mod
-    from aadiff_live.live.app import run_live
+    from aadiff_live.live.app import LiveApp
     from aadiff_live.output import video
 
     src = tmp_path / "in.wav"
@@ -173,12 +173,25 @@ def test_recorder_disk_error_shows_in_hud_and_exit_code_while_the_show_goes_on(t
 
     monkeypatch.setattr(display_mod.Display, "draw", draw)
     stats: dict = {}
-    code = run_live(_tiny_cfg(src), prompt="a fire", no_display=False, duration=4.0,
-                    record=str(tmp_path / "rec.mp4"), stats_out=stats)
+    app = LiveApp(_tiny_cfg(src), prompt="a fire", no_display=False, duration=60.0, record=str(tmp_path / "rec.mp4"),
+                  monitor=False, stats_out=stats)
+
+    def stop_after_frames():  # however loaded the machine: stop once the show has gone on for a while
+        while not app.stop.wait(0.1):
+            if getattr(app, "stats", None) and app.stats.n_shown >= 12 and alerts:
+                app.stop.set()
+
+    w = threading.Thread(target=stop_after_frames)
+    w.start()
+    try:
+        code = app.run()
+    finally:
+        app.stop.set()
+        w.join()
     assert code == 1  # loud at the end ...
     assert any("RECORDING FAILED" in a and "No space left" in a for a in alerts)  # ... and on screen
     assert "recording failed" in caplog.text and "cannot keep up" not in caplog.text
-    assert stats["stopped_by"] == "duration reached" and stats["frames_shown"] >= 6  # the show went on
+    assert stats["frames_shown"] >= 12 and stats["stopped_by"] == "stopped"  # the show went on
 
 
 def test_finish_raising_still_closes_the_window_and_restores_sigterm(tmp_path, monkeypatch):

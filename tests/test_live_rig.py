@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from aadiff_live.config import load_config  # noqa: E402
 from aadiff_live.live.app import LiveApp  # noqa: E402
+from aadiff_live.output.sidecar import read_frames  # noqa: E402
 
 SR = 16000
 
@@ -131,7 +132,7 @@ def test_osc_steers_a_running_instance_and_the_sidecar_says_when(tmp_path, caplo
     t0 = app.capture.ring.capture_time(0)
     side = json.loads((tmp_path / "rig.mp4.json").read_text())
     assert side["settings"]["osc_in"] == f"127.0.0.1:{port}" and side["settings"]["scenes"] == ["blizzard"]
-    f = side["frames"]
+    f = read_frames(tmp_path / "rig.mp4.json")  # the rows, streamed to rig.mp4.frames.jsonl
     d = np.array(f["display_time"])
     gain, prompt, scene, w = np.array(f["gain"]), np.array(f["prompt"]), f["scene"], np.array(f["weight"])
     cap = np.array(f["capture_time"])

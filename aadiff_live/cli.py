@@ -13,7 +13,7 @@ from pathlib import Path
 from aadiff_live.errors import UserError
 
 log = logging.getLogger("aadiff_live")
-COMMANDS = ("live", "render", "devices", "midi-ports", "build-engine")
+COMMANDS = ("live", "render", "devices", "midi-ports", "build-engine", "download")
 BACKEND_HELP = ("auto|torch|onnxruntime|tensorrt (auto: the fastest available, and says which; tensorrt is "
                 "the path with the least test coverage: built on the verified ONNX graph, never run in CI)")
 
@@ -107,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(b)
     b.add_argument("--engines", help="engine folder (default ./engines)")
     b.add_argument("--force", action="store_true", help="rebuild even if a matching engine exists")
+
+    d = sub.add_parser("download", help="fetch everything a gig needs (model, CLAP, tiny VAE) so the show runs offline")
+    d.add_argument("model", nargs="?", help="hub id (default: the config's model, stabilityai/sd-turbo)")
+    d.add_argument("--clap", help="CLAP checkpoint (default: the config's, laion/clap-htsat-unfused)")
+    d.add_argument("--no-clap", action="store_true", help="skip CLAP (every show pins its words with --tokens)")
+    d.add_argument("--vae", help="tiny: also TAESD (TAESDXL for SDXL); or a VAE hub id")
+    d.add_argument("--variant", choices=["auto", "fp16", "plain"], default="auto",
+                   help="weights: fp16 (half the download, for GPUs) where the repo has them, plain (fp32), or auto "
+                        "(fp16 when this machine has CUDA)")
+    d.add_argument("--config", help="YAML config whose model and CLAP to fetch")
+    d.add_argument("-v", "--verbose", action="store_true")
     return parser
 
 
@@ -141,6 +152,22 @@ def _setup_logging(verbose: bool) -> None:
         dlog.disable_progress_bar()
 
 
+def _download(a: argparse.Namespace, cfg) -> int:
+    import torch
+
+    from aadiff_live.models.download import download
+
+    fp16 = a.variant == "fp16" or (a.variant == "auto" and torch.cuda.is_available())
+    model = a.model or cfg.model.model
+    clap = None if a.no_clap else (a.clap or cfg.tokens.clap_model)
+    got = download(model, clap=clap, vae=a.vae or "auto", fp16=fp16)
+    for repo, path in got.items():
+        log.info("%s -> %s", repo, path)
+    log.info("ready offline: `aadiff-live --model %s%s ...` loads from the cache (HF_HUB_OFFLINE=1 to be sure)", model,
+             " --vae tiny" if a.vae == "tiny" else "")
+    return 0
+
+
 def _dispatch(argv: list[str]) -> int:
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv = ["live", *argv]
@@ -172,6 +199,8 @@ def _dispatch(argv: list[str]) -> int:
     if a.command in ("render", "live") and overrides["tokens"]["tokens"] is not None:
         overrides["tokens"]["tokens"] = [t for t in overrides["tokens"]["tokens"].split(",")]
     cfg = load_config(cfg_path, overrides)
+    if a.command == "download":
+        return _download(a, cfg)
     if a.command == "render":
         if not a.out:
             raise UserError("render needs --out video.mp4")

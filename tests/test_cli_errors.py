@@ -92,7 +92,7 @@ def test_output_folder_not_writable_as_root_too(cli, tmp_path, wav, monkeypatch)
 def test_unreachable_model(cli, tmp_path, wav):
     code, _, err = cli("render", "--audio", wav, "--prompt", "fire", "--out", tmp_path / "o.mp4",
                        "--model", "nobody/no-such-model", "--tokens", "fire")
-    _one_line_error(code, err, "hf download nobody/no-such-model", "--model tiny")
+    _one_line_error(code, err, "aadiff-live download nobody/no-such-model", "--model tiny")
 
 
 def test_unknown_config_key_is_named(cli, tmp_path, wav):

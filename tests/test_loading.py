@@ -52,7 +52,7 @@ def test_hub_cache_layout_loads_offline(saved_tiny, tmp_path, monkeypatch):
 
 
 def test_unreachable_model_says_how_to_get_it():
-    with pytest.raises(UserError, match=r"hf download nobody/nothing"):
+    with pytest.raises(UserError, match=r"aadiff-live download nobody/nothing"):
         load_components("nobody/nothing")
 
 

@@ -40,7 +40,7 @@ class Components:
 def _how_to_get(model: str) -> str:
     return (
         f"model '{model}' is neither a local folder nor in the Hugging Face cache, and the hub is not reachable; "
-        f"on a machine with internet run `{download_command(model)}` (or copy its folder here and pass "
+        f"on a machine with internet run `aadiff-live download {model}` (or copy its folder here and pass "
         f"--model /path/to/folder), or try the pipeline with --model tiny"
     )
 
@@ -115,7 +115,7 @@ def _from_pretrained(cls, model: str, subfolder: str | None, method: str = "from
         if snapshot is not None:
             raise UserError(f"the cached copy of '{model}' ({snapshot}) has no {subfolder}/ (an incomplete download) "
                             f"and HF_HUB_OFFLINE is set; on a machine with internet run "
-                            f"`{download_command(model)}`") from None
+                            f"`aadiff-live download {model}`") from None
         raise ModelMissing(_how_to_get(model))
     log.info("fetching %s/%s from the Hugging Face hub", model, subfolder or "")
     try:
@@ -158,12 +158,12 @@ TAESD = "madebyollin/taesd"
 TAESDXL = "madebyollin/taesdxl"
 
 
-def load_vae(vae: str, model: str, dtype, sdxl: bool = False):
+def load_vae(vae: str, model: str, dtype, sdxl: bool = False, kw: dict | None = None):
     """``auto``/``kl``: the model's KL VAE; ``tiny``: TAESD (TAESDXL for SDXL); else a hub id or folder."""
     from diffusers import AutoencoderKL, AutoencoderTiny
 
     if vae in ("auto", "kl"):
-        return _from_pretrained(AutoencoderKL, model, "vae", torch_dtype=dtype)
+        return _from_pretrained(AutoencoderKL, model, "vae", **(kw or {"torch_dtype": dtype}))
     if vae == "tiny":
         return _from_pretrained(AutoencoderTiny, TAESDXL if sdxl else TAESD, None, torch_dtype=dtype)
     # a hub id or folder of an AutoencoderTiny or AutoencoderKL
@@ -230,16 +230,25 @@ def load_components(model: str, *, dtype=None, vae: str = "auto", seed_tiny: int
     scheduler = sched_cls.from_config(sched_cfg)
     tokenizer = _from_pretrained(CLIPTokenizer, model, "tokenizer")
     check_tokenizer(tokenizer, model)
-    text_encoder = _from_pretrained(CLIPTextModel, model, "text_encoder", torch_dtype=dtype).eval()
+    def weights(part: str) -> dict:
+        # on a GPU (float16) the fp16 variant where the repo has one: half the download and the memory
+        if dtype == torch.float16:
+            from aadiff_live.models.download import fp16_variant
+
+            if fp16_variant(model, part):
+                return {"torch_dtype": dtype, "variant": "fp16"}
+        return {"torch_dtype": dtype}
+
+    text_encoder = _from_pretrained(CLIPTextModel, model, "text_encoder", **weights("text_encoder")).eval()
     tokenizer_2 = text_encoder_2 = None
     te2 = index.get("text_encoder_2") or [None, None]
     if te2[0] is not None:  # SDXL
         tokenizer_2 = _from_pretrained(CLIPTokenizer, model, "tokenizer_2")
         check_tokenizer(tokenizer_2, model)
         te2_cls = getattr(transformers, te2[1] or "CLIPTextModelWithProjection")
-        text_encoder_2 = _from_pretrained(te2_cls, model, "text_encoder_2", torch_dtype=dtype).eval()
-    unet = _from_pretrained(UNet2DConditionModel, model, "unet", torch_dtype=dtype).eval()
-    vae_model = load_vae(vae, model, dtype, sdxl=text_encoder_2 is not None).eval()
+        text_encoder_2 = _from_pretrained(te2_cls, model, "text_encoder_2", **weights("text_encoder_2")).eval()
+    unet = _from_pretrained(UNet2DConditionModel, model, "unet", **weights("unet")).eval()
+    vae_model = load_vae(vae, model, dtype, sdxl=text_encoder_2 is not None, kw=weights("vae")).eval()
     made_of: list[Any] = [model, vae, dict(unet.config), dict(vae_model.config)]
     if text_encoder_2 is not None:
         made_of.append(text_encoder_2.config.to_dict())

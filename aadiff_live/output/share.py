@@ -83,7 +83,7 @@ class NdiShare:
         from cyndilib.wrapper.ndi_structs import FourCC
 
         self.label = f"ndi:{name}"
-        self.sender = Sender(name)
+        self.sender = Sender(name, clock_video=False, clock_audio=False)  # the display sets the pace, not NDI
         vf = VideoSendFrame()
         vf.set_resolution(width, height)
         vf.set_frame_rate(Fraction(fps).limit_denominator(1001))

@@ -223,3 +223,20 @@ def test_headless_live_instance_sends_its_frames_over_ndi(tmp_path, monkeypatch)
     # 2 cores shared by many jobs: as few as 3 of 13; NDI keeps the newest frame for a slow receiver)
     assert 1 <= res["received"] <= shown, (res, shown)
     assert res["min_std"] > 1.0  # pictures, not blank frames
+
+
+def test_a_failing_output_is_a_red_hud_alert():
+    from aadiff_live.config import load_config
+    from aadiff_live.live.rig import Rig
+
+    rig = Rig(load_config(None), prompt="a fire", pinned=None, has_clap=True, headless=True)
+    stop = threading.Event()
+    rig.video_out = ShareThread([FakeShare("ndi:stage", fail_after=0)], stop)
+    rig.video_out.start()
+    rig.video_out.post(np.zeros((4, 4, 3), np.uint8))
+    deadline = time.monotonic() + 5
+    while not rig.alerts() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rig.alerts() == ["VIDEO OUT ndi:stage FAILED: RuntimeError: receiver went away"]
+    stop.set()
+    rig.video_out.join(2)

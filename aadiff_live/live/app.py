@@ -219,6 +219,7 @@ class LiveApp:
         out = []
         if self.recorder is not None and self.recorder.alert:
             out.append(self.recorder.alert)
+        out += self.rig.alerts()
         return out
 
     def _loop(self) -> str:

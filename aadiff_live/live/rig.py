@@ -184,9 +184,13 @@ class Rig:
             out.append(f"MIDI learn: move a knob for '{self.midi.learn.param}' (L: next parameter)")
         if self.scene is not None:
             out.append(f"scene {self.scene[0]}: {self.scene[1]}")
-        if self.video_out is not None:
-            out += [f"VIDEO OUT {label} FAILED: {err}" for label, err in list(self.video_out.failed.items())]
         return out
+
+    def alerts(self) -> list[str]:
+        """Faults the show carries on through (red on the HUD)."""
+        if self.video_out is None:
+            return []
+        return [f"VIDEO OUT {label} FAILED: {err}" for label, err in list(self.video_out.failed.items())]
 
     # ------------------------------------------------------------------ Target (control/apply.py)
     def set_gain(self, gain: float) -> None:

@@ -50,3 +50,19 @@ def cli(capsys):
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def wait_until():
+    """``wait_until(cond, timeout)``: poll ``cond`` every 10 ms; True once it holds, False after ``timeout`` s."""
+    import time
+
+    def wait(cond, timeout: float = 5.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if cond():
+                return True
+            time.sleep(0.01)
+        return False
+
+    return wait

@@ -97,16 +97,8 @@ def osc_server():
     assert not server.thread.is_alive()
 
 
-def _wait_for(cond, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return False
 
-
-def test_osc_in_takes_good_messages_and_survives_bad_ones(osc_server, caplog):
+def test_osc_in_takes_good_messages_and_survives_bad_ones(osc_server, caplog, wait_until):
     from pythonosc.udp_client import SimpleUDPClient
 
     server, box = osc_server
@@ -121,7 +113,7 @@ def test_osc_in_takes_good_messages_and_survives_bad_ones(osc_server, caplog):
         raw.sendto(b"/aadiff/prompt\x00\x00,s\x00\x00abc", ("127.0.0.1", server.port))  # truncated string
         c.send_message("/aadiff/gain", 2.5)
         c.send_message("/aadiff/prompt", "a fire in the snow")
-        assert _wait_for(lambda: box.received >= 2)
+        assert wait_until(lambda: box.received >= 2)
         time.sleep(0.1)
     assert box.take() == {"gain": 2.5, "prompt": "a fire in the snow"}
     text = caplog.text
@@ -132,7 +124,7 @@ def test_osc_in_takes_good_messages_and_survives_bad_ones(osc_server, caplog):
     assert box.ignored.total == 6
 
 
-def test_osc_bundle_time_tagged_in_the_future_is_applied_now(osc_server):
+def test_osc_bundle_time_tagged_in_the_future_is_applied_now(osc_server, wait_until):
     from pythonosc.osc_bundle_builder import OscBundleBuilder
     from pythonosc.osc_message_builder import OscMessageBuilder
     from pythonosc.udp_client import SimpleUDPClient
@@ -144,11 +136,11 @@ def test_osc_bundle_time_tagged_in_the_future_is_applied_now(osc_server):
         m.add_arg(v)
         b.add_content(m.build())
     SimpleUDPClient("127.0.0.1", server.port).send(b.build())
-    assert _wait_for(lambda: box.received >= 2, 2.0)
+    assert wait_until(lambda: box.received >= 2, 2.0)
     assert box.take() == {"gain": 0.5, "seed": 7}
 
 
-def test_osc_flood_is_coalesced_and_the_server_stays_responsive(osc_server):
+def test_osc_flood_is_coalesced_and_the_server_stays_responsive(osc_server, wait_until):
     from pythonosc.udp_client import SimpleUDPClient
 
     server, box = osc_server
@@ -166,7 +158,7 @@ def test_osc_flood_is_coalesced_and_the_server_stays_responsive(osc_server):
     assert got["w_max"] == 3.0 and set(got) <= {"gain", "w_max"}
     assert box.received >= 100 and box.ignored.total >= 100
     c.send_message("/aadiff/hud", 0)
-    assert _wait_for(lambda: box.take() == {"hud": 0})
+    assert wait_until(lambda: box.take() == {"hud": 0})
 
 
 def test_osc_port_in_use_is_a_one_line_error(osc_server):
@@ -177,7 +169,7 @@ def test_osc_port_in_use_is_a_one_line_error(osc_server):
         OscServer(ControlInbox(), "127.0.0.1", server.port)
 
 
-def test_osc_send_goes_out_per_frame_and_words_on_change():
+def test_osc_send_goes_out_per_frame_and_words_on_change(wait_until):
     from pythonosc.dispatcher import Dispatcher
     from pythonosc.osc_server import ThreadingOSCUDPServer
 
@@ -194,7 +186,7 @@ def test_osc_send_goes_out_per_frame_and_words_on_change():
         s.send_frame(envelope=0.5, weight=1.25, level_db=-20.0, latency_ms=40.0, words=("fire",))
         s.send_frame(envelope=0.25, weight=0.5, level_db=-30.0, latency_ms=41.0, words=("fire",))
         s.send_frame(envelope=0.0, weight=0.0, level_db=-90.0, latency_ms=42.0, words=("rain", "fire"))
-        assert _wait_for(lambda: len(got) >= 14)
+        assert wait_until(lambda: len(got) >= 14)
     finally:
         srv.shutdown()
         srv.server_close()
@@ -277,7 +269,7 @@ def test_missing_midi_port_lists_the_ports():
                             "20:0); pass part of one of these names (`aadiff-live midi-ports`)")
 
 
-def test_midi_through_a_real_virtual_port():
+def test_midi_through_a_real_virtual_port(wait_until):
     mido = pytest.importorskip("mido")
     if not os.path.exists("/dev/snd/seq"):
         pytest.skip("no ALSA sequencer here (/dev/snd/seq missing: the snd-seq kernel module is not available "
@@ -291,7 +283,7 @@ def test_midi_through_a_real_virtual_port():
         try:
             out.send(mido.Message("control_change", control=1, value=127))
             out.send(mido.Message("note_on", note=37, velocity=90))
-            assert _wait_for(lambda: box.received >= 2)
+            assert wait_until(lambda: box.received >= 2)
             assert box.take() == {"gain": 4.0, "scene": 2}
         finally:
             inp.close()

@@ -73,20 +73,12 @@ def switch_frame(is_new, d, t_sent, t_next, within):
     return k
 
 
-def wait_until(cond, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
 
-
-def test_osc_steers_a_running_instance_and_the_sidecar_says_when(tmp_path, caplog):
+def test_osc_steers_a_running_instance_and_the_sidecar_says_when(tmp_path, caplog, wait_until):
     from pythonosc.udp_client import SimpleUDPClient
 
     src = tmp_path / "bursts.wav"
-    bursts(src, seconds=8.0)
+    bursts(src, seconds=10.0)
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("scenes:\n  - {name: blizzard, prompt: a fire in a blizzard, gain: 0.5}\n")
     mixer = Listener()
@@ -118,10 +110,10 @@ def test_osc_steers_a_running_instance_and_the_sidecar_says_when(tmp_path, caplo
             # then the changes whose timing the sidecar must show
             t_gain = time.monotonic()
             c.send_message("/aadiff/gain", 0.25)
-            time.sleep(1.5)
+            time.sleep(2.0)
             t_prompt = time.monotonic()
             c.send_message("/aadiff/prompt", "a fire in the snow")
-            time.sleep(1.5)
+            time.sleep(2.0)
             t_scene = time.monotonic()
             c.send_message("/aadiff/scene", 1)
         finally:
@@ -138,11 +130,11 @@ def test_osc_steers_a_running_instance_and_the_sidecar_says_when(tmp_path, caplo
     cap = np.array(f["capture_time"])
     tg, tp, ts = t_gain - t0, t_prompt - t0, t_scene - t0
     end = d[-1] + 1
-    # each change shows up from one frame on (soon after it was sent: within 1 s on a loaded 2-core machine,
+    # each change shows up from one frame on (soon after it was sent: within 1.5 s on a loaded 2-core machine,
     # where the OSC thread waits its turn) and stays until the next change
-    k_gain = switch_frame(gain == 0.25, d, tg, ts, within=1.0)
-    k_prompt = switch_frame(prompt == "a fire in the snow", d, tp, ts, within=1.0)
-    k_scene = switch_frame(np.array([s == "blizzard" for s in scene]), d, ts, end, within=1.0)
+    k_gain = switch_frame(gain == 0.25, d, tg, ts, within=1.5)
+    k_prompt = switch_frame(prompt == "a fire in the snow", d, tp, ts, within=1.5)
+    k_scene = switch_frame(np.array([s == "blizzard" for s in scene]), d, ts, end, within=1.5)
     assert np.all(gain[:k_gain] == 1.0) and np.all(prompt[:k_prompt] == "a fire in the rain")
     assert np.all(prompt[k_scene:] == "a fire in a blizzard") and np.all(gain[k_scene:] == 0.5)
     # and the weight obeyed: w = w_max * gain * envelope <= 2 * 0.25 for audio captured after the change

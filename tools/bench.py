@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -27,6 +28,9 @@ import warnings
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchstats import fmt_ratio, ratio_with_control  # noqa: E402
 
 log = logging.getLogger("bench")
 BACKENDS = ("torch-fp32", "torch-bf16", "onnxruntime-fp32")
@@ -66,29 +70,14 @@ def build_models(seed: int = 0) -> dict:
 
 
 def timeit(fn, iters: int) -> float:
-    """Fastest of ``iters`` calls after one warm-up call (the minimum resists other load)."""
+    """Median of ``iters`` calls after one warm-up call."""
     fn()
     times = []
     for _ in range(iters):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def timeit_pair(fa, fb, iters: int, before_a=None, before_b=None) -> tuple[float, float]:
-    """Fastest of ``iters`` calls each of ``fa`` and ``fb``, alternated (A B A B ...) so that a
-    burst of load from elsewhere hits both; ``before_*`` run untimed before each call."""
-    ta, tb = [], []
-    for i in range(iters + 1):  # the first round warms up
-        for before, fn, out in ((before_a, fa, ta), (before_b, fb, tb)):
-            if before is not None:
-                before()
-            t0 = time.perf_counter()
-            fn()
-            if i:
-                out.append(time.perf_counter() - t0)
-    return min(ta), min(tb)
+    return statistics.median(times)
 
 
 def machine() -> dict:
@@ -146,10 +135,10 @@ def bench_torch(models: dict, dtype: torch.dtype, sizes: list[int], iters: int) 
     with torch.inference_mode():
         for size in sizes:
             s, t, e, c = inputs(size, dtype)
-            t_plain, t_rw = timeit_pair(lambda a=(s, t, e): plain(*a), lambda a=(s, t, e, c): rw(*a), iters,
-                                        lambda: set_plain(unet), lambda: install_reweighting(unet))
+            pair = ratio_with_control(lambda a=(s, t, e): plain(*a), lambda a=(s, t, e, c): rw(*a), iters,
+                                      before_a=lambda: set_plain(unet), before_b=lambda: install_reweighting(unet))
             z = torch.randn(1, 4, size // 8, size // 8).to(dtype)
-            rows.append(row("torch", dtype, size, t_plain, t_rw, timeit(lambda z=z: kl(z), iters),
+            rows.append(row("torch", dtype, size, pair, timeit(lambda z=z: kl(z), iters),
                             timeit(lambda z=z: tiny(z), iters)))
             log.info("%s", rows[-1])
     models["unet"].float()
@@ -180,6 +169,7 @@ def bench_onnxruntime(models: dict, sizes: list[int], iters: int, workdir: Path)
     def session(path: Path):
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.optimized_model_filepath = str(path.with_name("optimized.onnx"))  # what ORT runs, for op counts
         return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
 
     def open_graph(name: str, export_fn):
@@ -208,38 +198,62 @@ def bench_onnxruntime(models: dict, sizes: list[int], iters: int, workdir: Path)
     install_reweighting(unet)
     sessions["rw"] = open_graph("unet_reweighted", lambda p: export_unet(UNetWithScale(unet), p, shape,
                                                                          torch.float32, True))
+    export_s["optimized_ops_reweighted_minus_plain"] = optimized_op_diff(workdir / "unet_plain",
+                                                                         workdir / "unet_reweighted")
+    log.info("onnx optimized graph, reweighted minus plain: %s", export_s["optimized_ops_reweighted_minus_plain"])
     rows = []
     for size in sizes:
         s, t, e, c = (x.numpy() for x in inputs(size, torch.float32))
         z = np.random.default_rng(0).standard_normal((1, 4, size // 8, size // 8)).astype(np.float32)
         base = {"sample": s, "timestep": t, "encoder_hidden_states": e}
         with_scale = {**base, "token_scale": c}
-        t_plain, t_rw = timeit_pair(lambda f=base: sessions["plain"].run(None, f),
-                                    lambda f=with_scale: sessions["rw"].run(None, f), iters)
+        pair = ratio_with_control(lambda f=base: sessions["plain"].run(None, f),
+                                  lambda f=with_scale: sessions["rw"].run(None, f), iters)
         zf = {"latents": z}
-        rows.append(row("onnxruntime", torch.float32, size, t_plain, t_rw,
+        rows.append(row("onnxruntime", torch.float32, size, pair,
                         timeit(lambda f=zf: sessions["kl"].run(None, f), iters),
                         timeit(lambda f=zf: sessions["tiny"].run(None, f), iters)))
         log.info("%s", rows[-1])
     return rows, export_s
 
 
-def row(backend: str, dtype: torch.dtype, size: int, plain: float, rw: float, kl: float, tiny: float) -> dict:
+def optimized_op_diff(plain_dir: Path, rw_dir: Path) -> dict[str, int]:
+    """Op counts of ONNX Runtime's optimized reweighted graph minus the plain one's: only the
+    ``token_scale`` multiplies (one Mul per cross-attention layer, one Unsqueeze) should differ; a
+    fused op (Attention, MultiHeadAttention, FusedMatMul ...) missing on one side would show here."""
+    import collections
+
+    import onnx
+
+    def ops(d: Path) -> collections.Counter:
+        g = onnx.load(str(d / "optimized.onnx"), load_external_data=False).graph
+        return collections.Counter(n.op_type for n in g.node)
+
+    a, b = ops(plain_dir), ops(rw_dir)
+    return {k: b[k] - a[k] for k in sorted(set(a) | set(b)) if b[k] != a[k]}
+
+
+def row(backend: str, dtype: torch.dtype, size: int, pair: dict, kl: float, tiny: float) -> dict:
+    """``pair``: :func:`benchstats.ratio_with_control` of plain (A) and reweighted (B) UNet calls."""
     prec = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    plain, rw = pair["a_median_s"], pair["b_median_s"]
     return {"backend": backend, "precision": prec, "size": size, "unet_plain_s": round(plain, 4),
-            "unet_reweighted_s": round(rw, 4), "reweight_ratio": round(rw / plain, 4),
+            "unet_reweighted_s": round(rw, 4), "reweight_ratio": pair["ratio"]["median"],
+            "reweight_ratio_q1_q3": [pair["ratio"]["q1"], pair["ratio"]["q3"]],
+            "aa_ratio": pair["aa"]["median"], "aa_ratio_q1_q3": [pair["aa"]["q1"], pair["aa"]["q3"]],
+            "ratio_text": fmt_ratio(pair),
             "decoder_kl_s": round(kl, 4), "decoder_tiny_s": round(tiny, 4),
             "frame_kl_s": round(rw + kl, 4), "frame_tiny_s": round(rw + tiny, 4),
             "fps_kl": round(1.0 / (rw + kl), 3), "fps_tiny": round(1.0 / (rw + tiny), 3)}
 
 
 def table(rows: list[dict]) -> str:
-    head = (f"{'backend':<12}{'prec':<6}{'size':>5}{'plain s':>9}{'reweight s':>11}{'ratio':>7}"
+    head = (f"{'backend':<12}{'prec':<6}{'size':>5}{'plain s':>9}{'reweight s':>11}{'ratio [q1-q3] (A/A control)':>44}"
             f"{'KL dec s':>9}{'tiny dec s':>11}{'frame KL':>9}{'frame tiny':>11}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['backend']:<12}{r['precision']:<6}{r['size']:>5}{r['unet_plain_s']:>9.3f}"
-                     f"{r['unet_reweighted_s']:>11.3f}{r['reweight_ratio']:>7.3f}{r['decoder_kl_s']:>9.3f}"
+                     f"{r['unet_reweighted_s']:>11.3f}{r['ratio_text']:>44}{r['decoder_kl_s']:>9.3f}"
                      f"{r['decoder_tiny_s']:>11.3f}{r['frame_kl_s']:>9.3f}{r['frame_tiny_s']:>11.3f}")
     return "\n".join(lines)
 
@@ -248,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", help="write the results here")
     p.add_argument("--sizes", default="256,512", help="comma-separated square sizes (default 256,512)")
-    p.add_argument("--iters", type=int, default=3, help="timed calls per measurement, after 1 warm-up (default 3)")
+    p.add_argument("--iters", type=int, default=9, help="rounds of paired plain/reweighted/plain UNet calls (and "
+                   "decoder calls), after 1 warm-up (default 9)")
     p.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated of {', '.join(BACKENDS)}")
     p.add_argument("--workdir", help="where onnxruntime graphs are exported (default: a temporary folder)")
     a = p.parse_args(argv)
@@ -262,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     models = build_models()
     result = {"what": "full-size SD-Turbo architecture (SD 2.1 UNet, KL VAE, TAESD), RANDOM weights; batch 1, "
-                      "1 UNet step per frame (SD-Turbo, no guidance); seconds are the fastest of --iters calls (plain and reweighted UNet alternated)",
+                      "1 UNet step per frame (SD-Turbo, no guidance); seconds are medians of --iters calls; reweight_ratio is the "
+                      "median of per-round reweighted/plain ratios (rounds of plain, reweighted, plain in rotating order), "
+                      "aa_ratio the plain/plain control from the same rounds",
               "models_from": models["source"], "machine": machine(), "iters": a.iters, "rows": [],
               "onnx_export_s": {}}
     for b in backends:
@@ -283,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     result["machine"]["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     m = result["machine"]
     print(f"\n{m['cpu']} ({m['cores']} cores, torch {m['torch']}, onnxruntime {m['onnxruntime']}); "
-          f"random weights, fastest of {a.iters} calls")
+          f"random weights, medians of {a.iters} rounds; ratio = median of per-round ratios [quartiles] "
+          f"with the A/A control")
     print(table(result["rows"]))
     if result["onnx_export_s"]:
         print("onnx export / session open (s):", result["onnx_export_s"])

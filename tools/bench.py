@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchstats import fmt_ratio, ratio_with_control  # noqa: E402
+from benchstats import call_times, fmt_ratio, ratio_with_control  # noqa: E402
 
 log = logging.getLogger("bench")
 BACKENDS = ("torch-fp32", "torch-bf16", "onnxruntime-fp32")
@@ -71,13 +71,7 @@ def build_models(seed: int = 0) -> dict:
 
 def timeit(fn, iters: int) -> float:
     """Median of ``iters`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(call_times(lambda _i: fn(), iters, warmup=1))
 
 
 def machine() -> dict:
@@ -170,6 +164,9 @@ def bench_onnxruntime(models: dict, sizes: list[int], iters: int, workdir: Path)
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.optimized_model_filepath = str(path.with_name("optimized.onnx"))  # what ORT runs, for op counts
+        # weights beside it (a full-size UNet is over protobuf's 2 GB)
+        so.add_session_config_entry("session.optimized_model_external_initializers_file_name", "optimized.onnx.data")
+        so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
         return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
 
     def open_graph(name: str, export_fn):

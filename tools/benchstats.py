@@ -23,6 +23,19 @@ def _timed(fn: Callable[[], object], sync: Callable[[], None] | None) -> float:
     return time.perf_counter() - t0
 
 
+def call_times(fn: Callable[[int], object], n: int, *, warmup: int = 0) -> list[float]:
+    """Seconds of each of ``n`` calls ``fn(i)`` (after ``warmup`` untimed calls ``fn(-1)``); ``fn`` must
+    include its own device synchronisation (e.g. a copy of the frame to the host)."""
+    for _ in range(warmup):
+        fn(-1)
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        fn(i)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
 def ratio_with_control(fa: Callable[[], object], fb: Callable[[], object], pairs: int, *, warmup: int = 1,
                        sync: Callable[[], None] | None = None, before_a: Callable[[], None] | None = None,
                        before_b: Callable[[], None] | None = None) -> dict:

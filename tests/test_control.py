@@ -404,3 +404,41 @@ def test_midi_learn_cycles_back_to_off():
     assert seen == [*MIDI_PARAMS, None]
     assert learn.range_for("hud") == CcMap(param="hud", min=0, max=1)
     assert learn.range_for("release_ms") == CcMap(param="release_ms", min=20.0, max=2000.0)
+
+
+def test_midi_ports_lists_what_mido_sees(monkeypatch, capsys):
+    mido = pytest.importorskip("mido")
+    from aadiff_live.cli import main
+
+    monkeypatch.setattr(mido, "get_input_names", lambda: ["Midi Through:Midi Through Port-0 14:0", "LPD8:LPD8 20:0"])
+    assert main(["midi-ports"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["  0  Midi Through:Midi Through Port-0 14:0", "  1  LPD8:LPD8 20:0"]
+    monkeypatch.setattr(mido, "get_input_names", lambda: [])
+    assert main(["midi-ports"]) == 0
+    assert "no MIDI input ports" in capsys.readouterr().out
+
+
+def test_midi_input_opens_the_matching_port_and_feeds_the_inbox(monkeypatch):
+    mido = pytest.importorskip("mido")
+    from aadiff_live.control.midi import MidiInput
+
+    opened = {}
+
+    class Port:
+        def close(self):
+            opened["closed"] = True
+
+    def open_input(name, callback):
+        opened["name"], opened["callback"] = name, callback
+        return Port()
+
+    monkeypatch.setattr(mido, "get_input_names", lambda: ["Midi Through:0", "LPD8:LPD8 MIDI 1 20:0"])
+    monkeypatch.setattr(mido, "open_input", open_input)
+    box = ControlInbox()
+    inp = MidiInput("lpd8", MidiConfig(), box)
+    assert opened["name"] == "LPD8:LPD8 MIDI 1 20:0"
+    opened["callback"](mido.Message("control_change", control=1, value=127))  # as rtmidi's thread calls it
+    opened["callback"](mido.Message("note_on", note=43, velocity=1))
+    assert box.take() == {"gain": 4.0, "scene": 8}
+    inp.close()
+    assert opened["closed"]

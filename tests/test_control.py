@@ -363,21 +363,17 @@ def test_defaults_listen_to_nothing():
     assert c.osc.port is None and c.osc.send is None and c.osc.host == "127.0.0.1" and c.midi.port is None
 
 
-def test_midi_learn_maps_the_next_knob_and_writes_it_back(tmp_path, caplog):
+def test_midi_learn_maps_the_next_knob_and_writes_it_back(tmp_path, caplog, fake_midi):
     mido = pytest.importorskip("mido")
-    from aadiff_live.control.midi import MidiInput, MidiLearn, MidiMapper
     from aadiff_live.live.rig import Rig
 
     cfg_path = tmp_path / "config.yaml"
     original = "# my show\nmidi:\n  channel: null   # every channel\nscenes: []\n"
     cfg_path.write_text(original)
-    cfg = load_config(cfg_path)
+    cfg = load_config(cfg_path, {"midi": {"port": "lpd8"}})
     rig = Rig(cfg, prompt="a fire", pinned=None, has_clap=True, headless=True, config_path=cfg_path)
-    # the port's callback object as MidiInput builds it, without a MIDI system (this machine has none)
-    inp = MidiInput.__new__(MidiInput)
-    inp.mapper, inp.learn, inp.inbox, inp.received = MidiMapper(cfg.midi), MidiLearn(cfg.midi), rig.inbox, 0
-    inp.port = mido.ports.BaseInput()  # stands in for the rtmidi port (close only)
-    rig.midi = inp
+    inp = rig.midi
+    assert inp is not None and fake_midi["name"] == "LPD8:LPD8 MIDI 1 20:0"
     assert [inp.learn.next() for _ in range(3)] == ["gain", "w_min", "w_max"]  # L, L, L
     assert rig.hud_lines() == ["MIDI learn: move a knob for 'w_max' (L: next parameter)"]
     with caplog.at_level(logging.INFO):
@@ -418,11 +414,11 @@ def test_midi_ports_lists_what_mido_sees(monkeypatch, capsys):
     assert "no MIDI input ports" in capsys.readouterr().out
 
 
-def test_midi_input_opens_the_matching_port_and_feeds_the_inbox(monkeypatch):
+@pytest.fixture
+def fake_midi(monkeypatch):
+    """mido without a MIDI system (this machine has none): two input ports, opening one records its callback."""
     mido = pytest.importorskip("mido")
-    from aadiff_live.control.midi import MidiInput
-
-    opened = {}
+    opened: dict = {}
 
     class Port:
         def close(self):
@@ -434,6 +430,14 @@ def test_midi_input_opens_the_matching_port_and_feeds_the_inbox(monkeypatch):
 
     monkeypatch.setattr(mido, "get_input_names", lambda: ["Midi Through:0", "LPD8:LPD8 MIDI 1 20:0"])
     monkeypatch.setattr(mido, "open_input", open_input)
+    return opened
+
+
+def test_midi_input_opens_the_matching_port_and_feeds_the_inbox(fake_midi):
+    mido = pytest.importorskip("mido")
+    from aadiff_live.control.midi import MidiInput
+
+    opened = fake_midi
     box = ControlInbox()
     inp = MidiInput("lpd8", MidiConfig(), box)
     assert opened["name"] == "LPD8:LPD8 MIDI 1 20:0"

@@ -446,3 +446,11 @@ def test_midi_input_opens_the_matching_port_and_feeds_the_inbox(fake_midi):
     assert box.take() == {"gain": 4.0, "scene": 8}
     inp.close()
     assert opened["closed"]
+
+
+def test_a_bad_word_list_with_a_new_prompt_drops_only_the_words(caplog):
+    t, box = FakeTarget(prompt_words=("fire", "snow")), ControlInbox()
+    with caplog.at_level(logging.WARNING):
+        apply_changes({"words": "rain", "prompt": "a fire in the snow", "seed": 42}, t, SCENES, box)
+    assert t.calls == [("render", "a fire in the snow", "keep", 42, None)]
+    assert "words: ignored: 'rain' is not a word of the prompt" in caplog.text

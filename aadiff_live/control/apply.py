@@ -64,18 +64,22 @@ def apply_changes(changes: dict[str, Any], target: Target, scenes: list[SceneCon
         target.set_envelope(**env)
     if "gain" in changes:
         target.set_gain(float(changes["gain"]))
+    # the prompt and seed first, then the words (checked against that prompt): a bad word list arriving in the
+    # same frame as a new prompt drops only the words
     render: dict[str, Any] = {}
     if "prompt" in changes:
         render["prompt"] = changes["prompt"]
-    if "words" in changes:
-        text = str(changes["words"])
-        render["words"] = [w.strip() for w in text.split(",") if w.strip()] or None
     if "seed" in changes:
         render["seed"] = int(changes["seed"])
     if render:
         err = target.set_render(**render)
         if err is not None:
-            inbox.ignored("control", err)
+            inbox.ignored("prompt" if "prompt" in render else "seed", err)
+    if "words" in changes:
+        text = str(changes["words"])
+        err = target.set_render(words=[w.strip() for w in text.split(",") if w.strip()] or None)
+        if err is not None:
+            inbox.ignored("words", err)
     if "freeze" in changes:
         target.set_freeze(bool(changes["freeze"]))
     if "hud" in changes:

@@ -204,6 +204,11 @@ class Rig:
             a.w_min = float(values["w_min"])  # NB: read by the analysis thread per frame
         if "w_max" in values:
             a.w_max = float(values["w_max"])
+        idle = ("window", "window_ms") if a.mode != "trailing" else ("attack_ms", "release_ms")
+        unused = [k for k in values if k in idle]
+        if unused:
+            log.info("%s kept, but smoothing is '%s': it takes effect under %s", "/".join(unused), a.mode,
+                     "--smoothing trailing" if a.mode != "trailing" else "--smoothing attack-release")
         if "window_ms" in values:
             values["window"] = max(1, round(values["window_ms"] * self.cfg.envelope.fps / 1000.0))
         new = False
@@ -211,11 +216,6 @@ class Rig:
             if key in values and values[key] != getattr(self, key):
                 setattr(self, key, int(values[key]) if key == "window" else float(values[key]))
                 new = True
-        idle = ("window", "window_ms") if a.mode != "trailing" else ("attack_ms", "release_ms")
-        unused = [k for k in values if k in idle]
-        if unused:
-            log.info("%s kept, but smoothing is '%s': it takes effect under %s", "/".join(unused), a.mode,
-                     "--smoothing trailing" if a.mode != "trailing" else "--smoothing attack-release")
         if new:
             # a new smoother object, swapped in whole (one attribute store): the analysis thread uses it next frame
             a.smoother = make_causal_smoother(a.mode, self.window, self.cfg.envelope.fps, self.attack_ms,
@@ -247,7 +247,7 @@ class Rig:
             elif not initial_words(new_prompt, 1, tok):
                 raise UserError("no word of the prompt lies inside the text encoder's 77-token window; shorten it")
         except UserError as exc:
-            return str(exc)
+            return str(exc).removeprefix("--tokens: ")
         if new_words is None and not self.has_clap:
             log.warning("CLAP is not running (started with --tokens): weighting the prompt's first word")
             new_words = tuple(initial_words(new_prompt, 1, tok))
@@ -255,6 +255,8 @@ class Rig:
             self.scene = None  # a prompt typed or sent leaves the scene; words or seed changes stay in it
         label = scene if scene is not None else (self.scene[1] if self.scene else None)
         req = RenderRequest(new_prompt, new_words, cur.seed if seed is None else int(seed), label)
+        if req.words != cur.words:
+            log.info("words: %s", f"{', '.join(req.words)} (pinned)" if req.words is not None else "CLAP chooses")
         if req != cur:
             self.request = req
             self.app.post_render_request(req)

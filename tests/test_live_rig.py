@@ -235,7 +235,7 @@ def test_envelope_changes_reach_the_analysis_thread(mode):
     import types
 
     from aadiff_live.analysis.envelope import AttackRelease, TrailingMean
-    from aadiff_live.live.analysis import AnalysisThread
+    from aadiff_live.live.analysis_thread import AnalysisThread
     from aadiff_live.live.rig import Rig
     from aadiff_live.live.ring import Mailbox, RingBuffer
 

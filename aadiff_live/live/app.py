@@ -23,12 +23,12 @@ import numpy as np
 
 from aadiff_live.config import Config
 from aadiff_live.errors import UserError
-from aadiff_live.live.analysis import AnalysisThread
+from aadiff_live.live.analysis_thread import AnalysisThread
 from aadiff_live.live.capture import Capture, FileCapture, open_capture
+from aadiff_live.live.clap_thread import ClapThread, WordChoice, initial_words
 from aadiff_live.live.render_thread import Frame, RenderThread
 from aadiff_live.live.rig import RenderRequest, Rig
 from aadiff_live.live.ring import Mailbox, WeightSample
-from aadiff_live.live.words import ClapThread, WordChoice, initial_words
 from aadiff_live.tokens.words import check_prompt, content_words, parse_pinned, require_positions
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aadiff_live.live.clap_thread import WordChoice, initial_words
 from aadiff_live.live.rig import RenderRequest
 from aadiff_live.live.ring import Mailbox, WeightSample
-from aadiff_live.live.words import WordChoice, initial_words
 from aadiff_live.tokens.words import token_positions
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from aadiff_live.control.apply import KEEP, apply_changes
 from aadiff_live.control.params import ControlInbox
 from aadiff_live.control.settings import CcMap, SceneConfig
 from aadiff_live.errors import UserError
-from aadiff_live.live.words import initial_words
+from aadiff_live.live.clap_thread import initial_words
 from aadiff_live.tokens.words import content_words, parse_pinned, require_positions
 
 if TYPE_CHECKING:

@@ -13,19 +13,13 @@ from tqdm import tqdm
 
 from aadiff_live.analysis.envelope import Envelope, analyse
 from aadiff_live.audio.decode import Audio, load_audio
-from aadiff_live.config import Config, parse_size
+from aadiff_live.config import Config
 from aadiff_live.errors import UserError
 from aadiff_live.output.sidecar import sidecar_path, write_json_atomic
 from aadiff_live.output.video import VideoWriter, check_writable
 from aadiff_live.tokens.words import check_prompt
 
 log = logging.getLogger(__name__)
-
-RANDOM_WEIGHTS_NOTE = (
-    "--model tiny: random-weight models built in-process (no download). The picture is noise that moves "
-    "with the sound, not imagery; use a real model (e.g. --model stabilityai/sd-turbo) for pictures."
-)
-
 
 def _sigterm_as_interrupt():
     """While frames are written, SIGTERM (a service manager, ``kill``) finalises like Ctrl-C does."""
@@ -37,33 +31,6 @@ def _sigterm_as_interrupt():
 
     previous = signal.signal(signal.SIGTERM, handler)
     return lambda: signal.signal(signal.SIGTERM, previous)
-
-
-def build_renderer(cfg: Config, prompt: str, image: str | None = None):
-    """Components, backend and a prepared Renderer from the config (shared by render and live)."""
-    from aadiff_live.backends import make_backend, resolve_device, resolve_dtype
-    from aadiff_live.models.loading import load_components
-    from aadiff_live.rendering.pipeline import Renderer
-
-    m = cfg.model
-    width, height = parse_size(m.size)
-    device = resolve_device(m.device)
-    dtype = resolve_dtype(m.dtype, device)
-    if m.model == "tiny":
-        log.warning(RANDOM_WEIGHTS_NOTE)
-    elif m.model == "random-sd-turbo":
-        log.warning("--model random-sd-turbo: the full-size SD-Turbo architecture with random weights, for timing; "
-                    "it draws noise, not pictures")
-    components = load_components(m.model, dtype=dtype, vae=m.vae)
-    backend = make_backend(m.backend, components, device, dtype, width=width, height=height, compile=m.compile)
-    log.info("backend: %s", backend.description)
-    renderer = Renderer(components, backend, width=width, height=height, steps=m.steps, guidance=m.guidance,
-                        seed=m.seed, image=image, strength=m.strength)
-    renderer.prepare(prompt)
-    renderer.warm_up()  # CUDA graphs: compile and capture now, not during the show
-    log.info("model %s: %d step(s), guidance %.1f, %dx%d, seed %d", components.name, renderer.steps,
-             renderer.guidance, width, height, m.seed)
-    return components, renderer
 
 
 def analyse_audio(audio: Audio, cfg: Config) -> Envelope:
@@ -102,6 +69,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     if float(np.max(env.normalised, initial=0.0)) == 0.0:
         log.warning("the audio is silent (below %.0f dBFS): the video will be a still picture", cfg.envelope.silence_db)
     from aadiff_live.models.loading import IN_PROCESS_RANDOM
+    from aadiff_live.rendering.build import build_renderer  # torch and the models load only now
     from aadiff_live.tokens.choose import choose_tokens
     from aadiff_live.tokens.clap import ClapRanker, clap_model_for
 

@@ -160,7 +160,7 @@ def sd15_parts():
     from diffusers import AutoencoderTiny, LCMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from aadiff_live.models.loading import Components
+    from aadiff_live.models.components import Components
     from aadiff_live.models.tiny import tiny_clip_tokenizer
 
     tok = tiny_clip_tokenizer()

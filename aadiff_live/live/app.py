@@ -129,7 +129,7 @@ class LiveApp:
         if self.prebuilt is not None:
             self.components, self.renderer = self.prebuilt
         else:
-            from aadiff_live.render import build_renderer
+            from aadiff_live.rendering.build import build_renderer
 
             self.components, self.renderer = build_renderer(self.cfg, self.prompt)
         # the main thread's own tokenizer copy, to check typed prompts (the renderer thread owns the original)

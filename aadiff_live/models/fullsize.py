@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from aadiff_live.models.components import Components
+
 FULLSIZE_NAME = "sd-turbo-architecture (random weights)"
 
 
@@ -57,9 +59,7 @@ def build_fullsize_sd_turbo(seed: int = 0) -> dict:
 
 
 def fullsize_components(seed: int = 0):
-    """The same as :class:`aadiff_live.models.loading.Components`, named so that the renderer picks
+    """The same as :class:`aadiff_live.models.components.Components`, named so that the renderer picks
     SD-Turbo's schedule (1 step, no guidance)."""
-    from aadiff_live.models.loading import Components
-
     parts = build_fullsize_sd_turbo(seed)
     return Components(name="sd-turbo-fullsize-random", is_tiny=False, identity=f"fullsize-random-{seed}", **parts)

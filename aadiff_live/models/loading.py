@@ -11,30 +11,15 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aadiff_live.errors import UserError
+from aadiff_live.models.components import Components
 
 log = logging.getLogger(__name__)
 RANDOM_SD_TURBO = "random-sd-turbo"  # the full-size SD-Turbo architecture, random weights: for timing only
 IN_PROCESS_RANDOM = ("tiny", RANDOM_SD_TURBO)  # built in-process with random weights, no download
-
-
-@dataclass
-class Components:
-    unet: Any
-    vae: Any
-    text_encoder: Any
-    tokenizer: Any
-    scheduler: Any
-    name: str
-    is_tiny: bool = False
-    identity: str = ""  # hash of the model's configs (and source); names compiled engines
-    extra: dict = field(default_factory=dict)
-    tokenizer_2: Any = None  # SDXL: the second tokenizer and text encoder (with projection: pooled output)
-    text_encoder_2: Any = None
 
 
 def _how_to_get(model: str) -> str:

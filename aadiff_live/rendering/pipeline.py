@@ -19,7 +19,7 @@ import torch
 
 from aadiff_live.backends.base import Backend
 from aadiff_live.errors import UserError
-from aadiff_live.models.loading import Components
+from aadiff_live.models.components import Components
 from aadiff_live.rendering.static import ScaleBuffer, StaticGraph, ToImage
 from aadiff_live.tokens.words import check_prompt
 

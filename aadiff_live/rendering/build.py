@@ -1,0 +1,40 @@
+"""Build the prepared renderer from the config: shared by every mode (render, live, benchmarks)."""
+
+from __future__ import annotations
+
+import logging
+
+from aadiff_live.backends import make_backend, resolve_device, resolve_dtype
+from aadiff_live.config import Config, parse_size
+from aadiff_live.models.loading import load_components
+from aadiff_live.rendering.pipeline import Renderer
+
+log = logging.getLogger(__name__)
+
+RANDOM_WEIGHTS_NOTE = (
+    "--model tiny: random-weight models built in-process (no download). The picture is noise that moves "
+    "with the sound, not imagery; use a real model (e.g. --model stabilityai/sd-turbo) for pictures."
+)
+
+
+def build_renderer(cfg: Config, prompt: str, image: str | None = None):
+    """Components, backend and a prepared Renderer from the config (shared by render and live)."""
+    m = cfg.model
+    width, height = parse_size(m.size)
+    device = resolve_device(m.device)
+    dtype = resolve_dtype(m.dtype, device)
+    if m.model == "tiny":
+        log.warning(RANDOM_WEIGHTS_NOTE)
+    elif m.model == "random-sd-turbo":
+        log.warning("--model random-sd-turbo: the full-size SD-Turbo architecture with random weights, for timing; "
+                    "it draws noise, not pictures")
+    components = load_components(m.model, dtype=dtype, vae=m.vae)
+    backend = make_backend(m.backend, components, device, dtype, width=width, height=height, compile=m.compile)
+    log.info("backend: %s", backend.description)
+    renderer = Renderer(components, backend, width=width, height=height, steps=m.steps, guidance=m.guidance,
+                        seed=m.seed, image=image, strength=m.strength)
+    renderer.prepare(prompt)
+    renderer.warm_up()  # CUDA graphs: compile and capture now, not during the show
+    log.info("model %s: %d step(s), guidance %.1f, %dx%d, seed %d", components.name, renderer.steps,
+             renderer.guidance, width, height, m.seed)
+    return components, renderer

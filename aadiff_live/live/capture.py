@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from aadiff_live.audio.rates import AAC_RATES
 from aadiff_live.errors import UserError
 from aadiff_live.live.devices import InputDevice, resolve_input, sounddevice_module
 from aadiff_live.live.ring import RingBuffer
-from aadiff_live.output.video import AAC_RATES
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,13 @@ from typing import Any
 import numpy as np
 
 
+def current_umask() -> int:
+    """The process's umask (files written atomically get the permissions a plain ``open`` would give)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def clean_json(v: Any) -> Any:
     """JSON-ready copy: numpy scalars and arrays to Python, floats rounded to 6 places, NaN/inf to null."""
     if isinstance(v, dict):
@@ -40,9 +47,7 @@ def write_json_atomic(path: str | Path, data: dict) -> Path:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(clean_json(data), f, indent=1)
         f.write("\n")
-    from aadiff_live.output.video import _umask
-
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, 0o666 & ~current_umask())
     os.replace(tmp, path)
     return path
 

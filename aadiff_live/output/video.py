@@ -23,18 +23,11 @@ from pathlib import Path
 import av
 import numpy as np
 
+from aadiff_live.audio.rates import AAC_RATES
 from aadiff_live.errors import UserError
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
+from aadiff_live.output.sidecar import current_umask
 
 FRAGMENT_S = 2.0  # fragmented MP4: a keyframe and a flushed fragment about this often
-
-AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 
 
 def check_writable(path: Path) -> None:
@@ -194,7 +187,7 @@ class VideoWriter:
                 self.tmp.unlink(missing_ok=True)
             raise
         if not self.fragmented:
-            os.chmod(self.tmp, 0o666 & ~_umask())
+            os.chmod(self.tmp, 0o666 & ~current_umask())
             os.replace(self.tmp, self.path)
         return self.path
 

@@ -217,7 +217,7 @@ def _dispatch(argv: list[str]) -> int:
         return run_live(cfg, prompt=a.prompt or "", no_display=a.no_display, duration=a.duration,
                         record=a.record, monitor=a.monitor, config_path=cfg_path)
     if a.command == "build-engine":
-        from aadiff_live.backends.engines import build_engine_command
+        from aadiff_live.build_engine import build_engine_command
 
         return build_engine_command(cfg, engines_dir=a.engines, force=a.force)
     parser.print_help()

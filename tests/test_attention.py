@@ -8,7 +8,7 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from aadiff_live.rendering.attention import (
+from aadiff_live.models.attention import (
     ReweightAttnProcessor,
     explicit_reweighted_attention,
     install_reweighting,

@@ -77,13 +77,9 @@ def timeit(fn, iters: int) -> float:
 def machine() -> dict:
     import onnxruntime
 
-    from aadiff_live.backends.engines import cpu_name
+    from aadiff_live.backends.hardware import cpu_flags, cpu_name
 
-    flags = ""
-    try:
-        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags"))
-    except (OSError, StopIteration):
-        pass
+    flags = cpu_flags()
     return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
             "amx": "amx_tile" in flags, "avx512_bf16": "avx512_bf16" in flags,
@@ -119,7 +115,7 @@ def inputs(size: int, dtype: torch.dtype) -> tuple:
 
 def bench_torch(models: dict, dtype: torch.dtype, sizes: list[int], iters: int) -> list[dict]:
     from aadiff_live.backends.torch_backend import Decoder, UNetWithScale
-    from aadiff_live.rendering.attention import install_reweighting
+    from aadiff_live.models.attention import install_reweighting
 
     unet = models["unet"].to(dtype)
     rw = UNetWithScale(unet)  # installs the reweighting processors
@@ -154,7 +150,7 @@ def bench_onnxruntime(models: dict, sizes: list[int], iters: int, workdir: Path)
         export_unet,
     )
     from aadiff_live.backends.torch_backend import Decoder, UNetWithScale
-    from aadiff_live.rendering.attention import install_reweighting
+    from aadiff_live.models.attention import install_reweighting
 
     export_s: dict[str, float] = {}
     shape = GraphShape(latent_channels=4, latent_height=min(sizes) // 8, latent_width=min(sizes) // 8,

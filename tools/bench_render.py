@@ -40,7 +40,7 @@ def main() -> int:
     from diffusers.utils import logging as dlog
 
     dlog.set_verbosity_error()
-    from aadiff_live.backends.engines import cpu_name
+    from aadiff_live.backends.hardware import cpu_name
     from aadiff_live.config import load_config
     from aadiff_live.render import run_render
 

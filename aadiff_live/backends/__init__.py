@@ -7,6 +7,7 @@ import logging
 import torch
 
 from aadiff_live.backends.base import Backend
+from aadiff_live.backends.hardware import cpu_has_bf16, importable
 from aadiff_live.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -26,16 +27,6 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
     return dev
-
-
-def cpu_has_bf16() -> bool:
-    """Native bf16 matrix instructions (AVX512-BF16 or AMX): torch bf16 is then about 2x fp32 here."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((ln for ln in f if ln.startswith("flags")), "")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -60,10 +51,8 @@ def pick_auto(components, device: torch.device, dtype: torch.dtype, *, width: in
       fp32 on the full-size UNet), else torch, with a hint to run build-engine.
     - anything else (MPS): torch.
     """
-    from aadiff_live.backends.engines import _importable
-
     if device.type == "cuda":
-        if _importable("tensorrt"):
+        if importable("tensorrt"):
             from aadiff_live.backends.tensorrt_backend import tensorrt_engines_ready
 
             if tensorrt_engines_ready(components, device, dtype, width=width, height=height,

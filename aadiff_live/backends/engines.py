@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from aadiff_live.backends.hardware import cpu_name
 from aadiff_live.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -40,16 +41,6 @@ _SAMPLE = 1 << 20  # bytes hashed at each end of a large file
 def default_engines_dir() -> Path:
     """``$AADIFF_ENGINES`` if set, else ``./engines`` (the repository's top-level folder)."""
     return Path(os.environ.get("AADIFF_ENGINES", "engines"))
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def weights_fingerprint(module: torch.nn.Module, n: int = 16) -> str:
@@ -240,42 +231,3 @@ def build_engine(engine: Engine, steps: Sequence[BuildStep]) -> None:
         shutil.rmtree(folder)
     scratch.rename(folder)
     log.info("engine %s built in %.0f s", folder, time.perf_counter() - t0)
-
-
-def build_engine_command(cfg, *, engines_dir: str | None = None, force: bool = False) -> int:
-    """``aadiff-live build-engine``: build (or check) the UNet and decoder engines for ``cfg.model``."""
-    from aadiff_live.backends import resolve_device, resolve_dtype
-    from aadiff_live.config import parse_size
-    from aadiff_live.models.loading import load_components
-
-    m = cfg.model
-    width, height = parse_size(m.size)
-    device = resolve_device(m.device)
-    dtype = resolve_dtype(m.dtype, device)
-    backend = m.backend
-    if backend == "auto":
-        backend = "tensorrt" if device.type == "cuda" and _importable("tensorrt") else "onnxruntime"
-        log.info("build-engine: --backend auto -> %s", backend)
-    if backend == "torch":
-        raise UserError("the torch backend needs no engine; build-engine builds --backend onnxruntime or tensorrt")
-    components = load_components(m.model, dtype=dtype, vae=m.vae)
-    if backend == "onnxruntime":
-        from aadiff_live.backends.onnx_backend import ensure_onnx_engines
-
-        engines = ensure_onnx_engines(components, device, dtype, width=width, height=height,
-                                      engines_dir=engines_dir, force=force)
-    else:
-        from aadiff_live.backends.tensorrt_backend import ensure_tensorrt_engines
-
-        engines = ensure_tensorrt_engines(components, device, dtype, width=width, height=height,
-                                          engines_dir=engines_dir, force=force)
-    for e in engines:
-        size = sum(p.stat().st_size for p in e.folder.iterdir() if p.is_file())
-        print(f"{e.spec.part:>13}: {e.folder}  ({size / 1e6:.1f} MB, {e.spec.precision})")
-    return 0
-
-
-def _importable(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None

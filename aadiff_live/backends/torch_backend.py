@@ -9,7 +9,7 @@ import torch
 
 from aadiff_live.backends.base import Backend
 from aadiff_live.errors import UserError
-from aadiff_live.rendering.attention import install_reweighting
+from aadiff_live.models.attention import install_reweighting
 
 LCM_GUIDANCE = 8.5  # LCM pipelines' default: the guidance an LCM UNet is told (time_cond_proj_dim), not CFG
 

@@ -195,11 +195,7 @@ def tiny_lcm_parts():
 def env_section(bench: Bench) -> dict:
     import importlib.metadata as md
 
-    try:
-        from aadiff_live.backends.engines import cpu_name
-    except ImportError:  # moved: the name is a nicety here
-        def cpu_name() -> str:
-            return platform.processor() or platform.machine()
+    from aadiff_live.backends.hardware import cpu_name
 
     out = {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name(),
            "cores": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2), "torch": torch.__version__,

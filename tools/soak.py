@@ -47,7 +47,7 @@ def open_fds() -> int:
 
 def cpu_name() -> str:
     try:
-        from aadiff_live.backends.engines import cpu_name as name
+        from aadiff_live.backends.hardware import cpu_name as name
 
         return name()
     except Exception:  # noqa: BLE001 - descriptive only

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from aadiff_live.backends.base import Backend
+from aadiff_live.backends.hardware import importable
 from aadiff_live.errors import UserError
 from aadiff_live.models.attention import install_reweighting
 
@@ -72,9 +73,7 @@ def _move(module, device: torch.device, dtype: torch.dtype):
 
 def compile_default(device: torch.device) -> bool:
     """``--compile`` unset: on for CUDA when Triton (torch.compile's GPU code generator) is installed."""
-    from aadiff_live.backends.engines import _importable
-
-    return device.type == "cuda" and _importable("triton")
+    return device.type == "cuda" and importable("triton")
 
 
 def torch_backend(components, device: torch.device, dtype: torch.dtype, compile: bool | None = None) -> Backend:

@@ -48,12 +48,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _cpu_name() -> str:
-    try:
-        from aadiff_live.backends.hardware import cpu_name  # type: ignore[import-not-found]
-    except ImportError:
-        from aadiff_live.backends.engines import cpu_name
-    return cpu_name()
 
 
 def main() -> int:
@@ -68,6 +62,7 @@ def main() -> int:
     from pythonosc.dispatcher import Dispatcher
     from pythonosc.osc_server import BlockingOSCUDPServer
 
+    from aadiff_live.backends.hardware import cpu_name
     from aadiff_live.config import load_config
     from aadiff_live.live.app import LiveApp
 
@@ -131,7 +126,7 @@ def main() -> int:
     out = {"what": f"seconds for {a.frames} displayed frames: A quiet, B during a flood of {a.messages} OSC "
                    "messages (tiny model, 64x64, headless)", **res, "fps_quiet": round(fps_quiet, 2),
            "fps_flood": round(fps_flood, 2), "messages_stored_by_app": received,
-           "messages_refused_by_app": ignored, "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+           "messages_refused_by_app": ignored, "cpu": cpu_name(), "cpu_count": os.cpu_count(),
            "loadavg": os.getloadavg()}
     print(f"flood/quiet time for {a.frames} frames: {fmt_ratio(res)}; fps quiet {fps_quiet:.2f}, during a flood "
           f"{fps_flood:.2f}; {received} valid messages stored (coalesced), {ignored} refused; load {os.getloadavg()}")

@@ -237,7 +237,8 @@ def test_envelope_changes_reach_the_analysis_thread(mode):
     from aadiff_live.analysis.envelope import AttackRelease, TrailingMean
     from aadiff_live.live.analysis_thread import AnalysisThread
     from aadiff_live.live.rig import Rig
-    from aadiff_live.live.ring import Mailbox, RingBuffer
+    from aadiff_live.live.ring import RingBuffer
+    from aadiff_live.mailbox import Mailbox
 
     cfg = load_config(None, {"envelope": {"mode": mode, "fps": 30.0}})
     analysis = AnalysisThread(RingBuffer(48000, 1, 48000), cfg.envelope, cfg.live, Mailbox(), threading.Event())

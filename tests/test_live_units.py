@@ -15,7 +15,8 @@ from aadiff_live.config import Config  # noqa: E402
 from aadiff_live.errors import UserError  # noqa: E402
 from aadiff_live.live.analysis_thread import AnalysisThread, live_smoothing_mode  # noqa: E402
 from aadiff_live.live.clap_thread import Hysteresis, initial_words  # noqa: E402
-from aadiff_live.live.ring import Mailbox, RingBuffer, RingReader  # noqa: E402
+from aadiff_live.live.ring import RingBuffer, RingReader  # noqa: E402
+from aadiff_live.mailbox import Mailbox  # noqa: E402
 
 
 def test_ring_wraps_and_keeps_order():

@@ -137,7 +137,8 @@ def test_clap_choice_beyond_the_window_falls_back_with_a_warning(clip_tokenizers
 
 def test_live_clap_thread_falls_back_too(clip_tokenizers, caplog):
     from aadiff_live.live.clap_thread import ClapThread
-    from aadiff_live.live.ring import Mailbox, RingBuffer
+    from aadiff_live.live.ring import RingBuffer
+    from aadiff_live.mailbox import Mailbox
 
     ring = RingBuffer(capacity=48000 * 3, channels=1, samplerate=48000)
     ring.write(np.zeros((48000 * 2, 1), np.float32), 0.0)

@@ -14,7 +14,7 @@ from typing import Any
 from aadiff_live.control.params import PARAMS, ControlInbox
 from aadiff_live.control.settings import DEFAULT_CC, MIDI_PARAMS, CcMap, MidiConfig
 from aadiff_live.errors import UserError
-from aadiff_live.live.ring import Mailbox
+from aadiff_live.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
 

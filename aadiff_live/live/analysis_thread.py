@@ -13,7 +13,8 @@ import numpy as np
 
 from aadiff_live.analysis.envelope import FrameSTFT, LiveNormaliser, make_causal_smoother, to_weight
 from aadiff_live.config import EnvelopeConfig, LiveConfig
-from aadiff_live.live.ring import Mailbox, RingBuffer, RingReader, WeightSample
+from aadiff_live.live.ring import RingBuffer, RingReader, WeightSample
+from aadiff_live.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from aadiff_live.live.capture import Capture, FileCapture, open_capture
 from aadiff_live.live.clap_thread import ClapThread, WordChoice, initial_words
 from aadiff_live.live.render_thread import Frame, RenderThread
 from aadiff_live.live.rig import RenderRequest, Rig
-from aadiff_live.live.ring import Mailbox, WeightSample
+from aadiff_live.live.ring import WeightSample
+from aadiff_live.mailbox import Mailbox
 from aadiff_live.tokens.words import check_prompt, content_words, parse_pinned, require_positions
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from aadiff_live.live.ring import Mailbox, RingBuffer
+from aadiff_live.live.ring import RingBuffer
+from aadiff_live.mailbox import Mailbox
 from aadiff_live.tokens.words import content_words, reachable_scores
 
 log = logging.getLogger(__name__)

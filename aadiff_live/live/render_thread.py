@@ -18,7 +18,8 @@ import numpy as np
 
 from aadiff_live.live.clap_thread import WordChoice, initial_words
 from aadiff_live.live.rig import RenderRequest
-from aadiff_live.live.ring import Mailbox, WeightSample
+from aadiff_live.live.ring import WeightSample
+from aadiff_live.mailbox import Mailbox
 from aadiff_live.tokens.words import token_positions
 
 log = logging.getLogger(__name__)

@@ -12,14 +12,12 @@ for about half a block (:meth:`RingReader.wait`), so a quit wakes them at once.
 
 from __future__ import annotations
 
-import queue
 import threading
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 import numpy as np
 
-T = TypeVar("T")
+from aadiff_live.mailbox import Mailbox  # noqa: F401 - its former home, for code written against it
 
 
 class RingBuffer:
@@ -127,36 +125,6 @@ class RingReader:
             if timeout is not None:
                 return self.ring.written > self.pos
         return False
-
-
-class Mailbox(Generic[T]):
-    """Latest-value mailbox: ``put`` never blocks and replaces an unread value (newest wins)."""
-
-    def __init__(self) -> None:
-        self._q: queue.Queue[T] = queue.Queue(maxsize=1)
-        self.dropped = 0  # values replaced before anyone read them
-
-    def put(self, value: T) -> None:
-        while True:
-            try:
-                self._q.put_nowait(value)
-                return
-            except queue.Full:
-                try:
-                    self._q.get_nowait()
-                    self.dropped += 1
-                except queue.Empty:
-                    pass  # the reader took it in between: try again
-
-    def get(self, timeout: float | None = None) -> T | None:
-        """The newest value, waiting up to ``timeout`` s (None: wait forever); None if nothing came."""
-        try:
-            return self._q.get(timeout=timeout) if timeout != 0 else self._q.get_nowait()
-        except queue.Empty:
-            return None
-
-    def qsize(self) -> int:
-        return self._q.qsize()
 
 
 @dataclass(frozen=True)

@@ -10,34 +10,27 @@ download). huggingface_hub shows a progress bar per file.
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 from aadiff_live.errors import UserError
+from aadiff_live.models.hub import WEIGHT_SUFFIXES, failure_cause, network_failure, variant_of
 
 log = logging.getLogger(__name__)
 PARTS = ("scheduler", "tokenizer", "tokenizer_2", "text_encoder", "text_encoder_2", "unet", "vae")
 WEIGHT_PARTS = ("text_encoder", "text_encoder_2", "unet", "vae")
-_VARIANT = re.compile(r"\.(fp16|bf16|non_ema|ema|fp32)\.|\.index\.(fp16|bf16|non_ema|ema)\.json$")
-_WEIGHTS = (".safetensors", ".bin")
 _SMALL = (".json", ".txt", ".model")
-
-
-def _variant_of(name: str) -> str | None:
-    m = _VARIANT.search(name)
-    return None if m is None else (m.group(1) or m.group(2))
 
 
 def _pick_weights(files: list[str], fp16: bool) -> list[str]:
     """One folder's weight files: safetensors over .bin, the fp16 variant when asked and present,
     else the plain (variant-less) files."""
-    for ext in _WEIGHTS:
+    for ext in WEIGHT_SUFFIXES:
         cand = [f for f in files if f.endswith(ext) or (f.endswith(".json") and ext + ".index" in f)]
         if not any(f.endswith(ext) for f in cand):
             continue
-        if fp16 and any(_variant_of(f) == "fp16" and f.endswith(ext) for f in cand):
-            return [f for f in cand if _variant_of(f) == "fp16"]
-        return [f for f in cand if _variant_of(f) is None]
+        if fp16 and any(variant_of(f) == "fp16" and f.endswith(ext) for f in cand):
+            return [f for f in cand if variant_of(f) == "fp16"]
+        return [f for f in cand if variant_of(f) is None]
     return []
 
 
@@ -58,24 +51,6 @@ def plain_files(repo_files: list[str]) -> list[str]:
     return [f for f in top if f.endswith(_SMALL)] + _pick_weights(top, fp16=False)
 
 
-def fp16_variant(model: str, part: str) -> bool:
-    """Whether ``part`` of ``model`` (a folder, the hub cache, else the hub's file list) has fp16 weights."""
-    from aadiff_live.models.loading import _offline, cached_snapshot
-
-    for root in (Path(model) if Path(model).is_dir() else None, cached_snapshot(model)):
-        if root is not None and (root / part).is_dir():
-            return any(_variant_of(p.name) == "fp16" and p.name.endswith(_WEIGHTS) for p in (root / part).iterdir())
-    if Path(model).is_dir() or _offline():
-        return False
-    try:
-        from huggingface_hub import list_repo_files
-
-        return any(f.startswith(part + "/") and f.endswith(_WEIGHTS) and _variant_of(f) == "fp16"
-                   for f in list_repo_files(model))
-    except Exception:  # noqa: BLE001 - unreachable: the loader says so with its own message
-        return False
-
-
 def _fetch(repo: str, patterns: list[str], what: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.utils import enable_progress_bars
@@ -91,12 +66,11 @@ def _repo_files(repo: str) -> list[str]:
     try:
         return list(list_repo_files(repo))
     except Exception as exc:  # noqa: BLE001
-        from aadiff_live.models.loading import _cause, _network_failure
 
-        if _network_failure(exc):
-            raise UserError(f"the Hugging Face hub is not reachable to download '{repo}' ({_cause(exc)}); run "
+        if network_failure(exc):
+            raise UserError(f"the Hugging Face hub is not reachable to download '{repo}' ({failure_cause(exc)}); run "
                             f"`aadiff-live download` on a machine with internet, then copy ~/.cache/huggingface") from None
-        raise UserError(f"cannot list '{repo}' on the Hugging Face hub ({_cause(exc)}); check the id "
+        raise UserError(f"cannot list '{repo}' on the Hugging Face hub ({failure_cause(exc)}); check the id "
                         f"(private or gated models need `hf auth login`)") from None
 
 
@@ -112,7 +86,7 @@ def download(model: str, *, clap: str | None, vae: str = "auto", fp16: bool = Fa
         raise UserError(f"'{model}' has no model_index.json: not a diffusers-layout pipeline; pass one such as "
                         f"stabilityai/sd-turbo")
     chosen = diffusers_files(files, fp16)
-    variant = "fp16" if fp16 and any(_variant_of(f) == "fp16" for f in chosen) else "plain"
+    variant = "fp16" if fp16 and any(variant_of(f) == "fp16" for f in chosen) else "plain"
     out = {model: _fetch(model, chosen, f"model ({variant} weights)")}
     if vae == "tiny":
         tiny = TAESDXL if any(f.startswith("text_encoder_2/") for f in files) else TAESD

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from aadiff_live.errors import UserError
 from aadiff_live.models.components import Components
+from aadiff_live.models.hub import cached_snapshot, failure_cause, fp16_variant, network_failure, offline
 
 log = logging.getLogger(__name__)
 RANDOM_SD_TURBO = "random-sd-turbo"  # the full-size SD-Turbo architecture, random weights: for timing only
@@ -38,39 +38,7 @@ class ModelMissing(UserError):
     """Neither a local folder nor in the hub cache, and the hub is not reachable."""
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
-
-
-def cached_snapshot(model: str) -> Path | None:
-    """The hub cache's snapshot folder of ``model`` (no network), or None when it has none."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(model, local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached, or not a valid repo id
-        return None
-
-
-def _cause(exc: BaseException) -> str:
-    """``Type: first line`` of an exception, for one-line messages (which file, which error)."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
-
-
-def _network_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) says the hub could not be reached."""
-    names = {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError", "ConnectTimeout", "TimeoutException",
-             "ReadTimeout", "ConnectionError", "NameResolutionError"}
-    seen: BaseException | None = exc
-    while seen is not None:
-        if type(seen).__name__ in names or "couldn't connect" in str(seen).lower():
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _from_pretrained(cls, model: str, subfolder: str | None, method: str = "from_pretrained", **kw):
+def from_pretrained_cached(cls, model: str, subfolder: str | None, method: str = "from_pretrained", **kw):
     """``cls.from_pretrained`` from a local folder, else the hub cache (no network), else the hub.
 
     A failure keeps its cause (which file, which error) unless the model is really missing
@@ -83,7 +51,7 @@ def _from_pretrained(cls, model: str, subfolder: str | None, method: str = "from
         try:
             return load(model, **args, **kw)
         except Exception as exc:  # noqa: BLE001 - safetensors/json errors are not OSError
-            raise UserError(f"cannot load {part}model folder {model}: it is incomplete or unreadable ({_cause(exc)}); "
+            raise UserError(f"cannot load {part}model folder {model}: it is incomplete or unreadable ({failure_cause(exc)}); "
                             f"it needs unet/, vae/, text_encoder/, tokenizer/ and scheduler/ as diffusers saves them"
                             ) from None
     try:
@@ -93,10 +61,10 @@ def _from_pretrained(cls, model: str, subfolder: str | None, method: str = "from
     snapshot = cached_snapshot(model)
     if snapshot is not None and (not subfolder or (snapshot / subfolder).is_dir()):
         # it is in the cache, and still did not load: the cached copy is damaged, say how and where
-        raise UserError(f"cannot load {part}'{model}' from the Hugging Face cache ({snapshot}): {_cause(local_exc)}; "
+        raise UserError(f"cannot load {part}'{model}' from the Hugging Face cache ({snapshot}): {failure_cause(local_exc)}; "
                         f"the cached copy is damaged: download it again (`{download_command(model)} "
                         f"--force-download`)") from None
-    if _offline():
+    if offline():
         if snapshot is not None:
             raise UserError(f"the cached copy of '{model}' ({snapshot}) has no {subfolder}/ (an incomplete download) "
                             f"and HF_HUB_OFFLINE is set; on a machine with internet run "
@@ -108,10 +76,10 @@ def _from_pretrained(cls, model: str, subfolder: str | None, method: str = "from
     except Exception as exc:  # noqa: BLE001
         if type(exc).__name__ in ("RepositoryNotFoundError", "GatedRepoError"):
             raise UserError(f"'{model}' is not a model on the Hugging Face hub that this machine may read "
-                            f"({_cause(exc)}); check the id (private or gated models need `hf auth login`)") from None
-        if _network_failure(exc):
+                            f"({failure_cause(exc)}); check the id (private or gated models need `hf auth login`)") from None
+        if network_failure(exc):
             raise ModelMissing(_how_to_get(model)) from None
-        raise UserError(f"cannot load {part}'{model}' from the Hugging Face hub: {_cause(exc)}") from None
+        raise UserError(f"cannot load {part}'{model}' from the Hugging Face hub: {failure_cause(exc)}") from None
 
 
 def check_tokenizer(tokenizer, model: str) -> None:
@@ -148,12 +116,12 @@ def load_vae(vae: str, model: str, dtype, sdxl: bool = False, kw: dict | None = 
     from diffusers import AutoencoderKL, AutoencoderTiny
 
     if vae in ("auto", "kl"):
-        return _from_pretrained(AutoencoderKL, model, "vae", **(kw or {"torch_dtype": dtype}))
+        return from_pretrained_cached(AutoencoderKL, model, "vae", **(kw or {"torch_dtype": dtype}))
     if vae == "tiny":
-        return _from_pretrained(AutoencoderTiny, TAESDXL if sdxl else TAESD, None, torch_dtype=dtype)
+        return from_pretrained_cached(AutoencoderTiny, TAESDXL if sdxl else TAESD, None, torch_dtype=dtype)
     # a hub id or folder of an AutoencoderTiny or AutoencoderKL
     cfg_cls = AutoencoderTiny if "taesd" in vae.lower() else AutoencoderKL
-    return _from_pretrained(cfg_cls, vae, None, torch_dtype=dtype)
+    return from_pretrained_cached(cfg_cls, vae, None, torch_dtype=dtype)
 
 
 def model_index(model: str) -> dict:
@@ -161,7 +129,7 @@ def model_index(model: str) -> dict:
     from diffusers import DiffusionPipeline
 
     try:
-        return dict(_from_pretrained(DiffusionPipeline, model, None, method="load_config"))
+        return dict(from_pretrained_cached(DiffusionPipeline, model, None, method="load_config"))
     except ModelMissing:
         raise
     except UserError:
@@ -208,37 +176,36 @@ def load_components(model: str, *, dtype=None, vae: str = "auto", seed_tiny: int
         raise UserError(f"--model {model} is a file; pass a model folder (with unet/, vae/, ...) or a hub id")
     index = model_index(model)
     # the config as saved: instantiating a class first would rename it (every scheduler became Euler)
-    sched_cfg = dict(_from_pretrained(diffusers.EulerDiscreteScheduler, model, "scheduler", method="load_config"))
+    sched_cfg = dict(from_pretrained_cached(diffusers.EulerDiscreteScheduler, model, "scheduler", method="load_config"))
     sched_cls = getattr(diffusers, sched_cfg.get("_class_name", "EulerDiscreteScheduler"), None)
     if sched_cls is None:
         raise UserError(f"scheduler {sched_cfg.get('_class_name')} of '{model}' is unknown to this diffusers")
     scheduler = sched_cls.from_config(sched_cfg)
-    tokenizer = _from_pretrained(CLIPTokenizer, model, "tokenizer")
+    tokenizer = from_pretrained_cached(CLIPTokenizer, model, "tokenizer")
     check_tokenizer(tokenizer, model)
     def weights(part: str) -> dict:
         # on a GPU (float16) the fp16 variant where the repo has one: half the download and the memory
         if dtype == torch.float16:
-            from aadiff_live.models.download import fp16_variant
 
             if fp16_variant(model, part):
                 return {"torch_dtype": dtype, "variant": "fp16"}
         return {"torch_dtype": dtype}
 
-    text_encoder = _from_pretrained(CLIPTextModel, model, "text_encoder", **weights("text_encoder")).eval()
+    text_encoder = from_pretrained_cached(CLIPTextModel, model, "text_encoder", **weights("text_encoder")).eval()
     tokenizer_2 = text_encoder_2 = None
     te2 = index.get("text_encoder_2") or [None, None]
     if te2[0] is not None:  # SDXL
-        tokenizer_2 = _from_pretrained(CLIPTokenizer, model, "tokenizer_2")
+        tokenizer_2 = from_pretrained_cached(CLIPTokenizer, model, "tokenizer_2")
         check_tokenizer(tokenizer_2, model)
         te2_cls = getattr(transformers, te2[1] or "CLIPTextModelWithProjection")
-        text_encoder_2 = _from_pretrained(te2_cls, model, "text_encoder_2", **weights("text_encoder_2")).eval()
-    unet = _from_pretrained(UNet2DConditionModel, model, "unet", **weights("unet")).eval()
+        text_encoder_2 = from_pretrained_cached(te2_cls, model, "text_encoder_2", **weights("text_encoder_2")).eval()
+    unet = from_pretrained_cached(UNet2DConditionModel, model, "unet", **weights("unet")).eval()
     vae_model = load_vae(vae, model, dtype, sdxl=text_encoder_2 is not None, kw=weights("vae")).eval()
     made_of: list[Any] = [model, vae, dict(unet.config), dict(vae_model.config)]
     if text_encoder_2 is not None:
         made_of.append(text_encoder_2.config.to_dict())
     extra = {"force_zeros_for_empty_prompt": bool(index.get("force_zeros_for_empty_prompt", False)),
-             "random_weights": Path(model).is_dir() and (Path(model) / "RANDOM_WEIGHTS.txt").is_file()}
+             "random_weights": Path(model).is_dir() and (Path(model) / "RANDOMWEIGHT_SUFFIXES.txt").is_file()}
     if extra["random_weights"]:
         log.warning("%s has random weights (tools/make_random_model.py): it draws noise, not pictures", model)
     return Components(unet=unet, vae=vae_model, text_encoder=text_encoder, tokenizer=tokenizer,

@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from aadiff_live.errors import UserError
-from aadiff_live.live.ring import Mailbox
+from aadiff_live.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
 KINDS = ("ndi", "syphon", "spout", "virtualcam")

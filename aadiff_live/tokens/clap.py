@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from aadiff_live.errors import UserError
-from aadiff_live.models.loading import ModelMissing, _from_pretrained, check_tokenizer
+from aadiff_live.models.loading import ModelMissing, check_tokenizer, from_pretrained_cached
 
 log = logging.getLogger(__name__)
 CLAP_SR = 48000
@@ -56,8 +56,8 @@ class ClapRanker:
             from transformers import ClapModel, ClapProcessor
 
             try:
-                self.processor = _from_pretrained(ClapProcessor, model_id, None)
-                self.model = _from_pretrained(ClapModel, model_id, None).eval()
+                self.processor = from_pretrained_cached(ClapProcessor, model_id, None)
+                self.model = from_pretrained_cached(ClapModel, model_id, None).eval()
             except ModelMissing:
                 raise UserError(
                     f"CLAP model '{model_id}' is neither a local folder nor in the Hugging Face cache, and the hub is "

@@ -97,3 +97,15 @@ def test_cuda_graph_renderer_follows_the_weight_without_recapture(tiny_component
         diff = np.abs(eager.render(w, POS).astype(float) - fast.render(w, POS))
         assert diff.mean() < 0.5
     assert len(fast._unet.entries) == 1
+
+
+def test_compile_flag_reaches_the_config(tmp_path):
+    from aadiff_live.cli import _overrides, build_parser
+    from aadiff_live.config import load_config
+
+    for flag, want in (("--compile", True), ("--no-compile", False), (None, None)):
+        args = build_parser().parse_args(["render", "--out", "x.mp4", *([flag] if flag else [])])
+        assert load_config(None, _overrides(args)).model.compile is want
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model:\n  compile: false\n")
+    assert load_config(cfg).model.compile is False

@@ -1,4 +1,4 @@
-"""The value-scaling identity and the reweighting processor inside a UNet (DESIGN.md §2)."""
+"""The value-scaling identity and the reweighting processor inside a UNet (docs/design.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Envelope golden values and invariances (DESIGN.md §1-2)."""
+"""Envelope golden values and invariances (docs/design.md §1)."""
 
 from __future__ import annotations
 

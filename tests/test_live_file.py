@@ -87,7 +87,7 @@ def test_file_input_records_audio_in_sync_and_frames_follow_weights(tmp_path):
     on = ((c % 1.0) > 0.1) & ((c % 1.0) < 0.45)
     off = ((c % 1.0) > 0.75)
     assert w[on].mean() > 1.5 and w[off].max() == 0.0
-    # and the picture follows the weight (sync measure of DESIGN.md §6), per choice of words (CLAP may
+    # and the picture follows the weight (sync measure of docs/design.md §6), per choice of words (CLAP may
     # switch them mid-run, which changes the picture at a given weight)
     words = np.array([",".join(x) for x in f["words"]])
     checked = 0

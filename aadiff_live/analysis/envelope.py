@@ -1,4 +1,4 @@
-"""Loudness envelope (DESIGN.md §1-2): STFT magnitude per video frame, smoothing, normalisation, weight.
+"""Loudness envelope (docs/design.md §1): STFT magnitude per video frame, smoothing, normalisation, weight.
 
 One code path for offline renders and live capture: :class:`FrameSTFT` is streaming (push any
 block size, get the frames that became complete), and the offline :func:`analyse` pushes the
@@ -158,7 +158,7 @@ def normalise_offline(smoothed: np.ndarray, rms_db: np.ndarray, percentile: floa
 
 
 def to_weight(e: np.ndarray | float, w_min: float, w_max: float, gain: float) -> np.ndarray:
-    """``w = w_min + (w_max - w_min) * gain * e`` (DESIGN.md §2)."""
+    """``w = w_min + (w_max - w_min) * gain * e`` (docs/design.md §1.2)."""
     return w_min + (w_max - w_min) * gain * np.asarray(e, dtype=np.float64)
 
 

@@ -1,4 +1,4 @@
-"""The ``engines/`` cache: compiled graphs named by what they were built from (DESIGN.md §5).
+"""The ``engines/`` cache: compiled graphs named by what they were built from (docs/design.md §5).
 
 One folder per engine, ``<model>__<part>__<W>x<H>__<precision>__<backend>``, holding the files
 (``model.onnx`` + ``model.onnx.data``; for TensorRT also ``model.plan``) and ``manifest.json``,

@@ -1,4 +1,4 @@
-"""Export the reweighting UNet and the VAE decoder to ONNX (DESIGN.md §2, §5).
+"""Export the reweighting UNet and the VAE decoder to ONNX (docs/design.md §2, §5).
 
 The UNet graph takes ``sample``, ``timestep``, ``encoder_hidden_states`` and ``token_scale``
 (``[batch, tokens]``; SDXL also ``text_embeds`` and ``time_ids``): the token weights are an ordinary input, so one export serves every

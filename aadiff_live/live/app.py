@@ -1,4 +1,4 @@
-"""``aadiff-live [live]``: sound in, picture out, in real time (DESIGN.md §4).
+"""``aadiff-live [live]``: sound in, picture out, in real time (docs/design.md §4).
 
     capture (PortAudio callback or file feeder) --copy--> ring buffer
       analysis thread: STFT hop -> causal envelope -> AGC, gate, gain -> weight   (latest-value mailbox)

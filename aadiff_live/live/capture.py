@@ -1,7 +1,7 @@
 """Audio in: a PortAudio input device, or a sound file played in real time as if it were live.
 
 Both write into a :class:`RingBuffer` with the capture time of every block on ``time.monotonic``'s
-clock. The PortAudio callback only copies (DESIGN.md §4). A watchdog thread notices a device
+clock. The PortAudio callback only copies (docs/design.md §4). A watchdog thread notices a device
 that stops delivering (unplugged mid-set), reports "no input" and keeps trying to reopen it:
 each try re-initialises PortAudio (its device list is fixed when it initialises, so a replugged
 USB interface would otherwise never show up) and looks the input up again by what the user

@@ -1,4 +1,4 @@
-"""What crosses threads: a preallocated audio ring buffer and latest-value mailboxes (DESIGN.md §4).
+"""What crosses threads: a preallocated audio ring buffer and latest-value mailboxes (docs/design.md §4).
 
 The ring has one writer, the PortAudio callback (or the file feeder), which only copies: the
 samples into a preallocated array and the block's capture time into a preallocated table, then

@@ -1,4 +1,4 @@
-"""Prompt-to-prompt reweighting as value scaling (DESIGN.md §2).
+"""Prompt-to-prompt reweighting as value scaling (docs/design.md §2).
 
 Reweighting multiplies columns of the cross-attention map without renormalising:
 ``A' = softmax(QK^T/sqrt(d)) diag(c)``. Since ``A' V = A (diag(c) V)``, it equals scaling the

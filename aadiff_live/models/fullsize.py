@@ -1,4 +1,4 @@
-"""Full-size SD-Turbo architecture with random weights, for timing (DESIGN.md §6).
+"""Full-size SD-Turbo architecture with random weights, for timing (docs/design.md §6).
 
 Speed does not depend on the weights' values, so benchmarks build the real architecture
 (SD 2.x UNet, KL VAE, OpenCLIP-H text encoder) in-process without downloading anything. The

@@ -2,7 +2,7 @@
 
 Every frame starts from the same initial latents, runs the same timesteps and gets the same
 injected noise (a generator re-seeded per frame), so frame t is a deterministic, continuous
-function of the token weight ``w_t`` (DESIGN.md §1.4, §3). Text embeddings are cached per prompt.
+function of the token weight ``w_t`` (docs/design.md §1.4, §3). Text embeddings are cached per prompt.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def default_schedule(components: Components, steps: int | None, guidance: float 
 
 @dataclass
 class BaseState:
-    """What every frame shares: the cached base (DESIGN.md §3)."""
+    """What every frame shares: the cached base (docs/design.md §3)."""
 
     prompt: str
     embeddings: torch.Tensor  # [batch, 77, dim]: [uncond, cond] with guidance, [cond] without

@@ -1,4 +1,4 @@
-"""Static buffers and CUDA graphs for the per-frame work (the GPU fast path; DESIGN.md §5).
+"""Static buffers and CUDA graphs for the per-frame work (the GPU fast path; docs/design.md §5).
 
 :class:`StaticGraph` runs a tensor function from input buffers it allocates once per input
 shape. Each call copies a new input into its buffer; an input that is the same tensor as last

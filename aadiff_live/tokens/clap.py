@@ -1,4 +1,4 @@
-"""CLAP picks the prompt's words that best match the sound (DESIGN.md §1.3).
+"""CLAP picks the prompt's words that best match the sound (docs/design.md §1.3).
 
 Uses transformers' ``ClapModel``/``ClapProcessor``, which load the same LAION checkpoints as the
 laion-clap package (``laion/clap-htsat-unfused`` by default) without its import-time downloads

@@ -454,3 +454,14 @@ def test_a_bad_word_list_with_a_new_prompt_drops_only_the_words(caplog):
         apply_changes({"words": "rain", "prompt": "a fire in the snow", "seed": 42}, t, SCENES, box)
     assert t.calls == [("render", "a fire in the snow", "keep", 42, None)]
     assert "words: ignored: 'rain' is not a word of the prompt" in caplog.text
+
+
+def test_osc_address_patterns_still_match(osc_server, wait_until):
+    from pythonosc.udp_client import SimpleUDPClient
+
+    server, box = osc_server
+    c = SimpleUDPClient("127.0.0.1", server.port)
+    c.send_message("/aadiff/{w_min,w_max}", 1.5)  # OSC 1.0 pattern: both addresses
+    c.send_message("/aadiff/*", "x")  # every address: only the string ones accept it, the rest refuse it
+    assert wait_until(lambda: box.received >= 4 and box.ignored.total >= 10)
+    assert box.take() == {"w_min": 1.5, "w_max": 1.5, "prompt": "x", "words": "x"}

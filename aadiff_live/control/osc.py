@@ -20,6 +20,7 @@ from aadiff_live.control.params import PARAMS, ControlInbox
 from aadiff_live.errors import UserError
 
 log = logging.getLogger(__name__)
+_WILDCARDS = frozenset("*?[]{}")  # characters of an OSC address pattern
 MAX_DATAGRAM = 65535  # the largest UDP payload; python-osc's default (8192) would cut long strings
 
 
@@ -47,23 +48,34 @@ class OscServer:
         self.inbox = inbox
         ignored = inbox.ignored
 
+        exact: dict[str, Any] = {}  # address -> python-osc Handler: one dict lookup for a plain address
+        unknown = self._unknown
+
         class _Dispatcher(Dispatcher):
             def call_handlers_for_packet(self, data: bytes, client_address) -> list:
-                """As python-osc's, but a packet that does not parse is logged (not dropped silently) and
-                a bundle time-tagged in the future is applied now (python-osc would sleep until then)."""
+                """As python-osc's, but a packet that does not parse is logged (not dropped silently), a
+                bundle time-tagged in the future is applied now (python-osc would sleep until then), and a
+                plain address is looked up, not matched against every mapped address as a pattern."""
                 try:
                     packet = osc_packet.OscPacket(data)
                 except osc_packet.ParseError as exc:
                     ignored("osc", f"a malformed OSC datagram ({str(exc)[:80]})")
                     return []
                 for timed in packet.messages:
-                    for handler in self.handlers_for_address(timed.message.address):
-                        handler.invoke(client_address, timed.message)
+                    msg = timed.message
+                    handler = exact.get(msg.address)
+                    if handler is not None:
+                        handler.invoke(client_address, msg)
+                    elif _WILDCARDS.isdisjoint(msg.address):
+                        unknown(msg.address)
+                    else:  # an OSC address pattern (/aadiff/*, /aadiff/{gain,w_max}): python-osc matches it
+                        for h in self.handlers_for_address(msg.address):
+                            h.invoke(client_address, msg)
                 return []
 
         disp = _Dispatcher()
         for name in PARAMS:
-            disp.map(PARAMS[name].address, self._handler(name))
+            exact[PARAMS[name].address] = disp.map(PARAMS[name].address, self._handler(name))
         disp.set_default_handler(self._unknown)
 
         class _Server(BlockingOSCUDPServer):

@@ -205,7 +205,7 @@ def load_components(model: str, *, dtype=None, vae: str = "auto", seed_tiny: int
     if text_encoder_2 is not None:
         made_of.append(text_encoder_2.config.to_dict())
     extra = {"force_zeros_for_empty_prompt": bool(index.get("force_zeros_for_empty_prompt", False)),
-             "random_weights": Path(model).is_dir() and (Path(model) / "RANDOMWEIGHT_SUFFIXES.txt").is_file()}
+             "random_weights": Path(model).is_dir() and (Path(model) / "RANDOM_WEIGHTS.txt").is_file()}
     if extra["random_weights"]:
         log.warning("%s has random weights (tools/make_random_model.py): it draws noise, not pictures", model)
     return Components(unet=unet, vae=vae_model, text_encoder=text_encoder, tokenizer=tokenizer,

@@ -70,13 +70,14 @@ def test_empty_tokenizer_is_detected():
         check_tokenizer(empty, "some/model")
 
 
-def test_identity_is_stable_across_processes():
+def test_engine_identity_is_stable_across_processes():
     import subprocess
     import sys
 
-    code = "from aadiff_live.models.loading import load_components; print(load_components('tiny').identity)"
+    code = ("from aadiff_live.backends.engines import part_identity; from aadiff_live.models.loading import "
+            "load_components; print(part_identity(load_components('tiny').unet))")
     ids = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in range(2)}
-    assert len(ids) == 1 and len(ids.pop().strip()) == 16
+    assert len(ids) == 1 and len(ids.pop().strip()) == 33  # config hash - weights fingerprint
 
 
 def _hub_cache(saved, tmp_path, monkeypatch, repo_name="models--someone--tiny-sd"):

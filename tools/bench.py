@@ -37,36 +37,16 @@ BACKENDS = ("torch-fp32", "torch-bf16", "onnxruntime-fp32")
 
 
 def build_models(seed: int = 0) -> dict:
-    """The full-size parts: from aadiff_live.models.fullsize if present, else SD 2.1 configs here."""
-    try:
-        from aadiff_live.models.fullsize import build_fullsize_sd_turbo
-    except ImportError:
-        build_fullsize_sd_turbo = None
-    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
+    """The full-size parts (aadiff_live.models.fullsize: the one builder of the random SD-Turbo architecture)."""
+    from diffusers import AutoencoderTiny
 
-    if build_fullsize_sd_turbo is not None:
-        parts = build_fullsize_sd_turbo(seed=seed)
-        unet, vae = parts["unet"], parts["vae"]
-        source = "aadiff_live.models.fullsize.build_fullsize_sd_turbo"
-    else:
-        torch.manual_seed(seed)
-        unet = UNet2DConditionModel(
-            sample_size=96, in_channels=4, out_channels=4, layers_per_block=2,
-            block_out_channels=(320, 640, 1280, 1280),
-            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
-                              "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
-        )
-        vae = AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-            layers_per_block=2, sample_size=768, scaling_factor=0.18215,
-        )
-        source = "SD 2.1 configs in tools/bench.py"
+    from aadiff_live.models.fullsize import build_fullsize_sd_turbo
+
+    parts = build_fullsize_sd_turbo(seed=seed)
     torch.manual_seed(seed + 1)
     taesd = AutoencoderTiny()
-    return {"unet": unet.eval(), "vae": vae.eval(), "taesd": taesd.eval(), "source": source}
+    return {"unet": parts["unet"].eval(), "vae": parts["vae"].eval(), "taesd": taesd.eval(),
+            "source": "aadiff_live.models.fullsize.build_fullsize_sd_turbo"}
 
 
 def timeit(fn, iters: int) -> float:

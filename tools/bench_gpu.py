@@ -179,7 +179,7 @@ def sd15_parts():
     sched = LCMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                          prediction_type="epsilon", timestep_spacing="leading", steps_offset=1)
     return Components(unet=unet, vae=AutoencoderTiny().eval(), text_encoder=te, tokenizer=tok, scheduler=sched,
-                      name="lcm-sd15-architecture (random weights)", identity="bench-sd15-random")
+                      name="lcm-sd15-architecture (random weights)")
 
 
 def tiny_lcm_parts():

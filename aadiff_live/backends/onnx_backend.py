@@ -34,6 +34,7 @@ from aadiff_live.backends.onnx_export import (
     unet_input_names,
 )
 from aadiff_live.errors import UserError
+from aadiff_live.models.components import text_length, vae_scale_factor
 
 log = logging.getLogger(__name__)
 
@@ -43,21 +44,13 @@ VERIFY_NAME = "verify.json"
 VERIFY_TOL = 1e-3
 
 
-def vae_scale_factor(vae) -> int:
-    cfg = vae.config
-    if hasattr(cfg, "decoder_block_out_channels"):  # AutoencoderTiny
-        return 2 ** (len(cfg.decoder_block_out_channels) - 1)
-    return 2 ** (len(cfg.block_out_channels) - 1)
-
-
 def decoder_part(vae) -> str:
     return "decoder-tiny" if hasattr(vae.config, "decoder_block_out_channels") else "decoder-kl"
 
 
 def graph_shape(components, width: int, height: int) -> GraphShape:
     f = vae_scale_factor(components.vae)
-    tokens = int(getattr(components.tokenizer, "model_max_length", 77))
-    tokens = 77 if tokens > 1000 else tokens
+    tokens = text_length(components.tokenizer)
     cfg = components.unet.config
     pooled = 0
     if getattr(cfg, "addition_embed_type", None) == "text_time":  # SDXL: pooled text + 6 time ids

@@ -13,8 +13,6 @@ import torch
 
 from aadiff_live.models.components import Components
 
-FULLSIZE_NAME = "sd-turbo-architecture (random weights)"
-
 
 def build_fullsize_sd_turbo(seed: int = 0) -> dict:
     """UNet, VAE, text encoder, tokenizer, scheduler of SD-Turbo's shapes; same keys as
@@ -58,8 +56,18 @@ def build_fullsize_sd_turbo(seed: int = 0) -> dict:
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
 
 
-def fullsize_components(seed: int = 0):
-    """The same as :class:`aadiff_live.models.components.Components`, named so that the renderer picks
-    SD-Turbo's schedule (1 step, no guidance)."""
+def fullsize_components(seed: int = 0, vae: str = "auto", dtype: torch.dtype | None = None) -> Components:
+    """The full-size SD-Turbo architecture with random weights as :class:`Components` (``--model
+    random-sd-turbo``, the benchmarks): named so that the renderer picks SD-Turbo's schedule (1 step,
+    no guidance), flagged ``is_tiny`` (random weights: noise, not pictures; the tiny CLAP stands in).
+    ``vae="tiny"``: a random TAESD instead of the KL VAE."""
     parts = build_fullsize_sd_turbo(seed)
-    return Components(name="sd-turbo-fullsize-random", is_tiny=False, identity=f"fullsize-random-{seed}", **parts)
+    if vae == "tiny":
+        from diffusers import AutoencoderTiny
+
+        torch.manual_seed(seed + 4)
+        parts["vae"] = AutoencoderTiny().eval()  # type: ignore[attr-defined]
+    if dtype is not None and dtype != torch.float32:
+        for k in ("unet", "vae", "text_encoder"):
+            parts[k] = parts[k].to(dtype)
+    return Components(name="sd-turbo-random", is_tiny=True, **parts)

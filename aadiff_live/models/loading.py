@@ -7,11 +7,8 @@ one-line :class:`UserError` messages that say how to get the model. Transformers
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
-from typing import Any
 
 from aadiff_live.errors import UserError
 from aadiff_live.models.components import Components
@@ -91,22 +88,6 @@ def check_tokenizer(tokenizer, model: str) -> None:
         )
 
 
-def _public(v: Any) -> Any:
-    """Configs made JSON-stable: private keys (``_use_default_values``, a set) dropped, sets sorted."""
-    if isinstance(v, dict):
-        return {str(k): _public(x) for k, x in v.items() if not str(k).startswith("_")}
-    if isinstance(v, (set, frozenset)):
-        return sorted(map(str, v))
-    if isinstance(v, (list, tuple)):
-        return [_public(x) for x in v]
-    return v
-
-
-def _identity(parts: list[Any]) -> str:
-    """Stable across processes: names what the components were built from."""
-    return hashlib.sha256(json.dumps(_public(parts), sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 TAESD = "madebyollin/taesd"
 TAESDXL = "madebyollin/taesdxl"
 
@@ -150,22 +131,12 @@ def load_components(model: str, *, dtype=None, vae: str = "auto", seed_tiny: int
         if dtype != torch.float32:
             for k in ("unet", "vae", "text_encoder"):
                 parts[k] = parts[k].to(dtype)
-        ident = _identity(["tiny", seed_tiny, vae, dict(parts["unet"].config)])
-        return Components(name="tiny", is_tiny=True, identity=ident, **parts)
+        return Components(name="tiny", is_tiny=True, **parts)
 
     if model == RANDOM_SD_TURBO:
-        from aadiff_live.models.fullsize import build_fullsize_sd_turbo
+        from aadiff_live.models.fullsize import fullsize_components
 
-        parts = build_fullsize_sd_turbo(seed_tiny)
-        if vae == "tiny":
-            from diffusers import AutoencoderTiny
-
-            torch.manual_seed(seed_tiny + 4)
-            parts["vae"] = AutoencoderTiny().eval()  # type: ignore[attr-defined]
-        if dtype != torch.float32:
-            for k in ("unet", "vae", "text_encoder"):
-                parts[k] = parts[k].to(dtype)
-        return Components(name="sd-turbo-random", is_tiny=True, identity=f"random-sd-turbo-{seed_tiny}-{vae}", **parts)
+        return fullsize_components(seed_tiny, vae=vae, dtype=dtype)
 
     import diffusers
     import transformers
@@ -201,15 +172,12 @@ def load_components(model: str, *, dtype=None, vae: str = "auto", seed_tiny: int
         text_encoder_2 = from_pretrained_cached(te2_cls, model, "text_encoder_2", **weights("text_encoder_2")).eval()
     unet = from_pretrained_cached(UNet2DConditionModel, model, "unet", **weights("unet")).eval()
     vae_model = load_vae(vae, model, dtype, sdxl=text_encoder_2 is not None, kw=weights("vae")).eval()
-    made_of: list[Any] = [model, vae, dict(unet.config), dict(vae_model.config)]
-    if text_encoder_2 is not None:
-        made_of.append(text_encoder_2.config.to_dict())
     extra = {"force_zeros_for_empty_prompt": bool(index.get("force_zeros_for_empty_prompt", False)),
              "random_weights": Path(model).is_dir() and (Path(model) / "RANDOM_WEIGHTS.txt").is_file()}
     if extra["random_weights"]:
         log.warning("%s has random weights (tools/make_random_model.py): it draws noise, not pictures", model)
     return Components(unet=unet, vae=vae_model, text_encoder=text_encoder, tokenizer=tokenizer,
-                      scheduler=scheduler, name=model, identity=_identity(made_of), extra=extra,
+                      scheduler=scheduler, name=model, extra=extra,
                       tokenizer_2=tokenizer_2, text_encoder_2=text_encoder_2)
 
 

@@ -19,7 +19,7 @@ import torch
 
 from aadiff_live.backends.base import Backend
 from aadiff_live.errors import UserError
-from aadiff_live.models.components import Components
+from aadiff_live.models.components import Components, text_length, vae_scale_factor
 from aadiff_live.rendering.static import ScaleBuffer, StaticGraph, ToImage
 from aadiff_live.tokens.words import check_prompt
 
@@ -111,15 +111,10 @@ class Renderer:
         self.image = image
         self.strength = strength
         vae_cfg = components.vae.config
-        if hasattr(vae_cfg, "block_out_channels") and hasattr(vae_cfg, "down_block_types"):
-            self.vae_scale = 2 ** (len(vae_cfg.block_out_channels) - 1)
-        else:  # AutoencoderTiny
-            self.vae_scale = 2 ** (len(getattr(vae_cfg, "decoder_block_out_channels", (0, 0, 0, 0))) - 1)
+        self.vae_scale = vae_scale_factor(components.vae)
         self.scaling_factor = float(getattr(vae_cfg, "scaling_factor", 1.0) or 1.0)
         self.shift_factor = float(getattr(vae_cfg, "shift_factor", 0.0) or 0.0)
-        self.n_tokens = int(getattr(components.tokenizer, "model_max_length", 77))
-        if self.n_tokens > 1000:
-            self.n_tokens = 77
+        self.n_tokens = text_length(components.tokenizer)
         self._embed_cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._step_takes_generator = "generator" in inspect.signature(components.scheduler.step).parameters
         self.base: BaseState | None = None

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from aadiff_live.errors import UserError
+from aadiff_live.models.components import TEXT_TOKENS
 
 STOPWORDS = frozenset(
     """a an the of in on at to by for with from into onto over under and or but nor so as is are was were be
@@ -24,7 +25,6 @@ STOPWORDS = frozenset(
     like""".split()
 )
 _WORD = re.compile(r"\w+(?:['\u2019-]\w+)*", re.UNICODE)
-TEXT_TOKENS = 77  # CLIP's window: BOS, 75 prompt tokens, EOS; a prompt token at position >= 76 is cut off
 
 
 @dataclass(frozen=True)

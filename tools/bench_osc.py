@@ -5,7 +5,8 @@ runs in this process; a python-osc listener counts the frames it reports (one ``
 displayed frame); a flooder in another process sends 10,000 messages on demand (half of them valid,
 coalesced; half out of range, refused with a rate-limited log line). Each timed call waits for the next
 ``--frames`` displayed frames: A quietly, B while a flood is sent. Paired, alternating calls with an A/A
-control (tools/benchstats.py). Run it alone: ``flock /work/bench.lock python tools/bench_osc.py``.
+control (tools/benchstats.py). Also: the cost of handling one datagram, our dispatcher against python-osc's.
+Run it alone: ``flock /work/bench.lock python tools/bench_osc.py``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+
+
+def dispatch_cost(pairs: int, n: int = 2000) -> dict:
+    """Seconds to handle ``n`` datagrams (half valid, half refused): python-osc's Dispatcher (every mapped
+    address matched as a pattern) as A, ours (a plain address is one dict lookup) as B; no sockets, no threads."""
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    from aadiff_live.control.osc import OscServer
+    from aadiff_live.control.params import PARAMS, ControlInbox
+
+    dgrams = []
+    for i in range(n):
+        m = OscMessageBuilder("/aadiff/w_max" if i % 2 else "/aadiff/freeze")
+        m.add_arg(2.0 if i % 2 else 9)
+        dgrams.append(m.build().dgram)
+    box = ControlInbox()
+    ours = OscServer(box, "127.0.0.1", 0)
+    plain = Dispatcher()
+    for name in PARAMS:
+        plain.map(PARAMS[name].address, lambda _a, *args, name=name: box.offer("osc", name, args))
+    logging.disable(logging.CRITICAL)  # the refused half logs (rate-limited) on both sides; not what is timed
+    try:
+        return ratio_with_control(lambda: [plain.call_handlers_for_packet(d, ("127.0.0.1", 1)) for d in dgrams],
+                                  lambda: [ours.server.dispatcher.call_handlers_for_packet(d, ("127.0.0.1", 1))
+                                           for d in dgrams], pairs)
+    finally:
+        logging.disable(logging.NOTSET)
+        ours.close()
 
 
 def main() -> int:
@@ -121,15 +151,21 @@ def main() -> int:
         app.stop.set()
         runner.join(30)
         listener.shutdown()
+    disp = dispatch_cost(a.pairs)
     fps_quiet = a.frames / res["a_median_s"]
     fps_flood = a.frames / res["b_median_s"]
     out = {"what": f"seconds for {a.frames} displayed frames: A quiet, B during a flood of {a.messages} OSC "
                    "messages (tiny model, 64x64, headless)", **res, "fps_quiet": round(fps_quiet, 2),
            "fps_flood": round(fps_flood, 2), "messages_stored_by_app": received,
            "messages_refused_by_app": ignored, "cpu": cpu_name(), "cpu_count": os.cpu_count(),
-           "loadavg": os.getloadavg()}
+           "loadavg": os.getloadavg(),
+           "dispatch": {"what": "seconds to handle 2000 datagrams: A python-osc's Dispatcher, B ours", **disp,
+                        "us_per_message_a": round(disp["a_median_s"] / 2000 * 1e6, 2),
+                        "us_per_message_b": round(disp["b_median_s"] / 2000 * 1e6, 2)}}
     print(f"flood/quiet time for {a.frames} frames: {fmt_ratio(res)}; fps quiet {fps_quiet:.2f}, during a flood "
           f"{fps_flood:.2f}; {received} valid messages stored (coalesced), {ignored} refused; load {os.getloadavg()}")
+    print(f"handling a datagram, ours/python-osc's dispatcher: {fmt_ratio(disp)}; "
+          f"{out['dispatch']['us_per_message_b']} vs {out['dispatch']['us_per_message_a']} us")
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
     return 0

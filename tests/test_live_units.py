@@ -46,21 +46,23 @@ def test_ring_capture_times_and_overrun():
 
 
 def test_ring_write_does_not_allocate_arrays():
+    # tracemalloc sees every numpy buffer, temporaries included (an id() check only sees the ring's own arrays)
+    import tracemalloc
+
     ring = RingBuffer(capacity=4096, channels=2, samplerate=48000)
-    ids = (id(ring._data), id(ring._block_time), id(ring._block_start))
-    for _ in range(100):
-        ring.write(np.ones((256, 2), np.float32), 0.0)
-    assert (id(ring._data), id(ring._block_time), id(ring._block_start)) == ids
-
-
-def test_reader_wait_returns_on_stop():
-    ring = RingBuffer(capacity=64, channels=1, samplerate=1000)
-    reader = RingReader(ring)
-    stop = threading.Event()
-    threading.Timer(0.05, stop.set).start()
-    assert reader.wait(stop) is False
-    ring.write(np.zeros((4, 1), np.float32), 0.0)
-    assert reader.wait(threading.Event()) is True
+    blocks = [np.ones((256, 2), np.float32) for _ in range(100)]
+    ring.write(blocks[0], 0.0)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        for i, block in enumerate(blocks):  # wraps around the ring six times
+            ring.write(block, i * 0.005)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak - base < 1024, f"{peak - base} bytes allocated while writing (a block is {blocks[0].nbytes})"
+    assert ring.written == 101 * 256 and ring.copy_range(ring.written - 4, ring.written)[:, 0].tolist() == [1.0] * 4
 
 
 def test_mailbox_newest_wins_and_never_grows():

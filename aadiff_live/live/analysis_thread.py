@@ -45,7 +45,6 @@ class AnalysisThread(threading.Thread):
         self.latest: WeightSample | None = None  # NB: read by the HUD
         self.n_frames = 0
         self._pushed = 0  # samples given to the STFT
-        self.blocksize = live.blocksize
         self.error: BaseException | None = None
 
     def step(self, mono: np.ndarray, first_sample: int) -> WeightSample | None:
@@ -67,7 +66,7 @@ class AnalysisThread(threading.Thread):
         return newest
 
     def run(self) -> None:
-        reader = RingReader(self.ring, start=0, blocksize=self.blocksize)
+        reader = RingReader(self.ring, start=0)
         lost = 0
         sr = self.ring.samplerate
         try:

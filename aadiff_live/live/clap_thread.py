@@ -83,7 +83,6 @@ class ClapThread(threading.Thread):
         self._wake = threading.Event()
         self.prompt = prompt
         self.latest: WordChoice | None = None  # NB: read by the HUD
-        self.last_rank_s = 0.0
         self.error: BaseException | None = None
         # this thread's own copy of the diffusion tokenizer (tokenizers are not shared across threads):
         # CLAP's choice is limited to words that have token positions
@@ -101,9 +100,7 @@ class ClapThread(threading.Thread):
         audio = self.ring.latest(n)
         if audio.shape[0] < MIN_AUDIO_S * self.ring.samplerate or not candidates:
             return None
-        t0 = time.perf_counter()
         ranking = self.ranker.rank(audio.mean(axis=1), self.ring.samplerate, candidates, self.template)
-        self.last_rank_s = time.perf_counter() - t0
         scores = ranking.scores
         if self.tokenizer is not None:
             scores = reachable_scores(self.tokenizer, self.prompt, scores, self.hysteresis.top_k, log=log,

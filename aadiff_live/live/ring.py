@@ -12,7 +12,6 @@ for about half a block (:meth:`RingReader.wait`), so a quit wakes them at once.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,10 +53,10 @@ class RingBuffer:
         self.n_blocks += 1  # publish the block before the samples: readers look up times up to `written`
         self.written += n
 
-    def copy_range(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+    def copy_range(self, start: int, stop: int) -> np.ndarray:
         """Samples ``[start, stop)`` (absolute indices still inside the ring) as a new array."""
         n = stop - start
-        out = np.empty((n, self.channels), dtype=np.float32) if out is None else out
+        out = np.empty((n, self.channels), dtype=np.float32)
         pos = start % self.capacity
         first = min(n, self.capacity - pos)
         out[:first] = self._data[pos:pos + first]
@@ -91,11 +90,10 @@ class RingBuffer:
 class RingReader:
     """One reader's cursor into a :class:`RingBuffer`. Not shared between threads."""
 
-    def __init__(self, ring: RingBuffer, start: int | None = None, blocksize: int = 256) -> None:
+    def __init__(self, ring: RingBuffer, start: int | None = None) -> None:
         self.ring = ring
         self.pos = ring.written if start is None else start
         self.lost = 0  # samples overwritten before this reader got them
-        self._wait_s = min(0.01, max(0.001, 0.5 * blocksize / ring.samplerate))
 
     def available(self) -> int:
         return self.ring.written - self.pos
@@ -113,18 +111,6 @@ class RingReader:
         data = self.ring.copy_range(start, stop)
         self.pos = stop
         return start, data
-
-    def wait(self, stop: threading.Event, timeout: float | None = None) -> bool:
-        """Block until new samples exist or ``stop`` is set (True if samples are available)."""
-        t = self._wait_s if timeout is None else timeout
-        while not stop.is_set():
-            if self.ring.written > self.pos:
-                return True
-            if stop.wait(t):  # the writer takes no lock, so it cannot notify: wait half a block
-                break
-            if timeout is not None:
-                return self.ring.written > self.pos
-        return False
 
 
 @dataclass(frozen=True)

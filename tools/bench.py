@@ -221,12 +221,12 @@ def row(backend: str, dtype: torch.dtype, size: int, pair: dict, kl: float, tiny
 
 
 def table(rows: list[dict]) -> str:
-    head = (f"{'backend':<12}{'prec':<6}{'size':>5}{'plain s':>9}{'reweight s':>11}{'ratio [q1-q3] (A/A control)':>44}"
+    head = (f"{'backend':<12}{'prec':<6}{'size':>5}{'plain s':>9}{'reweight s':>11}{'  ratio [q1-q3] (A/A control)':<44}"
             f"{'KL dec s':>9}{'tiny dec s':>11}{'frame KL':>9}{'frame tiny':>11}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['backend']:<12}{r['precision']:<6}{r['size']:>5}{r['unet_plain_s']:>9.3f}"
-                     f"{r['unet_reweighted_s']:>11.3f}{r['ratio_text']:>44}{r['decoder_kl_s']:>9.3f}"
+                     f"{r['unet_reweighted_s']:>11.3f}  {r['ratio_text']:<42}{r['decoder_kl_s']:>9.3f}"
                      f"{r['decoder_tiny_s']:>11.3f}{r['frame_kl_s']:>9.3f}{r['frame_tiny_s']:>11.3f}")
     return "\n".join(lines)
 

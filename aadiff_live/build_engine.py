@@ -25,7 +25,7 @@ def build_engine_command(cfg: Config, *, engines_dir: str | None = None, force: 
         log.info("build-engine: --backend auto -> %s", backend)
     if backend == "torch":
         raise UserError("the torch backend needs no engine; build-engine builds --backend onnxruntime or tensorrt")
-    components = load_components(m.model, dtype=dtype, vae=m.vae)
+    components = load_components(m.model, dtype=dtype, vae=m.vae, loras=m.loras)
     if backend == "onnxruntime":
         from aadiff_live.backends.onnx_backend import ensure_onnx_engines
 

@@ -34,6 +34,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
     g.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
     g.add_argument("--backend", help=BACKEND_HELP)
+    g.add_argument("--lora", action="append", metavar="ID_OR_PATH[:SCALE]",
+                   help="fuse a LoRA (hub id, folder or .safetensors) at SCALE (default 1); repeatable; an LCM-LoRA "
+                   "(e.g. latent-consistency/lcm-lora-sdv1-5) makes any SD 1.5 model a 4-step model")
     g.add_argument("--vae", help="auto (the model's KL VAE), tiny (TAESD, madebyollin/taesd) or a hub id/folder")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch on CUDA: torch.compile + CUDA graphs, the first frame compiles for about a minute "
@@ -129,7 +132,7 @@ def _overrides(a: argparse.Namespace) -> dict[str, dict]:
         "tokens": {"clap_model": g("clap_model"), "top_k": g("top_k"), "tokens": g("tokens")},
         "model": {"model": g("model"), "steps": g("steps"), "guidance": g("guidance"), "seed": g("seed"),
                   "size": g("size"), "device": g("device"), "dtype": g("dtype"), "backend": g("backend"),
-                  "vae": g("vae"), "strength": g("strength"), "compile": g("compile")},
+                  "vae": g("vae"), "strength": g("strength"), "compile": g("compile"), "loras": g("lora")},
         "live": {"input": g("input"), "fullscreen": g("fullscreen") or None, "display": g("display"),
                  "segment_minutes": g("segment_minutes"), "loop": g("loop") or None},
         "osc": {"port": g("osc_port"), "host": g("osc_host"), "send": g("osc_send")},

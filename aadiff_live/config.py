@@ -53,6 +53,7 @@ class ModelConfig(_Strict):
     backend: Literal["auto", "torch", "onnxruntime", "tensorrt"] = "auto"
     vae: str = "auto"
     compile: bool | None = None  # torch on CUDA: torch.compile + CUDA graphs (None: on for CUDA)
+    loras: list[str] = Field(default_factory=list)  # ID_OR_PATH[:SCALE], fused into the weights
 
     @field_validator("size")
     @classmethod

@@ -126,7 +126,8 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         "steps": renderer.steps,
         "guidance": renderer.guidance, "scheduler": type(components.scheduler).__name__, "seed": cfg.model.seed,
         "width": renderer.width, "height": renderer.height,
-        "strength": cfg.model.strength if image else None, "backend": renderer.backend.description,
+        "loras": components.extra.get("loras", []), "strength": cfg.model.strength if image else None,
+        "backend": renderer.backend.description,
         "clap_model": None if choice.pinned else clap_model, "top_k": tcfg.top_k,
     }
     data = {

@@ -20,6 +20,7 @@ from aadiff_live.backends.engines import (
     Engine,
     EngineSpec,
     check_engine,
+    config_hash,
     default_engines_dir,
     ensure_engine,
     part_identity,
@@ -71,7 +72,10 @@ def engine_specs(components, *, width: int, height: int, precision: str, backend
     # the VAE changes, and the hash must not depend on the process (see engines.config_hash)
     common = dict(model=components.name, width=width, height=height, precision=precision, backend=backend,
                   device=device, lib_version=lib_version)
-    unet = EngineSpec(part="unet", identity=part_identity(components.unet), **common)
+    # fused LoRAs change weights the cheap fingerprint may not sample: they are named explicitly
+    loras = components.extra.get("loras") if isinstance(getattr(components, "extra", None), dict) else None
+    lora_id = "" if not loras else "-lora-" + config_hash({"loras": loras})
+    unet = EngineSpec(part="unet", identity=part_identity(components.unet) + lora_id, **common)
     dec = EngineSpec(part=decoder_part(components.vae), identity=part_identity(components.vae), **common)
     return unet, dec
 

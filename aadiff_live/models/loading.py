@@ -7,6 +7,7 @@ one-line :class:`UserError` messages that say how to get the model. Transformers
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -117,8 +118,30 @@ def model_index(model: str) -> dict:
         return {}  # no model_index.json (a folder written part by part): an SD 1.x/2.x layout
 
 
-def load_components(model: str, *, dtype=None, vae: str = "auto", seed_tiny: int = 0) -> Components:
-    """Load UNet, VAE, text encoder, tokenizer and scheduler for ``model``."""
+def load_components(model: str, *, dtype=None, vae: str = "auto", seed_tiny: int = 0,
+                    loras: list[str] | None = None) -> Components:
+    """Load UNet, VAE, text encoder(s), tokenizer(s) and scheduler for ``model``; ``loras``
+    (``ID_OR_PATH[:SCALE]``) are fused into the weights, and named in every engine's identity."""
+    c = _load_components(model, dtype=dtype, vae=vae, seed_tiny=seed_tiny)
+    if loras:
+        from aadiff_live.models.lora import apply_loras
+
+        applied = [dict(a, fingerprint=_lora_fingerprint(a)) for a in apply_loras(c, list(loras))]
+        c.extra["loras"] = applied  # in the sidecar and, with the files' hash, in every engine's identity
+    return c
+
+
+def _lora_fingerprint(applied: dict) -> str:
+    """Content hash of a local LoRA file or folder's safetensors ("" for a hub id: its id names it)."""
+    path = Path(applied["source"])
+    files = sorted(path.rglob("*.safetensors")) if path.is_dir() else [path] if path.is_file() else []
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:16] if files else ""
+
+
+def _load_components(model: str, *, dtype=None, vae: str = "auto", seed_tiny: int = 0) -> Components:
     import torch
 
     dtype = dtype or torch.float32

@@ -28,7 +28,7 @@ def build_renderer(cfg: Config, prompt: str, image: str | None = None):
     elif m.model == "random-sd-turbo":
         log.warning("--model random-sd-turbo: the full-size SD-Turbo architecture with random weights, for timing; "
                     "it draws noise, not pictures")
-    components = load_components(m.model, dtype=dtype, vae=m.vae)
+    components = load_components(m.model, dtype=dtype, vae=m.vae, loras=m.loras)
     backend = make_backend(m.backend, components, device, dtype, width=width, height=height, compile=m.compile)
     log.info("backend: %s", backend.description)
     renderer = Renderer(components, backend, width=width, height=height, steps=m.steps, guidance=m.guidance,

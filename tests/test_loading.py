@@ -36,17 +36,7 @@ def test_local_folder_round_trip(saved_tiny):
 
 
 def test_hub_cache_layout_loads_offline(saved_tiny, tmp_path, monkeypatch):
-    # the layout huggingface_hub writes: models--org--name/{refs/main, snapshots/<rev>/...}
-    rev = "0123456789abcdef0123456789abcdef01234567"
-    repo = tmp_path / "hub" / "models--someone--tiny-sd"
-    shutil.copytree(saved_tiny, repo / "snapshots" / rev)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(rev)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    import huggingface_hub.constants as hc
-
-    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    _hub_cache(saved_tiny, tmp_path, monkeypatch)
     loaded = load_components("someone/tiny-sd")
     np.testing.assert_array_equal(_frame(loaded), _frame(load_components("tiny")))
 
@@ -81,6 +71,7 @@ def test_engine_identity_is_stable_across_processes():
 
 
 def _hub_cache(saved, tmp_path, monkeypatch, repo_name="models--someone--tiny-sd"):
+    """The layout huggingface_hub writes: models--org--name/{refs/main, snapshots/<rev>/...}."""
     rev = "0123456789abcdef0123456789abcdef01234567"
     repo = tmp_path / "hub" / repo_name
     shutil.copytree(saved, repo / "snapshots" / rev)

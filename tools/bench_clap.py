@@ -78,9 +78,10 @@ def main() -> int:
                         "rank_s_min": round(min(times), 3), "rank_s_all": [round(t, 3) for t in times],
                         "words": len(PROMPT_WORDS)}
         print(name, json.dumps(result[name]), flush=True)
+    from aadiff_live.output.sidecar import write_json_atomic
+
     result["machine"]["loadavg_1m_at_end"] = os.getloadavg()[0]
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(Path(a.out), result)
     return 0
 
 

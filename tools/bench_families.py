@@ -87,9 +87,10 @@ def main() -> int:
         else:
             result["runs"].append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(json.dumps(result["runs"][-1]), flush=True)
+    from aadiff_live.output.sidecar import write_json_atomic
+
     result["machine"]["loadavg_1m_at_end"] = os.getloadavg()[0]
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(Path(a.out), result)
     return 0
 
 

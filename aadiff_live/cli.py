@@ -57,6 +57,11 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--w-min", type=float, help="token weight in silence (default 0: the word fades out)")
     g.add_argument("--w-max", type=float, help="token weight at full loudness (default 2)")
     g.add_argument("--gain", type=float, help="multiplies the normalised envelope (default 1)")
+    g = p.add_argument_group("frame atlas")
+    g.add_argument("--levels", type=int, help="weight levels rendered once and blended (default 33); 0 = render "
+                   "every frame exactly")
+    g.add_argument("--atlas-mb", type=float, help="memory cap of the atlases in MB (default 512)")
+    g.add_argument("--atlas-batch", type=int, help="levels per UNet call (default: 4 on CPU, 8 on CUDA)")
     p.add_argument("--config", help="YAML config (default ./config.yaml if present); CLI flags override it")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -76,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--strength", type=float, help="img2img noise strength for --image (default 0.5)")
     r.add_argument("--frames", help="also write every frame as PNG into this folder")
     r.add_argument("--plot", action="store_true", help="write OUT.png: envelope and weight over time")
+    r.add_argument("--exact", action="store_true", help="render every distinct weight (same as --levels 0) "
+                   "instead of blending atlas levels")
 
     live = sub.add_parser("live", help="react to live input (the default command)")
     _model_args(live)
@@ -133,6 +140,7 @@ def _overrides(a: argparse.Namespace) -> dict[str, dict]:
         "model": {"model": g("model"), "steps": g("steps"), "guidance": g("guidance"), "seed": g("seed"),
                   "size": g("size"), "device": g("device"), "dtype": g("dtype"), "backend": g("backend"),
                   "vae": g("vae"), "strength": g("strength"), "compile": g("compile"), "loras": g("lora")},
+        "atlas": {"levels": g("levels"), "mb": g("atlas_mb"), "batch": g("atlas_batch")},
         "live": {"input": g("input"), "fullscreen": g("fullscreen") or None, "display": g("display"),
                  "segment_minutes": g("segment_minutes"), "loop": g("loop") or None},
         "osc": {"port": g("osc_port"), "host": g("osc_host"), "send": g("osc_send")},
@@ -210,7 +218,7 @@ def _dispatch(argv: list[str]) -> int:
         from aadiff_live.render import run_render
 
         return run_render(cfg, audio_path=a.audio, prompt=a.prompt or "", out=a.out, frames_dir=a.frames,
-                          plot=a.plot, image=a.image, demo=a.demo)
+                          plot=a.plot, image=a.image, demo=a.demo, exact=a.exact)
     if a.command == "live":
         from aadiff_live.live.app import run_live
 

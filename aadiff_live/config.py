@@ -79,6 +79,14 @@ class LiveConfig(_Strict):
     loop: bool = False  # a sound-file input starts again at its end
 
 
+class AtlasConfig(_Strict):
+    """The frame atlas (DESIGN.md §7): ``levels`` 0 renders every frame exactly (per weight)."""
+
+    levels: int = Field(33, ge=0, le=4097)
+    mb: float = Field(512.0, gt=0)  # memory cap of all atlases kept (live: the LRU; offline: the one atlas)
+    batch: int | None = Field(None, ge=1, le=256)  # levels per UNet call; None: by device (see atlas.default_batch)
+
+
 class Config(_Strict):
     envelope: EnvelopeConfig = EnvelopeConfig()
     tokens: TokenConfig = TokenConfig()
@@ -88,6 +96,7 @@ class Config(_Strict):
     midi: MidiConfig = MidiConfig()
     video_out: VideoOutConfig = VideoOutConfig()
     scenes: list[SceneConfig] = Field(default_factory=list, max_length=99)
+    atlas: AtlasConfig = AtlasConfig()
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(?:[x×]\s*(\d+))?\s*$")

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from aadiff_live.analysis.envelope import Envelope, analyse
 from aadiff_live.audio.decode import Audio, load_audio
-from aadiff_live.config import Config
+from aadiff_live.config import Config, parse_size
 from aadiff_live.errors import UserError
 from aadiff_live.output.sidecar import sidecar_path, write_json_atomic
 from aadiff_live.output.video import VideoWriter, check_writable
@@ -33,6 +33,53 @@ def _sigterm_as_interrupt():
     return lambda: signal.signal(signal.SIGTERM, previous)
 
 
+class OfflineAtlas:
+    """The atlas of one offline render, filled lazily: only the levels the clip's weights need, in the
+    order the frames first need them, ``batch`` levels per UNet call; at most ``levels`` renders."""
+
+    def __init__(self, renderer, prompt: str, positions: list[int], levels: int, weights: np.ndarray, cfg: Config,
+                 batch: int) -> None:
+        from aadiff_live.rendering.atlas import Atlas, atlas_key
+
+        e = cfg.envelope
+        lo = min(e.w_min, e.w_max, float(weights.min(initial=e.w_min)))
+        hi = max(e.w_min, e.w_max, float(weights.max(initial=e.w_max)))
+        self.renderer = renderer
+        self.positions = positions
+        self.batch = int(batch)
+        self.atlas = Atlas(atlas_key(renderer, prompt, positions, levels, lo, hi))
+        self.plan = [self.atlas.locate(float(w)) for w in weights]
+        need: dict[int, None] = {}
+        for a, b, t in self.plan:
+            need.setdefault(a)
+            if t > 0:
+                need.setdefault(b)
+        self.need = list(need)  # levels in the order the frames first need them
+        self._next = 0
+
+    def missing(self, i: int) -> bool:
+        a, b, t = self.plan[i]
+        return not self.atlas.has(a) or (t > 0 and not self.atlas.has(b))
+
+    def fill_next(self) -> int:
+        """Render the next ``batch`` needed levels (those of the current frame come first); how many."""
+        from aadiff_live.rendering.atlas import fill
+
+        todo = self.need[self._next:self._next + self.batch]
+        self._next += len(todo)
+        return fill(self.atlas, lambda ws: self.renderer.render_batch(ws, self.positions, profile=True), todo)
+
+    def frame(self, i: int) -> np.ndarray:
+        from aadiff_live.rendering.atlas import blend_frames
+
+        a, b, t = self.plan[i]
+        return self.atlas.frames[a] if t == 0 else blend_frames(self.atlas.frames[a], self.atlas.frames[b], t)
+
+    def sidecar(self, n: int) -> dict:
+        return {"level_lo": [p[0] for p in self.plan[:n]], "level_hi": [p[1] for p in self.plan[:n]],
+                "blend": [round(p[2], 6) for p in self.plan[:n]]}
+
+
 def analyse_audio(audio: Audio, cfg: Config) -> Envelope:
     e = cfg.envelope
     return analyse(audio.mono(), audio.samplerate, fps=e.fps, window=e.window, mode=e.mode, n_fft=e.n_fft,
@@ -41,7 +88,7 @@ def analyse_audio(audio: Audio, cfg: Config) -> Envelope:
 
 
 def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, frames_dir: str | None = None,
-               plot: bool = False, image: str | None = None, demo: bool = False) -> int:
+               plot: bool = False, image: str | None = None, demo: bool = False, exact: bool = False) -> int:
     prompt = check_prompt(prompt)
     out_path = Path(out)
     check_writable(out_path)
@@ -68,6 +115,11 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     t_analysis = time.perf_counter() - t0
     if float(np.max(env.normalised, initial=0.0)) == 0.0:
         log.warning("the audio is silent (below %.0f dBFS): the video will be a still picture", cfg.envelope.silence_db)
+    levels = 0 if exact else cfg.atlas.levels
+    if levels:  # before the model loads: a setting that cannot work fails at once
+        from aadiff_live.rendering.atlas import check_fits
+
+        check_fits(levels, *parse_size(cfg.model.size), cfg.atlas.mb)
     from aadiff_live.models.loading import IN_PROCESS_RANDOM
     from aadiff_live.rendering.build import build_renderer  # torch and the models load only now
     from aadiff_live.tokens.choose import choose_tokens
@@ -80,6 +132,16 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     components, renderer = build_renderer(cfg, prompt, image)
     choice = choose_tokens(prompt, components.tokenizer, pinned=tcfg.tokens, top_k=tcfg.top_k, clap_model=clap_model,
                            mono=audio.mono(), samplerate=audio.samplerate, template=tcfg.text_template, ranker=ranker)
+    weights = np.asarray(env.weights, dtype=np.float64)
+    plan = None
+    if levels:
+        from aadiff_live.rendering.atlas import default_batch
+
+        plan = OfflineAtlas(renderer, prompt, choice.positions, levels, weights, cfg,
+                            cfg.atlas.batch or default_batch(renderer.backend))
+        log.info("frame atlas: %d levels over w in [%g, %g], %d per UNet call; this clip needs %d of them "
+                 "(--exact renders every frame)", levels, plan.atlas.key.w_lo, plan.atlas.key.w_hi, plan.batch,
+                 len(plan.need))
     writer = VideoWriter(out_path, env.fps, renderer.width, renderer.height, audio=audio.samples,
                          samplerate=audio.samplerate)
     restore = _sigterm_as_interrupt()
@@ -90,14 +152,23 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     interrupted = False
     try:
         for i in tqdm(range(env.n_frames), desc="rendering", unit="frame", dynamic_ncols=True):
-            w = float(env.weights[i])
-            frame = cache.get(w)
-            if frame is None:
-                frame = renderer.render(w, choice.positions, profile=True)
-                t_unet += renderer.last_timing["unet"]
-                t_vae += renderer.last_timing["vae"]
-                n_rendered += 1
-                cache = {w: frame}  # consecutive equal weights (silence, still parts) render once
+            w = float(weights[i])
+            if plan is not None:
+                if plan.missing(i):
+                    n_rendered += plan.fill_next()
+                    t_unet += renderer.last_timing["unet"]
+                    t_vae += renderer.last_timing["vae"]
+                frame = plan.frame(i)
+            else:
+                cached = cache.get(w)
+                if cached is not None:
+                    frame = cached
+                else:
+                    frame = renderer.render(w, choice.positions, profile=True)
+                    t_unet += renderer.last_timing["unet"]
+                    t_vae += renderer.last_timing["vae"]
+                    n_rendered += 1
+                    cache = {w: frame}  # consecutive equal weights (silence, still parts) render once
             t = time.perf_counter()
             writer.write(frame)
             if frames_dir:
@@ -129,17 +200,21 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         "loras": components.extra.get("loras", []), "strength": cfg.model.strength if image else None,
         "backend": renderer.backend.description,
         "clap_model": None if choice.pinned else clap_model, "top_k": tcfg.top_k,
+        "levels": levels, "atlas_range": [plan.atlas.key.w_lo, plan.atlas.key.w_hi] if plan else None,
+        "atlas_batch": plan.batch if plan else None,
     }
     data = {
         "settings": settings,
         "tokens": {"words": choice.words, "pinned": choice.pinned, "positions": choice.positions,
                    "clap_scores": choice.scores},
         "audio": {"samplerate": audio.samplerate, "channels": audio.channels, "duration_s": audio.duration},
-        "n_frames": n_done, "complete": not interrupted,
+        "n_frames": n_done, "complete": not interrupted, "levels": levels, "renders": n_rendered,
         "timing_s": {"analysis": t_analysis, "unet": t_unet, "vae": t_vae, "encode_mux": t_encode,
                      "loop_total": t_loop, "frames_rendered": n_rendered},
         "frames": {"time": env.times[:n_done], "raw": env.raw[:n_done], "smoothed": env.smoothed[:n_done],
-                   "normalised": env.normalised[:n_done], "weight": env.weights[:n_done]},
+                   "normalised": env.normalised[:n_done], "weight": env.weights[:n_done],
+                   # per frame: (1 - blend) * level_lo + blend * level_hi (level_lo == level_hi: a level itself)
+                   **(plan.sidecar(n_done) if plan is not None else {})},
     }
     if path is None:
         log.warning("interrupted before the first frame: nothing written")

@@ -126,7 +126,7 @@ def test_unknown_flag_and_missing_out(cli, wav):
 def test_ctrl_c_keeps_a_playable_file_of_the_frames_so_far(cli, tmp_path, wav, monkeypatch):
     from aadiff_live.rendering import pipeline
 
-    real = pipeline.Renderer.render
+    real = pipeline.Renderer.render_batch
     calls = {"n": 0}
 
     def interrupted(self, *a, **k):
@@ -135,9 +135,10 @@ def test_ctrl_c_keeps_a_playable_file_of_the_frames_so_far(cli, tmp_path, wav, m
             raise KeyboardInterrupt
         return real(self, *a, **k)
 
-    monkeypatch.setattr(pipeline.Renderer, "render", interrupted)
+    monkeypatch.setattr(pipeline.Renderer, "render_batch", interrupted)
     out = tmp_path / "o.mp4"
-    code, _, err = cli("render", "--audio", wav, "--prompt", "fire", "--out", out, *TINY)
+    # --exact: one render per frame, so the 8th render is the 8th frame
+    code, _, err = cli("render", "--audio", wav, "--prompt", "fire", "--out", out, "--exact", *TINY)
     assert code == 130 and "playable" in err
     with av.open(str(out)) as c:
         n = sum(1 for _ in c.decode(video=0))
@@ -153,7 +154,7 @@ def test_crash_leaves_no_half_written_file(cli, tmp_path, wav, monkeypatch):
     def boom(self, *a, **k):
         raise RuntimeError("simulated renderer failure")
 
-    monkeypatch.setattr(pipeline.Renderer, "render", boom)
+    monkeypatch.setattr(pipeline.Renderer, "render_batch", boom)
     with pytest.raises(RuntimeError):
         cli("render", "--audio", wav, "--prompt", "fire", "--out", tmp_path / "o.mp4", *TINY)
     assert list(tmp_path.iterdir()) == [wav]
@@ -175,7 +176,8 @@ def test_a_real_signal_mid_render_finalises_the_file(tmp_path, shared_audio, sig
     out = tmp_path / "sig.mp4"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     p = subprocess.Popen([sys.executable, "-m", "aadiff_live", "render", "--audio", str(shared_audio / "ibm_thunder.wav"),
-                          "--prompt", "thunder", "--tokens", "thunder", "--out", str(out), *TINY, "--size", "128"],
+                          "--prompt", "thunder", "--tokens", "thunder", "--out", str(out), *TINY, "--size", "128",
+                          "--exact"],  # one render per frame: frames are written from the first second
                          stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".sig.mp4.*partial*")) and time.monotonic() < deadline and p.poll() is None:

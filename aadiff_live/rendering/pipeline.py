@@ -219,28 +219,55 @@ class Renderer:
     # ---------------------------------------------------------------- per frame
     def token_scale(self, positions: list[int], weight: float) -> torch.Tensor:
         """``[batch, tokens]``: ``weight`` at the chosen positions of the conditional row, 1 elsewhere."""
-        batch = 2 if self.cfg else 1
-        c = torch.ones(batch, self.n_tokens, dtype=self.dtype, device=self.device)
+        return self.token_scales(positions, [weight])
+
+    def token_scales(self, positions: list[int], weights: list[float]) -> torch.Tensor:
+        """``[rows, tokens]`` for a batch of ``n = len(weights)`` frames: with guidance ``n`` unconditional
+        rows (all 1) then ``n`` conditional rows; without, ``n`` rows. Row ``i`` weights ``weights[i]``."""
+        n = len(weights)
+        rows = 2 * n if self.cfg else n
+        c = torch.ones(rows, self.n_tokens, dtype=self.dtype, device=self.device)
         if positions:
-            c[batch - 1, positions] = float(weight)
+            w = torch.tensor([float(x) for x in weights], dtype=self.dtype, device=self.device)
+            c[rows - n:, positions] = w[:, None]
         return c
 
     @torch.no_grad()
     def render_latents(self, weight: float, positions: list[int]) -> torch.Tensor:
+        return self.render_latents_batch([weight], positions)
+
+    @torch.no_grad()
+    def render_latents_batch(self, weights: list[float], positions: list[int]) -> torch.Tensor:
+        """Final latents ``[n, ...]`` of ``n`` frames in one UNet call per step: the base latents repeated per
+        row, ``token_scale`` per row, and each row's injected noise drawn from its own generator seeded as a
+        single frame's is, so row ``i`` equals ``render_latents(weights[i])`` (within float rounding)."""
         if self.base is None:
             raise RuntimeError("call prepare(prompt) before rendering")
+        n = len(weights)
+        if n == 0:
+            raise ValueError("render_latents_batch needs at least one weight")
         b = self.base
         sched = self.c.scheduler
         self._sched_state.restore(sched)  # back to step 0 of the prepared schedule (no set_timesteps)
         # the same injected noise for every frame (schedulers that inject none take no generator)
-        step_kw = {"generator": self._generator(1)} if self._step_takes_generator else {}
-        # static: the buffer allocated once, written in place (a new weight needs no recapture)
-        scale = self._scale.write(weight, positions) if self.static else self.token_scale(positions, weight)
-        latents = b.latents.clone()
-        for t, tt in zip(b.timesteps, self._timesteps_dev, strict=True):
+        step_kw: dict = {}
+        if self._step_takes_generator:
+            step_kw["generator"] = self._generator(1) if n == 1 else [self._generator(1) for _ in range(n)]
+        emb, added, steps_dev = b.embeddings, b.added, self._timesteps_dev
+        if n == 1:
+            # static: the buffer allocated once, written in place (a new weight needs no recapture)
+            scale = self._scale.write(weights[0], positions) if self.static else self.token_scale(positions, weights[0])
+        else:
+            scale = self.token_scales(positions, weights)
+            # [uncond x n, cond x n] with guidance, [cond x n] without
+            emb = emb.repeat_interleave(n, dim=0)
+            added = tuple(x.repeat_interleave(n, dim=0) for x in added)
+            steps_dev = [tt[:1].expand(scale.shape[0]) for tt in steps_dev]
+        latents = b.latents.expand(n, *b.latents.shape[1:]).clone()
+        for t, tt in zip(b.timesteps, steps_dev, strict=True):
             model_in = torch.cat([latents] * 2) if self.cfg else latents
             model_in = sched.scale_model_input(model_in, t).to(self.dtype)
-            pred = self._unet(model_in, tt, b.embeddings, scale, *b.added).float()
+            pred = self._unet(model_in, tt, emb, scale, *added).float()
             if self.cfg:
                 uncond, cond = pred.chunk(2)
                 pred = uncond + self.guidance * (cond - uncond)
@@ -249,7 +276,12 @@ class Renderer:
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
-        return self._to_host(self._image(latents[:1]))[0]
+        return self.decode_batch(latents[:1])[0]
+
+    @torch.no_grad()
+    def decode_batch(self, latents: torch.Tensor) -> np.ndarray:
+        """``[n, height, width, 3]`` uint8 from latents ``[n, ...]``."""
+        return self._to_host(self._image(latents))
 
     def _to_host(self, img: torch.Tensor) -> np.ndarray:
         """The frame as a numpy array the caller owns; on CUDA through one pinned buffer, and the
@@ -271,16 +303,20 @@ class Renderer:
 
     def render(self, weight: float, positions: list[int], profile: bool = False) -> np.ndarray:
         """One frame as ``[height, width, 3]`` uint8. ``profile`` records UNet and VAE seconds."""
+        return self.render_batch([weight], positions, profile=profile)[0]
+
+    def render_batch(self, weights: list[float], positions: list[int], profile: bool = False) -> np.ndarray:
+        """``len(weights)`` frames ``[n, height, width, 3]`` uint8, several levels per UNet and VAE call."""
         if not profile:
-            return self.decode(self.render_latents(weight, positions))
+            return self.decode_batch(self.render_latents_batch(list(weights), positions))
         t0 = time.perf_counter()
-        lat = self.render_latents(weight, positions)
+        lat = self.render_latents_batch(list(weights), positions)
         _sync(self.device)
         t1 = time.perf_counter()
-        frame = self.decode(lat)
+        frames = self.decode_batch(lat)
         t2 = time.perf_counter()
         self.last_timing = {"unet": t1 - t0, "vae": t2 - t1}
-        return frame
+        return frames
 
 
 def _sync(device: torch.device) -> None:

@@ -56,7 +56,9 @@ def test_weight_one_equals_unmodified_unet(tiny_components):
 
     plain = copy.deepcopy(tiny_components.unet)
     plain.set_attn_processor(AttnProcessor2_0())
-    wrapped = UNetWithScale(copy.deepcopy(tiny_components.unet))
+    unet = copy.deepcopy(tiny_components.unet)
+    install_reweighting(unet)
+    wrapped = UNetWithScale(unet)
     torch.manual_seed(1)
     sample = torch.randn(2, 4, 16, 16)
     t = torch.tensor([999, 999])

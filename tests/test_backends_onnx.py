@@ -12,6 +12,7 @@ import torch
 
 from aadiff_live.backends.onnx_backend import engine_specs, ensure_onnx_engines, onnx_backend
 from aadiff_live.backends.torch_backend import Decoder, UNetWithScale
+from aadiff_live.models.attention import install_reweighting
 from aadiff_live.models.loading import load_components
 
 CPU = torch.device("cpu")
@@ -30,7 +31,9 @@ def test_graph_matches_torch_for_several_weights_without_reexport(engines):
     root, comps, (unet_e, _) = engines
     sess = ort.InferenceSession(str(unet_e.files["onnx"]), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["sample", "timestep", "encoder_hidden_states", "token_scale"]
-    torch_unet = UNetWithScale(load_components("tiny").unet).eval()
+    unet = load_components("tiny").unet
+    install_reweighting(unet)
+    torch_unet = UNetWithScale(unet).eval()
     g = torch.Generator().manual_seed(3)
     for batch in (1, 2):
         s = torch.randn(batch, 4, 16, 16, generator=g)
@@ -131,3 +134,21 @@ def test_build_false_refuses_and_auto_does_not_build(tmp_path):
     assert not any(tmp_path.iterdir())
     ensure_onnx_engines(comps, CPU, torch.float32, width=64, height=64, engines_dir=tmp_path)
     assert pick_auto(comps, CPU, torch.float32, width=64, height=64, engines_dir=tmp_path)[0] == "onnxruntime"
+
+
+def test_export_leaves_the_components_it_was_handed_as_they_were(tmp_path):
+    from aadiff_live.backends.onnx_export import on_cpu
+
+    comps = load_components("tiny")
+    before = {name: type(p) for name, p in comps.unet.attn_processors.items()}
+    training = comps.unet.training
+    ensure_onnx_engines(comps, CPU, torch.float32, width=64, height=64, engines_dir=tmp_path)
+    # the reweighting processors were installed only while exporting (they used to stay)
+    assert {name: type(p) for name, p in comps.unet.attn_processors.items()} == before
+    assert comps.unet.training == training and next(comps.unet.parameters()).dtype == torch.float32
+    lin = torch.nn.Linear(2, 2).train()
+    with on_cpu(lin, torch.float16) as half:  # another dtype: a copy, never a round trip of the weights
+        assert half is not lin and half.weight.dtype == torch.float16
+    with on_cpu(lin, torch.float32) as same:
+        assert same is lin and not same.training
+    assert lin.weight.dtype == torch.float32 and lin.training

@@ -111,11 +111,13 @@ def test_lcm_unet_gets_its_guidance_embedding(folders):
     from diffusers import LatentConsistencyModelPipeline
 
     from aadiff_live.backends.torch_backend import LCM_GUIDANCE, UNetWithScale, guidance_embedding
+    from aadiff_live.models.attention import install_reweighting
 
     ref = LatentConsistencyModelPipeline.get_guidance_scale_embedding(None, torch.tensor([LCM_GUIDANCE - 1]), 16)
     torch.testing.assert_close(guidance_embedding(LCM_GUIDANCE, 16), ref)
     c = load_components(str(folders["lcm"]))
     assert c.unet.config.time_cond_proj_dim == 16
+    install_reweighting(c.unet)
     assert UNetWithScale(c.unet).w_embedding.shape == (1, 16)
 
 

@@ -98,7 +98,8 @@ def bench_torch(models: dict, dtype: torch.dtype, sizes: list[int], iters: int) 
     from aadiff_live.models.attention import install_reweighting
 
     unet = models["unet"].to(dtype)
-    rw = UNetWithScale(unet)  # installs the reweighting processors
+    install_reweighting(unet)  # the plain runs swap diffusers' processor in (set_plain) and out again
+    rw = UNetWithScale(unet)
     plain = PlainUNet(unet)
     kl, tiny = Decoder(models["vae"].to(dtype)), Decoder(models["taesd"].to(dtype))
     rows = []

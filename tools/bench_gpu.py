@@ -324,10 +324,12 @@ def reweight_section(bench: Bench, c, size: int, pairs: int) -> dict:
     """Reweighted / plain UNet (median of per-round ratios) with the A/A control, eager; and under CUDA
     graphs (the plain and the reweighted UNet captured separately) on CUDA."""
     from aadiff_live.backends.torch_backend import UNetWithScale
+    from aadiff_live.models.attention import install_reweighting
     from aadiff_live.rendering.static import StaticGraph
 
     dev, dtype = bench.device, (torch.float16 if bench.device.type == "cuda" else torch.float32)
     unet_rw = c.unet.to(dev, dtype)
+    install_reweighting(unet_rw)
     rw = UNetWithScale(unet_rw).eval()
     plain = PlainUNet(copy.deepcopy(unet_rw)).eval()
     g = torch.Generator().manual_seed(0)

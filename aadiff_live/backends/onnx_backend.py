@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +32,12 @@ from aadiff_live.backends.onnx_export import (
     decoder_example,
     export_decoder,
     export_unet,
+    on_cpu,
     unet_example,
     unet_input_names,
 )
 from aadiff_live.errors import UserError
+from aadiff_live.models.attention import reweighting_installed
 from aadiff_live.models.components import text_length, vae_scale_factor
 
 log = logging.getLogger(__name__)
@@ -108,24 +111,37 @@ def _verify(module: torch.nn.Module, args: tuple, onnx_path: Path, names: tuple[
 
 
 def onnx_build_steps(module: torch.nn.Module, part: str, shape: GraphShape, precision: str) -> list:
-    """Export (+ verify for fp32) steps for :func:`ensure_engine`."""
+    """Export (+ verify for fp32) steps for :func:`ensure_engine`. ``module``: the diffusers UNet for
+    ``part="unet"`` (it gets the reweighting processors only while it is exported and verified), else
+    a :class:`~aadiff_live.backends.torch_backend.Decoder`. Both are left as they were handed."""
+    from aadiff_live.backends.torch_backend import UNetWithScale
+
     dtype = torch.float16 if precision == "fp16" else torch.float32
     is_unet = part == "unet"
 
     def export(folder: Path) -> None:
-        (export_unet if is_unet else export_decoder)(module, folder / ONNX_NAME, shape, dtype)
+        if is_unet:
+            with reweighting_installed(module):
+                export_unet(UNetWithScale(module), folder / ONNX_NAME, shape, dtype)
+        else:
+            export_decoder(module, folder / ONNX_NAME, shape, dtype)
 
     def verify(folder: Path) -> None:
+        with on_cpu(module, dtype) as m, reweighting_installed(m) if is_unet else nullcontext(m):
+            _verify_part(m, folder)
+
+    def _verify_part(m: torch.nn.Module, folder: Path) -> None:
         if is_unet:
+            m = UNetWithScale(m)
             s, t, e, c, *added = unet_example(shape, dtype, seed=1)
             variants = []
             for w in (0.0, 1.0, 2.5):
                 c2 = c.clone()
                 c2[:, 1:4] = w
                 variants.append((s, t, e, c2, *added))
-            rec = _verify(module, (s, t, e, c, *added), folder / ONNX_NAME, unet_input_names(shape), variants)
+            rec = _verify(m, (s, t, e, c, *added), folder / ONNX_NAME, unet_input_names(shape), variants)
         else:
-            rec = _verify(module, decoder_example(shape, dtype, seed=1), folder / ONNX_NAME, DECODER_INPUTS)
+            rec = _verify(m, decoder_example(shape, dtype, seed=1), folder / ONNX_NAME, DECODER_INPUTS)
         (folder / VERIFY_NAME).write_text(json.dumps(rec) + "\n", encoding="utf-8")
 
     steps = [("export ONNX graph (torch.onnx, one external-data file)", export)]
@@ -138,7 +154,7 @@ def ensure_onnx_engines(components, device: torch.device, dtype: torch.dtype, *,
                         engines_dir=None, force: bool = False, build: bool = True,
                         parts: tuple[str, ...] = ("unet", "decoder")) -> list[Engine]:
     """The UNet and/or decoder ONNX engines for ``components`` at ``width`` x ``height``."""
-    from aadiff_live.backends.torch_backend import Decoder, UNetWithScale
+    from aadiff_live.backends.torch_backend import Decoder
 
     precision = onnx_precision(device, dtype)
     shape = graph_shape(components, width, height)
@@ -146,7 +162,7 @@ def ensure_onnx_engines(components, device: torch.device, dtype: torch.dtype, *,
     roles = {"onnx": ONNX_NAME}
     out = []
     if "unet" in parts:
-        steps = onnx_build_steps(UNetWithScale(components.unet), "unet", shape, precision)
+        steps = onnx_build_steps(components.unet, "unet", shape, precision)
         out.append(ensure_engine(unet_spec, steps, roles, engines_dir=engines_dir, force=force, build=build))
     if "decoder" in parts:
         steps = onnx_build_steps(Decoder(components.vae), dec_spec.part, shape, precision)
@@ -220,8 +236,6 @@ def onnx_backend(components, device: torch.device, dtype: torch.dtype, *, width:
 
     unet_s, unet_e = _load_session(unet_e, providers, rebuild("unet"))
     dec_s, dec_e = _load_session(dec_e, providers, rebuild("decoder"))
-    # the pipeline still uses the torch VAE encoder for --image: keep it in the run precision
-    components.vae.to(dtype=run_dtype)
     provider = unet_s.get_providers()[0]
     return Backend(
         name="onnxruntime",

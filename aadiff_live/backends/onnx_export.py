@@ -13,9 +13,11 @@ the size, so an engine folder holds exactly two ONNX files.
 
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,15 +105,35 @@ def _export(module: torch.nn.Module, args: tuple, out: Path, inputs: tuple[str, 
     onnx.checker.check_model(str(out))  # by path: works above 2 GB
 
 
+@contextmanager
+def on_cpu(module: torch.nn.Module, dtype: torch.dtype):
+    """``module`` on the CPU in ``dtype``, in eval mode, for the duration of the block; the module it
+    was handed is left as it was: moved back afterwards, or, where the dtype differs, a copy is used
+    (casting back and forth would lose precision)."""
+    p = next(module.parameters(), None)
+    if p is not None and p.dtype != dtype:
+        yield copy.deepcopy(module).to(device="cpu", dtype=dtype).eval()
+        return
+    device = p.device if p is not None else torch.device("cpu")
+    modes = [(m, m.training) for m in module.modules()]  # a wrapper and what it wraps may differ
+    module.to(device="cpu").eval()
+    try:
+        yield module
+    finally:
+        module.to(device=device)
+        for m, training in modes:
+            m.training = training
+
+
 def export_unet(unet_with_scale: torch.nn.Module, out: Path, shape: GraphShape, dtype: torch.dtype,
                 dynamic_hw: bool = False) -> None:
     """Export a :class:`~aadiff_live.backends.torch_backend.UNetWithScale` (CPU, ``dtype``)."""
-    module = unet_with_scale.to(device="cpu", dtype=dtype).eval()
-    _export(module, unet_example(shape, dtype), out, unet_input_names(shape), UNET_OUTPUTS, dynamic_hw)
+    with on_cpu(unet_with_scale, dtype) as module:
+        _export(module, unet_example(shape, dtype), out, unet_input_names(shape), UNET_OUTPUTS, dynamic_hw)
 
 
 def export_decoder(decoder: torch.nn.Module, out: Path, shape: GraphShape, dtype: torch.dtype,
                    dynamic_hw: bool = False) -> None:
     """Export a :class:`~aadiff_live.backends.torch_backend.Decoder` (KL or tiny autoencoder)."""
-    module = decoder.to(device="cpu", dtype=dtype).eval()
-    _export(module, decoder_example(shape, dtype), out, DECODER_INPUTS, DECODER_OUTPUTS, dynamic_hw)
+    with on_cpu(decoder, dtype) as module:
+        _export(module, decoder_example(shape, dtype), out, DECODER_INPUTS, DECODER_OUTPUTS, dynamic_hw)

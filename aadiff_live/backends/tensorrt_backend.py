@@ -145,7 +145,6 @@ def tensorrt_backend(components, device: torch.device, dtype: torch.dtype, *, wi
     _check_device(device)
     unet_e, dec_e = ensure_tensorrt_engines(components, device, dtype, width=width, height=height,
                                             engines_dir=engines_dir, force=force)
-    components.vae.to(device=device, dtype=dtype)  # the torch encoder is still used for --image
     return Backend(
         name="tensorrt",
         description=(f"TensorRT {trt.__version__} on {torch.cuda.get_device_name(device)} ({unet_e.spec.precision}), "

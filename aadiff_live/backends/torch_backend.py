@@ -10,7 +10,7 @@ import torch
 from aadiff_live.backends.base import Backend
 from aadiff_live.backends.hardware import importable
 from aadiff_live.errors import UserError
-from aadiff_live.models.attention import install_reweighting
+from aadiff_live.models.attention import has_reweighting, install_reweighting
 
 LCM_GUIDANCE = 8.5  # LCM pipelines' default: the guidance an LCM UNet is told (time_cond_proj_dim), not CFG
 
@@ -30,12 +30,16 @@ class UNetWithScale(torch.nn.Module):
     """``(sample, timestep, encoder_hidden_states, token_scale[, text_embeds, time_ids]) -> noise``:
     the graph that is exported. SDXL UNets (``addition_embed_type="text_time"``) also take the
     pooled text embeddings and time ids; an LCM UNet (``time_cond_proj_dim``) gets its guidance
-    embedding as a constant."""
+    embedding as a constant. ``unet`` must carry the reweighting processors already
+    (:func:`~aadiff_live.models.attention.install_reweighting`, which changes it in place): this
+    wrapper changes nothing in the UNet it is given."""
 
     def __init__(self, unet) -> None:
         super().__init__()
+        if not has_reweighting(unet):
+            raise ValueError("UNetWithScale needs a UNet with the reweighting processors: call "
+                             "aadiff_live.models.attention.install_reweighting(unet) first")
         self.unet = unet
-        install_reweighting(unet)
         self.sdxl = getattr(unet.config, "addition_embed_type", None) == "text_time"
         dim = getattr(unet.config, "time_cond_proj_dim", None)
         w = guidance_embedding(LCM_GUIDANCE, int(dim)) if dim else torch.zeros(0)
@@ -63,8 +67,8 @@ class Decoder(torch.nn.Module):
         return self.vae.decode(latents, return_dict=False)[0]
 
 
-def _move(module, device: torch.device, dtype: torch.dtype):
-    """``module.to`` only when something changes (diffusers warns on every cast call)."""
+def _move_in_place(module, device: torch.device, dtype: torch.dtype):
+    """``module.to`` (in place) only when something changes (diffusers warns on every cast call)."""
     p = next(module.parameters())
     if p.device != device or p.dtype != dtype:
         module = module.to(device=device, dtype=dtype)
@@ -78,9 +82,14 @@ def compile_default(device: torch.device) -> bool:
 
 def torch_backend(components, device: torch.device, dtype: torch.dtype, compile: bool | None = None) -> Backend:
     """``compile``: on CUDA, ``torch.compile`` the UNet and the decoder and let the renderer capture
-    them as CUDA graphs (static buffers; the first frame takes about a minute). ``None``: on for CUDA."""
-    unet = UNetWithScale(_move(components.unet, device, dtype)).eval()
-    decoder = Decoder(_move(components.vae, device, dtype)).eval()
+    them as CUDA graphs (static buffers; the first frame takes about a minute). ``None``: on for CUDA.
+
+    The torch backend runs the components' own modules: it moves ``components.unet`` and ``.vae`` to
+    ``device``/``dtype`` and installs the reweighting processors in the UNet, in place (no second copy
+    of the weights)."""
+    install_reweighting(_move_in_place(components.unet, device, dtype))
+    unet = UNetWithScale(components.unet).eval()
+    decoder = Decoder(_move_in_place(components.vae, device, dtype)).eval()
     prec = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
     desc = f"torch {torch.__version__} on {device.type} ({prec})"
     if compile and device.type != "cuda":

@@ -9,6 +9,8 @@ and weights change every frame with no rebuild or re-export.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 
@@ -77,8 +79,16 @@ class ReweightAttnProcessor:
         return out / attn.rescale_output_factor
 
 
+def has_reweighting(unet) -> bool:
+    """Whether every attention layer of ``unet`` has a :class:`ReweightAttnProcessor`."""
+    procs = unet.attn_processors
+    return bool(procs) and all(isinstance(p, ReweightAttnProcessor) for p in procs.values())
+
+
 def install_reweighting(unet) -> int:
-    """Give every attention layer of ``unet`` a :class:`ReweightAttnProcessor`; return how many are cross."""
+    """Give every attention layer of ``unet`` a :class:`ReweightAttnProcessor` (in place); return how
+    many are cross-attention. With ``token_scale`` absent or all ones they compute what diffusers'
+    default processor computes."""
     procs = {}
     n_cross = 0
     for name in unet.attn_processors:
@@ -87,6 +97,18 @@ def install_reweighting(unet) -> int:
         procs[name] = ReweightAttnProcessor(cross=cross)
     unet.set_attn_processor(procs)
     return n_cross
+
+
+@contextmanager
+def reweighting_installed(unet):
+    """``unet`` with the reweighting processors for the duration of the block; its previous processors
+    are put back afterwards (an export of a UNet that other code shares)."""
+    before = unet.attn_processors
+    install_reweighting(unet)
+    try:
+        yield unet
+    finally:
+        unet.set_attn_processor(before)
 
 
 def explicit_reweighted_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

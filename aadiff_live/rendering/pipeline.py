@@ -205,8 +205,9 @@ class Renderer:
                 sched.set_begin_index(begin * sched.order)
             pixels = load_image(self.image, self.width, self.height)
             x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1.0
-            vae = self.c.vae.to(self.device)
-            enc = vae.encode(x.to(self.device, self.dtype))
+            # the torch encoder runs where its weights are (a backend may run the decoder elsewhere)
+            w = next(self.c.vae.parameters())
+            enc = self.c.vae.encode(x.to(w.device, w.dtype))
             init = enc.latent_dist.mean if hasattr(enc, "latent_dist") else enc.latents
             init = ((init.float() - self.shift_factor) * self.scaling_factor).cpu()
             latents = sched.add_noise(init, noise, timesteps[:1])

@@ -80,7 +80,7 @@ class LiveConfig(_Strict):
 
 
 class AtlasConfig(_Strict):
-    """The frame atlas (DESIGN.md §7): ``levels`` 0 renders every frame exactly (per weight)."""
+    """The frame atlas (docs/design.md §7): ``levels`` 0 renders every frame exactly (per weight)."""
 
     levels: int = Field(33, ge=0, le=4097)
     mb: float = Field(512.0, gt=0)  # memory cap of all atlases kept (live: the LRU; offline: the one atlas)

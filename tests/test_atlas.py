@@ -1,4 +1,4 @@
-"""The frame atlas: levels, blends, fill order, stand-ins, memory cap and LRU (DESIGN.md §7)."""
+"""The frame atlas: levels, blends, fill order, stand-ins, memory cap and LRU (docs/design.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The frame atlas (DESIGN.md §7): frames at ``L`` weight levels, every other weight a blend.
+"""The frame atlas (docs/design.md §7): frames at ``L`` weight levels, every other weight a blend.
 
 For a fixed base (model, prompt, weighted token positions, seed, size, steps, guidance, image), a
 frame is a deterministic, smooth function of the token weight. An :class:`Atlas` holds the frames

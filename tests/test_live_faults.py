@@ -26,11 +26,13 @@ class FakeStream:
 
     plugged = True
     opened = 0
+    latency: str | float | None = None
 
-    def __init__(self, *, device, channels, samplerate, blocksize, dtype, callback):
+    def __init__(self, *, device, channels, samplerate, blocksize, dtype, callback, latency=None):
         if not FakeStream.plugged:
             raise capture_mod.sounddevice_module().PortAudioError("device unavailable")
         FakeStream.opened += 1
+        FakeStream.latency = latency
         self.callback, self.blocksize, self.channels = callback, blocksize, channels
         self.active = False
         self._stop = threading.Event()
@@ -69,7 +71,9 @@ def test_device_vanishing_reports_no_input_and_reopens(monkeypatch):
     monkeypatch.setattr(capture_mod, "RETRY_S", 0.1)
     FakeStream.plugged, FakeStream.opened = True, 0
     cap = capture_mod.DeviceCapture(dev, None, 256, 2.0)
+    FakeStream.latency = None
     cap.start()
+    assert FakeStream.latency == "low"  # PortAudio's low input latency, not sounddevice's default 'high'
     try:
         deadline = time.monotonic() + 3
         while cap.status != "ok" and time.monotonic() < deadline:
@@ -310,7 +314,7 @@ class FakePortAudio:
 
 
 class FakePAStream:
-    def __init__(self, pa, *, device, channels, samplerate, blocksize, dtype, callback):
+    def __init__(self, pa, *, device, channels, samplerate, blocksize, dtype, callback, latency=None):
         if pa.system.get(device) != pa.seen.get(device) or device not in pa.system:
             raise pa.sd.PortAudioError(f"Invalid device {device}")
         self.pa, self.device, self.callback, self.blocksize, self.channels = pa, device, callback, blocksize, channels

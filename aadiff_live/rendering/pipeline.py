@@ -99,7 +99,10 @@ class Renderer:
                  image: str | None = None, strength: float = 0.5, static: bool | None = None) -> None:
         """``static``: run frames from buffers allocated once (token_scale written in place, the frame
         copied to one pinned host buffer), captured as CUDA graphs when the backend allows it
-        (``backend.graphs``). Default: on for CUDA. On the CPU it is the same logic without capture."""
+        (``backend.graphs``). Default: on for CUDA. On the CPU it is the same logic without capture.
+
+        The renderer uses the components it is given: encoding a prompt moves the text encoder(s) to
+        the render device, in place (the weights live where they run); nothing else in them changes."""
         self.c = components
         self.backend = backend
         self.device = backend.device
@@ -148,7 +151,7 @@ class Renderer:
             for tokenizer, encoder in pairs:
                 tok = tokenizer(text, padding="max_length", max_length=self.n_tokens, truncation=True,
                                 return_tensors="pt")
-                te = encoder.to(self.device)
+                te = encoder.to(self.device)  # in place: see __init__
                 if len(pairs) == 1:
                     hidden.append(te(tok.input_ids.to(self.device))[0])
                     continue

@@ -60,7 +60,7 @@ def sample(app, t0: float) -> dict:
         "t_s": round(time.monotonic() - t0, 2), "rss_mb": round(rss_mb(), 2), "threads": threading.active_count(),
         "fds": open_fds(), "frames_shown": app.stats.n_shown,
         "queues": {"weights": app.weights.qsize(), "frames": app.frames.qsize(), "choices": app.choices.qsize(),
-                   "prompts": app.prompts.qsize(), "recorder": rec.pending() if rec else 0},
+                   "requests": app.requests.qsize(), "recorder": rec.pending() if rec else 0},
         "recorder_audio_queued_s": round(rec.audio_queued_s(), 3) if rec else 0.0,
         "dropped": {"recorder": rec.dropped if rec else 0, "weights_unrendered": app.weights.dropped,
                     "frames_unshown": app.frames.dropped, "input_overflows": app.capture.overflows},

@@ -38,3 +38,26 @@ def demo_storm(duration: float = DEMO_DURATION, sr: int = DEMO_SR, seed: int = 7
     out *= 0.8
     stereo = np.stack([out, out], axis=1).astype(np.float32)
     return Audio(stereo, sr)
+
+
+def demo_picture(width: int, height: int) -> np.ndarray:
+    """The demo's base picture, drawn in code: a sky, a sun low over the horizon, a darker sea.
+
+    ``[height, width, 3]`` uint8. Simple, smooth shapes, so that the picture stays recognisable
+    through the tiny random-weight model (which keeps its base and adds soft colour fields).
+    """
+    y = (np.arange(height)[:, None] + 0.5) / height
+    x = (np.arange(width)[None, :] + 0.5) / width
+    horizon = 0.62
+    t = np.clip(y / horizon, 0, 1)[..., None]
+    sky = (1 - t) * np.array([40, 90, 190]) + t * np.array([250, 190, 140])  # deep blue down to a warm haze
+    d = np.clip(1 - (y - horizon) / (1 - horizon), 0, 1)[..., None]
+    sea = d * np.array([40, 70, 110]) + (1 - d) * np.array([10, 20, 40])
+    img = np.where(y[..., None] < horizon, sky, sea)
+    aspect = width / height
+    r = np.hypot((x - 0.68) * aspect, y - 0.42)
+    sun = np.clip((0.14 - r) / 0.01, 0, 1)[..., None]  # an anti-aliased disc
+    img = (1 - sun) * img + sun * np.array([255, 230, 120])
+    glint = np.clip(1 - np.abs(x - 0.68) * aspect / 0.08, 0, 1) * (y > horizon) * 0.5
+    img = img + glint[..., None] * (np.array([255, 210, 120]) - img)
+    return np.clip(np.broadcast_to(img, (height, width, 3)), 0, 255).round().astype(np.uint8)

@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("render", help="render a video from a sound file and a prompt")
     _model_args(r)
     r.add_argument("--audio", help="sound file: wav, flac, ogg, mp3 (any rate, mono or stereo)")
-    r.add_argument("--demo", action="store_true", help="no download: --model tiny, a synthetic storm made in code, "
-                   "and a default prompt")
+    r.add_argument("--demo", action="store_true", help="no download: --model tiny, a synthetic storm and a "
+                   "picture (a sun over the sea) made in code, and a default prompt")
     r.add_argument("--out", help="output video (.mp4); a JSON sidecar is written next to it")
     r.add_argument("--image", help="animate this picture: it is the base (VAE-encoded, noised to --strength)")
     r.add_argument("--strength", type=float, help="img2img noise strength for --image (default 0.5)")
@@ -203,7 +203,7 @@ def _dispatch(argv: list[str]) -> int:
         overrides["model"]["model"] = overrides["model"]["model"] or "tiny"
         overrides["model"]["size"] = overrides["model"]["size"] or "128"
         if not a.prompt:
-            a.prompt = "a city skyline in a thunderstorm"
+            a.prompt = "a thunderstorm at sea"
             # the tiny CLAP has random weights too: pin the word that matches the demo sound
             a.tokens = a.tokens or "thunderstorm"
             overrides["tokens"]["tokens"] = a.tokens

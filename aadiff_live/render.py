@@ -129,7 +129,15 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     clap_model = clap_model_for(cfg.model.model in IN_PROCESS_RANDOM, tcfg.clap_model)
     # CLAP first: a missing CLAP checkpoint is reported before the slow diffusion model load
     ranker = ClapRanker(clap_model) if tcfg.tokens is None else None
-    components, renderer = build_renderer(cfg, prompt, image)
+    base: str | np.ndarray | None = image
+    image_label = image
+    if demo and image is None:
+        from aadiff_live.audio.demo import demo_picture
+
+        base = demo_picture(*parse_size(cfg.model.size))
+        image_label = "demo:sun-over-the-sea"
+        log.info("demo picture: a sun over the sea drawn in code, the base of every frame")
+    components, renderer = build_renderer(cfg, prompt, base)
     choice = choose_tokens(prompt, components.tokenizer, pinned=tcfg.tokens, top_k=tcfg.top_k, clap_model=clap_model,
                            mono=audio.mono(), samplerate=audio.samplerate, template=tcfg.text_template, ranker=ranker)
     weights = np.asarray(env.weights, dtype=np.float64)
@@ -189,7 +197,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     t_loop = time.perf_counter() - t_loop
     n_done = writer.n_frames
     settings = {
-        "prompt": prompt, "audio": "demo:synthetic-storm" if demo else str(audio_path), "image": image,
+        "prompt": prompt, "audio": "demo:synthetic-storm" if demo else str(audio_path), "image": image_label,
         "fps": env.fps, "window": cfg.envelope.window, "smoothing": cfg.envelope.mode,
         "w_min": cfg.envelope.w_min, "w_max": cfg.envelope.w_max, "gain": cfg.envelope.gain,
         "n_fft": cfg.envelope.n_fft, "norm_percentile": cfg.envelope.norm_percentile,
@@ -197,7 +205,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         "steps": renderer.steps,
         "guidance": renderer.guidance, "scheduler": type(components.scheduler).__name__, "seed": cfg.model.seed,
         "width": renderer.width, "height": renderer.height,
-        "loras": components.extra.get("loras", []), "strength": cfg.model.strength if image else None,
+        "loras": components.extra.get("loras", []), "strength": cfg.model.strength if base is not None else None,
         "backend": renderer.backend.description,
         "clap_model": None if choice.pinned else clap_model, "top_k": tcfg.top_k,
         "levels": levels, "atlas_range": [plan.atlas.key.w_lo, plan.atlas.key.w_hi] if plan else None,

@@ -35,6 +35,37 @@ def test_local_folder_round_trip(saved_tiny):
     np.testing.assert_array_equal(_frame(loaded), ref)
 
 
+def test_a_standard_model_loads_and_runs_as_diffusers_runs_it(tmp_path):
+    """Nothing of the tiny model's construction reaches real checkpoints: a default-initialised diffusers
+    model saved to a folder loads with every weight untouched and renders, at weight 1, what diffusers'
+    own StableDiffusionPipeline renders from the same starting noise."""
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    from aadiff_live.models.loading import Components
+
+    tiny = load_components("tiny")
+    torch.manual_seed(5)
+    plain = Components(unet=UNet2DConditionModel.from_config(tiny.unet.config).eval(),
+                       vae=AutoencoderKL.from_config(tiny.vae.config).eval(),
+                       text_encoder=CLIPTextModel(tiny.text_encoder.config).eval(), tokenizer=tiny.tokenizer,
+                       scheduler=tiny.scheduler, name="plain")
+    save_components(plain, tmp_path)
+    loaded = load_components(str(tmp_path))
+    for a, b in ((plain.unet, loaded.unet), (plain.vae, loaded.vae), (plain.text_encoder, loaded.text_encoder)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    frame = _frame(loaded, weight=1.0)
+    pipe = StableDiffusionPipeline(vae=plain.vae, text_encoder=plain.text_encoder, tokenizer=plain.tokenizer,
+                                   unet=plain.unet, scheduler=type(loaded.scheduler).from_config(loaded.scheduler.config),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    noise = torch.randn((1, 4, 16, 16), generator=torch.Generator().manual_seed(0))  # the Renderer's, seed 0
+    ref = pipe("a storm over the sea", height=64, width=64, num_inference_steps=2, guidance_scale=0.0,
+               latents=noise, output_type="np").images[0]
+    assert np.abs(frame.astype(np.float64) - ref * 255).max() <= 1.0
+
+
 def test_hub_cache_layout_loads_offline(saved_tiny, tmp_path, monkeypatch):
     _hub_cache(saved_tiny, tmp_path, monkeypatch)
     loaded = load_components("someone/tiny-sd")

@@ -49,11 +49,22 @@ class AtlasKey:
     levels: int
 
 
+def image_identity(image) -> str | None:
+    """A path names itself; a picture drawn in code (the demo's) is named by a digest of its pixels."""
+    if image is None or isinstance(image, str):
+        return image
+    import hashlib
+
+    a = np.ascontiguousarray(image)
+    return f"pixels:{a.shape}:{hashlib.sha256(a.tobytes()).hexdigest()[:16]}"
+
+
 def atlas_key(renderer, prompt: str, positions: Sequence[int], levels: int, w_lo: float, w_hi: float) -> AtlasKey:
     return AtlasKey(model=renderer.c.name, backend=renderer.backend.description, prompt=prompt,
                     positions=tuple(int(p) for p in positions), seed=int(renderer.seed), width=int(renderer.width),
                     height=int(renderer.height), steps=int(renderer.steps), guidance=float(renderer.guidance),
-                    image=renderer.image, strength=float(renderer.strength) if renderer.image else None,
+                    image=image_identity(renderer.image),
+                    strength=float(renderer.strength) if renderer.image is not None else None,
                     w_lo=float(w_lo), w_hi=float(w_hi), levels=int(levels))
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from aadiff_live.backends import make_backend, resolve_device, resolve_dtype
 from aadiff_live.config import Config, parse_size
 from aadiff_live.models.loading import load_components
@@ -12,12 +14,13 @@ from aadiff_live.rendering.pipeline import Renderer
 log = logging.getLogger(__name__)
 
 RANDOM_WEIGHTS_NOTE = (
-    "--model tiny: random-weight models built in-process (no download). The picture is noise that moves "
-    "with the sound, not imagery; use a real model (e.g. --model stabilityai/sd-turbo) for pictures."
+    "--model tiny: random-weight models built in-process (no download). They draw soft colour fields (over "
+    "the --image or demo picture) that move with the sound, not imagery; use a real model (e.g. --model "
+    "stabilityai/sd-turbo) for pictures."
 )
 
 
-def build_renderer(cfg: Config, prompt: str, image: str | None = None):
+def build_renderer(cfg: Config, prompt: str, image: str | np.ndarray | None = None):
     """Components, backend and a prepared Renderer from the config (shared by render and live)."""
     m = cfg.model
     width, height = parse_size(m.size)

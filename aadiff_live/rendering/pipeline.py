@@ -96,7 +96,7 @@ def load_image(path: str, width: int, height: int) -> np.ndarray:
 class Renderer:
     def __init__(self, components: Components, backend: Backend, *, width: int, height: int,
                  steps: int | None = None, guidance: float | None = None, seed: int = 0,
-                 image: str | None = None, strength: float = 0.5, static: bool | None = None) -> None:
+                 image: str | np.ndarray | None = None, strength: float = 0.5, static: bool | None = None) -> None:
         """``static``: run frames from buffers allocated once (token_scale written in place, the frame
         copied to one pinned host buffer), captured as CUDA graphs when the backend allows it
         (``backend.graphs``). Default: on for CUDA. On the CPU it is the same logic without capture.
@@ -206,7 +206,8 @@ class Renderer:
             timesteps = sched.timesteps[begin * sched.order :].clone()
             if hasattr(sched, "set_begin_index"):
                 sched.set_begin_index(begin * sched.order)
-            pixels = load_image(self.image, self.width, self.height)
+            # a path (--image), or a picture already drawn at this size (the demo's)
+            pixels = self.image if isinstance(self.image, np.ndarray) else load_image(self.image, self.width, self.height)
             x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1.0
             # the torch encoder runs where its weights are (a backend may run the decoder elsewhere)
             w = next(self.c.vae.parameters())

@@ -137,9 +137,9 @@ def _pass(conv: torch.nn.Conv2d, cols: range, kernel: torch.Tensor | None = None
 
 def _keep(layer: torch.nn.Module) -> None:
     """A residual branch that leaves the picture channels alone."""
-    layer.weight[:P] = 0  # type: ignore[index]
+    layer.weight[:P] = 0  # type: ignore[index,operator]
     if layer.bias is not None:  # type: ignore[union-attr]
-        layer.bias[:P] = 0  # type: ignore[index]
+        layer.bias[:P] = 0  # type: ignore[index,operator]
 
 
 def _linear_out(norm: torch.nn.GroupNorm, conv: torch.nn.Conv2d, rows: range, gain: float) -> None:

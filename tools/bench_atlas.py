@@ -14,12 +14,10 @@ Random weights draw noise, not pictures; the figures measure smoothness in ``w``
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -40,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     from aadiff_live.backends.hardware import cpu_name
     from aadiff_live.config import load_config
+    from aadiff_live.output.sidecar import write_json_atomic
     from aadiff_live.rendering.atlas import Atlas, atlas_key, blend_frames, fill
     from aadiff_live.rendering.build import build_renderer
     from aadiff_live.tokens.words import token_positions
@@ -93,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(~{c['render_s_exact_extrapolated']:.0f} s of rendering, extrapolated), at most {c['renders_atlas_max']} "
           f"with the atlas (~{c['render_s_atlas_max']:.0f} s)")
     if a.json:
-        Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+        write_json_atomic(a.json, out)
     return 0
 
 

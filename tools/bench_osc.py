@@ -12,7 +12,6 @@ Run it alone: ``flock /work/bench.lock python tools/bench_osc.py``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import socket
@@ -95,6 +94,7 @@ def main() -> int:
     from aadiff_live.backends.hardware import cpu_name
     from aadiff_live.config import load_config
     from aadiff_live.live.app import LiveApp
+    from aadiff_live.output.sidecar import write_json_atomic
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_osc_"))
     sr = 16000
@@ -167,7 +167,7 @@ def main() -> int:
     print(f"handling a datagram, ours/python-osc's dispatcher: {fmt_ratio(disp)}; "
           f"{out['dispatch']['us_per_message_b']} vs {out['dispatch']['us_per_message_a']} us")
     if a.json:
-        Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+        write_json_atomic(a.json, out)
     return 0
 
 

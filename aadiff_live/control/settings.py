@@ -55,6 +55,14 @@ DEFAULT_CC: dict[int, CcMap] = {
 DEFAULT_NOTES: dict[int, int] = {36 + i: i + 1 for i in range(8)}
 
 
+def _midi_numbers(v: dict, what: str) -> dict:
+    """MIDI CC and note numbers are 7-bit: 0..127."""
+    bad = [k for k in v if not 0 <= k <= 127]
+    if bad:
+        raise ValueError(f"{what} numbers are 0..127, got {bad}")
+    return v
+
+
 class MidiConfig(_Strict):
     port: str | None = None  # part of an input port's name (`aadiff-live midi-ports`); --midi overrides
     channel: int | None = Field(None, ge=1, le=16)  # null: every channel
@@ -64,17 +72,12 @@ class MidiConfig(_Strict):
     @field_validator("cc")
     @classmethod
     def _cc_numbers(cls, v: dict[int, CcMap]) -> dict[int, CcMap]:
-        bad = [k for k in v if not 0 <= k <= 127]
-        if bad:
-            raise ValueError(f"CC numbers are 0..127, got {bad}")
-        return v
+        return _midi_numbers(v, "CC")
 
     @field_validator("notes")
     @classmethod
     def _notes(cls, v: dict[int, int]) -> dict[int, int]:
-        bad = [k for k in v if not 0 <= k <= 127]
-        if bad:
-            raise ValueError(f"note numbers are 0..127, got {bad}")
+        _midi_numbers(v, "note")
         if any(s < 1 for s in v.values()):
             raise ValueError("a note switches to a scene number (1 = the first scene)")
         return v

@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--fullscreen", action="store_true")
     live.add_argument("--display", type=int, help="monitor index for the window")
     live.add_argument("--duration", type=float, help="stop after this many seconds")
+    live.add_argument("--display-fps", type=float, help="display refreshes per second (default 60); each shows "
+                      "the atlas blend for the newest weight")
     live.add_argument("--record", help="record the frames as shown, with the captured audio, to this .mp4")
     live.add_argument("--segment-minutes", type=float, help="with --record: close the file every N minutes and "
                       "start the next (names carry the start time, e.g. set_20261126T210000Z.mp4)")
@@ -142,7 +144,8 @@ def _overrides(a: argparse.Namespace) -> dict[str, dict]:
                   "vae": g("vae"), "strength": g("strength"), "compile": g("compile"), "loras": g("lora")},
         "atlas": {"levels": g("levels"), "mb": g("atlas_mb"), "batch": g("atlas_batch")},
         "live": {"input": g("input"), "fullscreen": g("fullscreen") or None, "display": g("display"),
-                 "segment_minutes": g("segment_minutes"), "loop": g("loop") or None},
+                 "segment_minutes": g("segment_minutes"), "loop": g("loop") or None,
+                 "display_fps": g("display_fps")},
         "osc": {"port": g("osc_port"), "host": g("osc_host"), "send": g("osc_send")},
         "midi": {"port": g("midi")},
         "video_out": {"targets": g("output"), "hud": g("output_hud") or None},

@@ -77,6 +77,10 @@ class LiveConfig(_Strict):
     hud: bool = True
     segment_minutes: float | None = Field(None, gt=0)  # --record: a new file every N minutes
     loop: bool = False  # a sound-file input starts again at its end
+    display_fps: float = Field(60.0, gt=0, le=1000)  # the display loop's rate (vsync where offered)
+    vsync: bool = True  # ask the window system to sync the flip with the screen's refresh
+    analysis_hz: float = Field(100.0, ge=10, le=1000)  # live weights per second (hop = samplerate / analysis_hz)
+    fade_s: float = Field(0.5, ge=0, le=10)  # cross-fade to a new atlas (prompt, words, seed)
 
 
 class AtlasConfig(_Strict):

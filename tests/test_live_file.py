@@ -89,10 +89,13 @@ def test_file_input_records_audio_in_sync_and_frames_follow_weights(tmp_path):
     assert w[on].mean() > 1.5 and w[off].max() == 0.0
     # and the picture follows the weight (sync measure of docs/design.md §6), per choice of words (CLAP may
     # switch them mid-run, which changes the picture at a given weight)
+    # (frames during the atlas fill, where a nearer level stands in, and during a cross-fade are left out:
+    # they show another weight's or another atlas's picture by design)
     words = np.array([",".join(x) for x in f["words"]])
+    settled = np.array([not s and fd is None for s, fd in zip(f["stand_in"], f["fade"], strict=True)])
     checked = 0
     for group in set(words):
-        idx = np.flatnonzero(words == group)
+        idx = np.flatnonzero((words == group) & settled)
         if idx.size < 20 or np.ptp(w[idx]) < 1.0:
             continue
         base = frames[idx[int(np.argmin(w[idx]))]].astype(np.float32)
@@ -101,7 +104,9 @@ def test_file_input_records_audio_in_sync_and_frames_follow_weights(tmp_path):
         assert r > 0.9, (group, r)
         checked += 1
     assert checked >= 1
-    assert stats["frames_shown"] == n and stats["latency_ms_median"] is not None
+    # the display refreshes at --display-fps; the recording keeps the video rate (one frame per 1/fps at most)
+    assert stats["frames_shown"] > n and stats["latency_ms_median"] is not None
+    assert np.all(np.diff(d) >= 0.999 / 30 - 1e-6)
 
 
 def test_renderer_crash_stops_cleanly_and_keeps_the_recording(tmp_path, monkeypatch, caplog):
@@ -109,16 +114,16 @@ def test_renderer_crash_stops_cleanly_and_keeps_the_recording(tmp_path, monkeypa
 
     src = tmp_path / "bursts.wav"
     bursts(src, seconds=6.0)
-    real = Renderer.render
+    real = Renderer.render_batch
     calls = {"n": 0}
 
-    def flaky(self, weight, positions, profile=False):
+    def flaky(self, weights, positions, profile=False):  # every render goes through render_batch (atlas or not)
         calls["n"] += 1
         if calls["n"] > 4:
             raise RuntimeError("simulated GPU fault")
-        return real(self, weight, positions, profile)
+        return real(self, weights, positions, profile)
 
-    monkeypatch.setattr(Renderer, "render", flaky)
+    monkeypatch.setattr(Renderer, "render_batch", flaky)
     out = tmp_path / "crash.mp4"
     code = run_live(live_cfg(src, tokens=["fire"]), prompt="a fire in the rain", no_display=True,
                     record=str(out))

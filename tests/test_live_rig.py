@@ -85,6 +85,10 @@ def test_osc_steers_a_running_instance_and_the_sidecar_says_when(tmp_path, caplo
     port = free_udp_port()
     cfg = load_config(cfg_file, {"model": {"model": "tiny", "size": "64"}, "live": {"input": str(src)},
                                  "tokens": {"tokens": ["fire"]},
+                                 # a new prompt or scene shows once its atlas is complete: 9 levels keep that
+                                 # well inside the 1.5 s asked below on a loaded machine (the fill is timed in
+                                 # tools/bench_atlas.py, not here)
+                                 "atlas": {"levels": 9},
                                  "osc": {"port": port, "send": f"127.0.0.1:{mixer.port}"}})
     out = tmp_path / "rig.mp4"
     app = LiveApp(cfg, prompt="a fire in the rain", no_display=True, duration=None, record=str(out), monitor=False)
@@ -139,12 +143,17 @@ def test_osc_steers_a_running_instance_and_the_sidecar_says_when(tmp_path, caplo
     assert np.all(prompt[k_scene:] == "a fire in a blizzard") and np.all(gain[k_scene:] == 0.5)
     # and the weight obeyed: w = w_max * gain * envelope <= 2 * 0.25 for audio captured after the change
     assert w[d < tg].max() > 1.5 and w[(cap > d[k_gain]) & (d < ts)].max() <= 0.5 + 1e-6
-    # OSC out: one /aadiff/weight per displayed frame, the same values the recording has, words once
-    sent = np.array(mixer.values("/aadiff/weight"))
-    assert sent.size >= len(w) and np.allclose(sent[-len(w):], w, atol=1e-5)
+    # OSC out: one /aadiff/weight and latency per display refresh; the recording keeps the video rate, so its
+    # frames are a subsequence of the refreshes, with the same values; words once
+    sent = list(zip(mixer.values("/aadiff/weight"), mixer.values("/aadiff/latency_ms"), strict=True))
+    rec = list(zip(w, np.array(f["latency_s"]) * 1000, strict=True))
+    assert len(sent) > len(rec)
+    j = 0
+    for sw, sl in sent:
+        if j < len(rec) and abs(sw - rec[j][0]) < 1e-5 and abs(sl - rec[j][1]) < 0.01:
+            j += 1
+    assert j == len(rec), (j, len(rec))
     assert mixer.values("/aadiff/words") == ["fire"]
-    lat = np.array(mixer.values("/aadiff/latency_ms"))
-    assert np.allclose(lat[-len(w):], np.array(f["latency_s"]) * 1000, atol=0.01)
     # every malformed message was refused with a reason, none crashed anything
     text = caplog.text
     for why in ("/aadiff/gain takes a float (f), got str", "/aadiff/scene takes an int (i), got float",
@@ -250,10 +259,11 @@ def test_envelope_changes_reach_the_analysis_thread(mode):
     rig.set_envelope(window_ms=500.0, attack_ms=100.0, release_ms=1000.0)
     s = analysis.smoother
     if mode == "trailing":
-        assert isinstance(s, TrailingMean) and s.window == 15  # 500 ms at 30 fps
-    else:  # one step towards 1 from 0 covers 1 - exp(-1000 / (100 ms * 30 fps)) of the way
+        # 500 ms at the analysis rate (100 weights/s), whatever the video rate
+        assert isinstance(s, TrailingMean) and s.window == 50 == round(0.5 * cfg.live.analysis_hz)
+    else:  # one 10 ms step towards 1 from 0 covers 1 - exp(-10 ms / 100 ms) of the way
         assert isinstance(s, AttackRelease)
         s.step(0.0)
-        assert s.step(1.0) == pytest.approx(1 - np.exp(-1000 / (100 * 30)))
+        assert s.step(1.0) == pytest.approx(1 - np.exp(-1000 / (100 * cfg.live.analysis_hz)))
     rig.set_gain(3.5)
     assert analysis.gain == 3.5

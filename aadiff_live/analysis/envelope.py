@@ -26,13 +26,14 @@ SMOOTHING_MODES = ("centred", "trailing", "attack-release")
 class FrameSTFT:
     """Streaming STFT with one frame per video frame. Not thread-safe: one analysis thread owns it."""
 
-    def __init__(self, samplerate: int, fps: float, n_fft: int = 2048) -> None:
+    def __init__(self, samplerate: int, fps: float, n_fft: int = 2048, *, fit: bool = True) -> None:
         if samplerate <= 0 or fps <= 0:
             raise ValueError("samplerate and fps must be positive")
         self.samplerate = int(samplerate)
         self.fps = float(fps)
-        # At low sample rates keep the window about 46 ms long, never longer than 4 frames.
-        self.n_fft = int(min(n_fft, max(64, 2 ** int(np.ceil(np.log2(4 * samplerate / fps))))))
+        # At low sample rates keep the window about 46 ms long, never longer than 4 frames (``fit``; live
+        # analysis passes the video rate's window and a shorter hop, so the envelope does not change with the hop).
+        self.n_fft = int(min(n_fft, max(64, 2 ** int(np.ceil(np.log2(4 * samplerate / fps)))))) if fit else int(n_fft)
         self.window = get_window("hann", self.n_fft).astype(np.float64)
         self._norm = float(np.sqrt(np.sum(self.window**2)))
         self._buf = np.zeros(self.n_fft, dtype=np.float64)  # the last n_fft samples (zeros before t=0)

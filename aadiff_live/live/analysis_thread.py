@@ -1,7 +1,14 @@
-"""Analysis thread: ring buffer -> streaming STFT per frame hop -> causal envelope -> AGC and gate -> weight.
+"""Analysis thread: ring buffer -> streaming STFT per hop -> causal envelope -> AGC and gate -> weight.
 
 The same :class:`FrameSTFT`, smoothers and :class:`LiveNormaliser` as the offline render; only the
-newest frame's weight is posted (latest-value mailbox), so the renderer never sees a stale one.
+newest frame's weight is posted (latest-value mailbox), so the display never sees a stale one.
+
+Live, the hop is ``samplerate / live.analysis_hz`` (10 ms by default), not the video frame: the
+display shows a new weight at every refresh. The STFT window (``n_fft``), the smoothing window,
+attack, release and the AGC are defined in time (the config's ``window`` is in video frames at
+``envelope.fps``), so the envelope looks the same whatever the hop. Audio that is already stale
+(a backlog of more than :data:`MAX_BACKLOG_S`, e.g. at start-up while the first atlas level
+renders) is skipped: the analysis jumps to the newest audio instead of catching up through it.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from aadiff_live.live.ring import RingBuffer, RingReader, WeightSample
 from aadiff_live.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
+MAX_BACKLOG_S = 0.05  # more unread audio than this (beyond one STFT window) is stale: skipped, never shown
 
 
 def live_smoothing_mode(mode: str) -> str:
@@ -35,17 +43,36 @@ class AnalysisThread(threading.Thread):
         self.ring = ring
         self.out = out
         self.stop_event = stop
-        self.fps = env.fps
+        self.video_fps = env.fps
+        self.fps = float(live.analysis_hz)  # weights per second
         self.mode = live_smoothing_mode(env.mode)
-        self.stft = FrameSTFT(ring.samplerate, env.fps, env.n_fft)
-        self.smoother = make_causal_smoother(self.mode, env.window, env.fps, env.attack_ms, env.release_ms)
-        self.normaliser = LiveNormaliser(env.fps, live.agc_release_s, live.gate_db)
+        n_fft = FrameSTFT(ring.samplerate, env.fps, env.n_fft).n_fft  # the same window as offline at the video rate
+        self.stft = FrameSTFT(ring.samplerate, self.fps, n_fft, fit=False)
+        self.smoother = self.make_smoother(env.window, env.attack_ms, env.release_ms)
+        self.normaliser = LiveNormaliser(self.fps, live.agc_release_s, live.gate_db)
+        self.skipped = 0  # stale samples skipped (start-up backlog, a stall)
         self.w_min, self.w_max = env.w_min, env.w_max
         self.gain = float(env.gain)  # NB: written by the display thread (+/- keys), read here per frame
         self.latest: WeightSample | None = None  # NB: read by the HUD
         self.n_frames = 0
         self._pushed = 0  # samples given to the STFT
         self.error: BaseException | None = None
+
+    def make_smoother(self, window: int, attack_ms: float, release_ms: float):
+        """A causal smoother at the analysis rate; ``window`` in video frames (at ``envelope.fps``), as configured."""
+        frames = max(1, round(window / self.video_fps * self.fps))
+        return make_causal_smoother(self.mode, frames, self.fps, attack_ms, release_ms)
+
+    def skip_stale(self, reader: RingReader) -> int:
+        """Jump over unread audio older than one STFT window plus :data:`MAX_BACKLOG_S`; samples skipped."""
+        keep = self.stft.n_fft + int(MAX_BACKLOG_S * self.ring.samplerate)
+        behind = reader.available()
+        if behind <= keep:
+            return 0
+        skip = behind - self.stft.n_fft  # keep one window: the next frame sees only fresh, contiguous audio
+        reader.pos += skip
+        self.skipped += skip
+        return skip
 
     def step(self, mono: np.ndarray, first_sample: int) -> WeightSample | None:
         """Push samples (the first at absolute ring index ``first_sample``); the newest completed frame."""
@@ -78,6 +105,11 @@ class AnalysisThread(threading.Thread):
                     if self.stop_event.wait(max(0.001, missing / sr)):
                         break
                     continue
+                skipped = self.skip_stale(reader)
+                if skipped:
+                    log.log(logging.INFO if self.n_frames == 0 else logging.WARNING,
+                            "analysis: skipped %.0f ms of stale audio%s", 1000 * skipped / sr,
+                            " at start-up" if self.n_frames == 0 else " (the machine was busy)")
                 start, data = reader.read()
                 if reader.lost != lost:
                     log.warning("analysis fell behind: %d samples dropped", reader.lost - lost)

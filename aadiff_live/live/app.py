@@ -1,10 +1,12 @@
 """``aadiff-live [live]``: sound in, picture out, in real time (docs/design.md §4).
 
     capture (PortAudio callback or file feeder) --copy--> ring buffer
-      analysis thread: STFT hop -> causal envelope -> AGC, gate, gain -> weight   (latest-value mailbox)
+      analysis thread: 10 ms hop -> causal envelope -> AGC, gate, gain -> weight   (latest-value mailbox)
       CLAP thread: every few s, rank the prompt's words on the last few s          (latest-value mailbox)
-    renderer thread: newest weight and words -> frame + capture time               (latest-value mailbox)
-    main thread: window and HUD (or headless), hands shown frames to the recorder thread
+    renderer thread: fills the frame atlas for the prompt, words and seed          (latest-value mailbox)
+    main thread, at --display-fps: the atlas blend for the newest weight -> window and HUD (or headless),
+      cross-fades to a new atlas, hands shown frames to the recorder thread
+    (--levels 0: the renderer renders each new weight exactly and the main thread shows the newest frame)
 
 Every thread is non-daemon, watches one stop Event and is joined with a timeout at quit.
 """
@@ -26,10 +28,11 @@ from aadiff_live.errors import UserError
 from aadiff_live.live.analysis_thread import AnalysisThread
 from aadiff_live.live.capture import Capture, FileCapture, open_capture
 from aadiff_live.live.clap_thread import ClapThread, WordChoice, initial_words
-from aadiff_live.live.render_thread import Frame, RenderThread
+from aadiff_live.live.render_thread import AtlasView, Frame, RenderThread
 from aadiff_live.live.rig import RenderRequest, Rig
 from aadiff_live.live.ring import WeightSample
 from aadiff_live.mailbox import Mailbox
+from aadiff_live.rendering.atlas import blend_frames, check_fits, default_batch
 from aadiff_live.tokens.words import check_prompt, content_words, parse_pinned, require_positions
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,14 @@ class LiveApp:
         self.stats_out = stats_out
         self.stop = threading.Event()
         self.stats = Stats()
+        self.on_screen: AtlasView | None = None  # atlas mode: the atlas shown (NB: display thread only)
+        self.fading_from: AtlasView | None = None  # ... and the one it cross-fades from
+        self.fade_start = 0.0
+        self.sample: WeightSample | None = None  # the newest weight
+        self._picture_key: tuple | None = None  # what the window shows (skip re-uploading the same picture)
+        self._last_recorded = -1e9
+        self._record_period = 0.999 / cfg.envelope.fps  # recordings keep the video rate, not the refresh rate
+        self._last_hud = 0.0
         self.pinned = parse_pinned(cfg.tokens.tokens, self.prompt)
         if self.pinned is None and not content_words(self.prompt):
             raise UserError(f"the prompt \"{self.prompt}\" has no content words to weight; add a noun such as 'fire'")
@@ -148,7 +159,13 @@ class LiveApp:
         self.choices: Mailbox[WordChoice] = Mailbox()
         self.requests: Mailbox[RenderRequest] = Mailbox()
         self.frames: Mailbox[Frame] = Mailbox()
+        self.views: Mailbox[AtlasView] = Mailbox()
         self.analysis = AnalysisThread(ring, self.cfg.envelope, live, self.weights, self.stop)
+        acfg = self.cfg.atlas
+        self.levels = acfg.levels
+        if self.levels:
+            check_fits(self.levels, self.renderer.width, self.renderer.height, acfg.mb)
+        analysis = self.analysis
         self.clap = None
         if self.ranker is not None:
             self.clap = ClapThread(ring, self.ranker, self.prompt, top_k=tcfg.top_k, every_s=live.clap_every_s,
@@ -158,13 +175,16 @@ class LiveApp:
         self.render_thread = RenderThread(self.components, self.renderer, prompt=self.prompt, words=words,
                                           pinned=self.pinned is not None, top_k=tcfg.top_k, weights=self.weights,
                                           choices=self.choices, requests=self.requests, frames=self.frames,
-                                          stop=self.stop)
+                                          stop=self.stop, levels=self.levels, atlas_mb=acfg.mb,
+                                          batch=acfg.batch or default_batch(self.renderer.backend), views=self.views,
+                                          w_range=lambda: (analysis.w_min, analysis.w_max),
+                                          newest_weight=lambda: analysis.latest.weight if analysis.latest else None)
         self.display = None
         if not self.no_display:
             from aadiff_live.live.display import Display
 
             self.display = Display(self.renderer.width, self.renderer.height, window_size=live.window_size,
-                                   fullscreen=live.fullscreen, display=live.display, hud=live.hud)
+                                   fullscreen=live.fullscreen, display=live.display, hud=live.hud, vsync=live.vsync)
         self.recorder = None
         if self.record:
             from aadiff_live.live.recorder import Recorder
@@ -206,11 +226,24 @@ class LiveApp:
         if self.components.is_tiny:
             notes.append("random weights (--model tiny): noise, not imagery")
         rt = self.render_thread
-        return HudInfo(fps=self.stats.fps(now), render_ms=rt.last_render_s * 1000,
+        return HudInfo(fps=self.stats.fps(now), render_ms=rt.last_render_s * 1000, atlas=self._atlas_status(),
                        latency_ms=float(np.median(lat)) * 1000 if lat else None,
                        level_db=s.rms_db if s else -120.0, gate_db=self.cfg.live.gate_db, words=tuple(rt.words),
                        weight=s.weight if s else 0.0, gain=self.analysis.gain, input_status=self.capture.status,
                        prompt=rt.prompt, frozen=self._frozen(), notes=notes, alerts=self.alerts())
+
+    def _atlas_status(self) -> str:
+        """``atlas 12/33`` (the atlas being filled); ``, next 5/33`` while a new one fills behind the one on screen."""
+        if not self.levels:
+            return "exact"
+        cur = self.on_screen
+        target = self.render_thread.target
+        if cur is None:
+            return f"atlas {target.atlas.n_filled}/{self.levels}" if target is not None else "atlas filling"
+        out = f"atlas {cur.atlas.n_filled}/{self.levels}"
+        if target is not None and target.atlas is not cur.atlas:
+            out += f", next {target.atlas.n_filled}/{self.levels}"
+        return out
 
     def _frozen(self) -> bool:
         return self.display.frozen if self.display is not None else self.rig.frozen
@@ -224,11 +257,12 @@ class LiveApp:
         return out
 
     def _loop(self) -> str:
-        """Until quit; returns why it stopped."""
+        """Until quit; returns why it stopped. Each pass is one display refresh."""
         start = time.monotonic()
         file_end: float | None = None
-        last_hud = 0.0
-        wait = 1 / 60 if self.display is not None else 0.1
+        self._last_hud = 0.0
+        period = 1.0 / self.cfg.live.display_fps
+        next_t = start
         while True:
             if self.stop.is_set():
                 return "stopped"
@@ -255,25 +289,85 @@ class LiveApp:
                 if act.learn:
                     self.rig.learn_key()
             self.rig.poll()  # OSC, MIDI, scene keys: newest of each, once per iteration
-            frame = self.frames.get(timeout=wait)
-            if frame is not None and not self._frozen():
-                image = frame.image
-                if self.display is not None:
-                    self.display.set_picture(frame.image)
-                    hud = self._hud(time.monotonic())
-                    self.display.draw(hud)
-                    if self.cfg.video_out.hud and self.rig.video_out is not None:
-                        image = self.display.picture_with_hud(frame.image, hud)
-                shown = time.monotonic()
-                latency = shown - frame.sample.capture_time
-                self.stats.add(shown, latency, frame.render_s > 0)
-                self.rig.shown(frame, latency, image)
-                last_hud = shown
-                if self.recorder is not None:
-                    self.recorder.add(frame, shown, self.rig.row(frame))
-            elif self.display is not None and time.monotonic() - last_hud > 0.1:
-                self.display.draw(self._hud(time.monotonic()))  # keep the level meter and status moving
-                last_hud = time.monotonic()
+            if not self.levels:
+                self._refresh_exact(1 / 60 if self.display is not None else 0.1)
+                continue
+            self._refresh_atlas()
+            # pace to --display-fps; with vsync the flip itself waits for the screen's refresh
+            next_t += period
+            now = time.monotonic()
+            if next_t < now - period:
+                next_t = now  # fell behind (a slow refresh): no burst to catch up
+            vsynced = self.display is not None and self.display.vsync
+            wait = next_t - now - (0.004 if vsynced else 0.0)
+            if wait > 0 and not (vsynced and period < 1 / 55):
+                self.stop.wait(wait)
+
+    def _show(self, frame: Frame, image: np.ndarray, new_picture: bool) -> None:
+        """Put ``frame`` on screen (window, video outputs, recording) and count it."""
+        if self.display is not None:
+            if new_picture:
+                self.display.set_picture(image)
+            hud = self._hud(time.monotonic())
+            self.display.draw(hud)
+            self._last_hud = time.monotonic()
+            if self.cfg.video_out.hud and self.rig.video_out is not None:
+                image = self.display.picture_with_hud(image, hud)
+        shown = time.monotonic()
+        latency = shown - frame.sample.capture_time
+        self.stats.add(shown, latency, frame.render_s > 0 or frame.lookup is not None)
+        self.rig.shown(frame, latency, image)
+        if self.recorder is not None and shown - self._last_recorded >= self._record_period:
+            self._last_recorded = shown
+            self.recorder.add(frame, shown, {**self.rig.row(frame), **_atlas_row(frame)})
+
+    def _idle_hud(self) -> None:
+        if self.display is not None and time.monotonic() - self._last_hud > 0.1:
+            self.display.draw(self._hud(time.monotonic()))  # keep the level meter and status moving
+            self._last_hud = time.monotonic()
+
+    def _refresh_exact(self, wait: float) -> None:
+        """``--levels 0``: show the renderer's newest exact frame when one comes."""
+        frame = self.frames.get(timeout=wait)
+        if frame is not None and not self._frozen():
+            self._show(frame, frame.image, True)
+        else:
+            self._idle_hud()
+
+    def _refresh_atlas(self) -> None:
+        """One refresh: the atlas blend for the newest weight (cross-fading from the previous atlas)."""
+        now = time.monotonic()
+        view = self.views.get(timeout=0)
+        if view is not None:
+            cur = self.on_screen
+            if cur is not None and view.atlas is not cur.atlas and self.cfg.live.fade_s > 0:
+                self.fading_from, self.fade_start = cur, now
+            self.on_screen = view
+        sample = self.weights.get(timeout=0)
+        if sample is not None:
+            self.sample = sample
+        cur, sample = self.on_screen, self.sample
+        if cur is None or sample is None or self._frozen():
+            self._idle_hud()
+            return
+        got = cur.atlas.blend(sample.weight)
+        if got is None:  # no level rendered yet
+            self._idle_hud()
+            return
+        image, look = got
+        fade = None
+        if self.fading_from is not None:
+            a = (now - self.fade_start) / self.cfg.live.fade_s
+            old = self.fading_from.atlas.blend(sample.weight) if a < 1.0 else None
+            if old is None:
+                self.fading_from = None
+            else:
+                fade = float(a)
+                image = blend_frames(old[0], image, fade)
+        key = (id(cur.atlas), look.lo, look.hi, look.t, fade)
+        new_picture = key != self._picture_key
+        self._picture_key = key
+        self._show(Frame(image, sample, cur.words, cur.prompt, 0.0, now, cur.scene, look, fade), image, new_picture)
 
     def _show_fault(self, message: str, seconds: float = 2.0) -> None:
         if self.display is None:
@@ -318,6 +412,9 @@ class LiveApp:
             "backend": r.backend.description, "clap_model": getattr(self, "clap_model", None),
             "pinned": self.pinned, "top_k": self.cfg.tokens.top_k, "clap_every_s": live.clap_every_s,
             "clap_window_s": live.clap_window_s, "clap_hysteresis": live.clap_hysteresis,
+            "positions": list(self.render_thread.positions), "words": list(self.render_thread.words),
+            "levels": self.levels, "atlas_mb": self.cfg.atlas.mb, "display_fps": live.display_fps,
+            "analysis_hz": live.analysis_hz, "fade_s": live.fade_s,
             **self.rig.settings(),
         }
 
@@ -358,7 +455,9 @@ class LiveApp:
             summary = {**self.stats.summary(), "frames_rendered": self.render_thread.n_rendered,
                        "render_busy_s": self.render_thread.busy_s, "run_s": time.monotonic() - started,
                        "stopped_by": reason, "threads_stuck": stuck, "input_overflows": self.capture.overflows,
-                       "weights_replaced_unrendered": self.weights.dropped}
+                       "weights_replaced_unrendered": self.weights.dropped, "levels": self.levels,
+                       "atlas_fill_s": self.render_thread.first_fill_s,
+                       "stale_audio_skipped_s": self.analysis.skipped / self.capture.ring.samplerate}
             try:
                 if self.recorder is not None:
                     self.recorder.finish(summary)
@@ -394,6 +493,15 @@ class LiveApp:
                       if self.record else "")
             code = 1
         return code
+
+
+def _atlas_row(frame: Frame) -> dict:
+    """The recording's per-frame atlas fields: the two levels, the blend factor, exact or blend, the fade."""
+    look = frame.lookup
+    if look is None:
+        return {"exact": True}
+    return {"exact": look.exact, "levels": [look.lo, look.hi], "blend": look.t, "stand_in": look.stand_in,
+            "fade": frame.fade}
 
 
 def run_live(cfg: Config, *, prompt: str, no_display: bool = False, duration: float | None = None,

@@ -25,6 +25,7 @@ SIZE_STEP = 64
 class HudInfo:
     fps: float = 0.0
     render_ms: float = 0.0
+    atlas: str = ""  # "atlas 12/33", or "exact" (--levels 0)
     latency_ms: float | None = None
     level_db: float = -120.0
     gate_db: float = -55.0
@@ -51,7 +52,7 @@ class Actions:
 
 class Display:
     def __init__(self, width: int, height: int, *, window_size: int, fullscreen: bool, display: int,
-                 hud: bool, title: str = "aadiff-live") -> None:
+                 hud: bool, title: str = "aadiff-live", vsync: bool = False) -> None:
         os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
         try:
             import pygame
@@ -72,6 +73,8 @@ class Display:
         self.typing: str | None = None  # the prompt being typed (P), or None
         self.message: str | None = None  # a fault to show (renderer crash, bad prompt)
         self.title = title
+        self.want_vsync = vsync
+        self.vsync = False  # whether the flip waits for the screen's refresh (the window system offered it)
         self._open()
         self.font = pygame.font.Font(None, 20)
         self.big = pygame.font.Font(None, 28)
@@ -87,9 +90,18 @@ class Display:
     def _open(self) -> None:
         pg = self.pg
         if self.fullscreen:
-            self.screen = pg.display.set_mode((0, 0), pg.FULLSCREEN, display=self.display_index)
+            size, flags = pg.display.get_desktop_sizes()[self.display_index], pg.FULLSCREEN
         else:
-            self.screen = pg.display.set_mode(self._window_px(), pg.RESIZABLE, display=self.display_index)
+            size, flags = self._window_px(), pg.RESIZABLE
+        self.vsync = False
+        if self.want_vsync:  # SDL syncs the flip only through a renderer: pygame's SCALED (same size, scaled by SDL)
+            try:
+                self.screen = pg.display.set_mode(size, flags | pg.SCALED, display=self.display_index, vsync=1)
+                self.vsync = True
+            except pg.error as exc:
+                log.info("no vsync here (%s): the display loop is paced by a timer", exc)
+        if not self.vsync:
+            self.screen = pg.display.set_mode(size, flags, display=self.display_index)
         pg.display.set_caption(self.title)
 
     def close(self) -> None:
@@ -199,7 +211,8 @@ class Display:
         pg = self.pg
         lat = "-" if h.latency_ms is None else f"{h.latency_ms:.0f} ms"
         lines = [
-            f"{h.fps:5.1f} fps   render {h.render_ms:.0f} ms   audio-to-photon {lat}",
+            f"{h.fps:5.1f} fps   audio-to-photon {lat}   {h.atlas}   render {h.render_ms:.0f} ms"
+            + ("/level" if h.atlas.startswith("atlas") else ""),
             f"words: {', '.join(h.words) or '-'}   weight {h.weight:.2f}   gain x{h.gain:.2f}",
             f"input: {h.input_status}" + ("   FROZEN" if h.frozen else ""),
             f"prompt: {h.prompt[:70]}",

@@ -46,6 +46,7 @@ MAX_PENDING = 256  # shown frames waiting for the encoder; beyond this they are 
 AUDIO_LAG_S = 0.25  # with no frame coming, audio is encoded up to this long before "now"
 ROTATE_GRACE_S = 0.3  # with no frame coming, a segment closes this long after its end (audio delivered)
 RETRY_S = 30.0  # after a write error, try a new file this often
+AUDIO_WAIT_S = 0.3  # at a segment end, wait at most this long for the audio block that holds the end
 
 
 def segment_name(path: Path, wall_start: float) -> Path:
@@ -178,6 +179,10 @@ class Recorder(threading.Thread):
         """Close the open segment at its end and open the next one there."""
         end = self._segment_end()
         assert end is not None
+        # the display may pass the end before the audio block that holds it is captured: wait for it (bounded)
+        deadline = time.monotonic() + AUDIO_WAIT_S
+        while not self._audio_reaches(end) and time.monotonic() < deadline:
+            time.sleep(0.002)
         self._pull_audio()  # up to the end, no further
         self._close_segment()
         self._open(end)
@@ -186,6 +191,12 @@ class Recorder(threading.Thread):
             self._seg_write(image, 0.0, {**row, "display_time": 0.0, "held": True})
 
     # ------------------------------------------------------------------ audio and frames
+    def _audio_reaches(self, t: float) -> bool:
+        """Whether the ring holds audio captured at time ``t`` or later."""
+        last = self.ring.written - 1
+        t_last = self.ring.capture_time(last) if last >= 0 else None
+        return t_last is not None and t_last >= t
+
     def _pull_audio(self) -> None:
         """Move the captured audio into the open segment (up to the segment's end, the rest stays in the ring)."""
         seg = self._seg

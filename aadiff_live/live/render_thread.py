@@ -1,9 +1,19 @@
-"""Renderer thread: newest weight (+ newest words, + a new prompt, words or seed if asked) -> frame.
+"""Renderer thread: fills the frame atlas for the current prompt, words and seed (docs/design.md §7).
 
-Only this thread touches the renderer and the diffusion tokenizer after start-up. Each frame
-carries the capture time of the audio it reflects. A quit interrupts a render between UNet/VAE
-blocks (forward pre-hooks that raise once the stop Event is set), so even a multi-second CPU
-frame does not hold the app open.
+With an atlas (``atlas.levels`` > 0, the default) this thread never renders for a weight: it
+renders the atlas's levels, several per UNet call, the level nearest the newest weight first, then
+coarse to fine, and publishes the atlas (an :class:`AtlasView`) for the display loop, which blends
+two levels for the newest weight at every refresh and never waits for a render. A typed prompt,
+CLAP's new words or a new seed make a new atlas: it fills in the background while the one on screen
+stays, and is published when complete (the display then cross-fades to it). An :class:`AtlasCache`
+keeps recent atlases within the memory cap, so going back to a recent prompt or word is instant.
+The first atlas is published at once: until it is complete the nearest rendered level stands in.
+
+With ``--levels 0`` it renders every new weight exactly, as a :class:`Frame` (the per-frame path).
+
+Only this thread touches the renderer and the diffusion tokenizer after start-up. A quit
+interrupts a render between UNet/VAE blocks (forward pre-hooks that raise once the stop Event is
+set), so even a multi-second CPU frame does not hold the app open.
 """
 
 from __future__ import annotations
@@ -11,8 +21,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,6 +31,7 @@ from aadiff_live.live.clap_thread import WordChoice, initial_words
 from aadiff_live.live.rig import RenderRequest
 from aadiff_live.live.ring import WeightSample
 from aadiff_live.mailbox import Mailbox
+from aadiff_live.rendering.atlas import Atlas, AtlasCache, Lookup, atlas_key, fill
 from aadiff_live.tokens.words import token_positions
 
 log = logging.getLogger(__name__)
@@ -38,6 +50,20 @@ class Frame:
     render_s: float  # 0 when the picture was reused (same weight, words and prompt)
     ready_time: float  # monotonic s when the frame was ready
     scene: str | None = None  # the scene whose prompt / words / seed it was rendered with
+    lookup: Lookup | None = None  # atlas mode: the levels shown and the blend factor (None: an exact render)
+    fade: float | None = None  # atlas mode, during a cross-fade: the new atlas's share (0..1)
+
+
+@dataclass(frozen=True)
+class AtlasView:
+    """An atlas and what it was rendered for, as published to the display loop."""
+
+    atlas: Atlas
+    words: tuple[str, ...]
+    prompt: str
+    positions: tuple[int, ...]
+    scene: str | None = None
+    published: float = field(default_factory=time.monotonic)
 
 
 @contextmanager
@@ -73,7 +99,10 @@ def _blocks(components) -> list:
 class RenderThread(threading.Thread):
     def __init__(self, components, renderer, *, prompt: str, words: list[str], pinned: bool, top_k: int,
                  weights: Mailbox[WeightSample], choices: Mailbox[WordChoice], requests: Mailbox[RenderRequest],
-                 frames: Mailbox[Frame], stop: threading.Event) -> None:
+                 frames: Mailbox[Frame], stop: threading.Event, levels: int = 0, atlas_mb: float = 512.0,
+                 batch: int = 1, views: Mailbox[AtlasView] | None = None,
+                 w_range: Callable[[], tuple[float, float]] = lambda: (0.0, 2.0),
+                 newest_weight: Callable[[], float | None] = lambda: None) -> None:
         super().__init__(name="renderer", daemon=False)
         self.components = components
         self.renderer = renderer
@@ -91,6 +120,17 @@ class RenderThread(threading.Thread):
         self.last_render_s = 0.0  # NB: read by the HUD
         self.busy_s = 0.0  # total seconds spent rendering
         self.positions = self._positions()
+        self.levels = int(levels)
+        self.batch = max(1, int(batch))
+        self.cache = AtlasCache(atlas_mb) if self.levels > 0 else None
+        self.views = views if views is not None else Mailbox()
+        self.w_range = w_range
+        self.newest_weight = newest_weight
+        self.target: AtlasView | None = None  # NB: read by the HUD: the atlas being filled (or complete)
+        self.shown: AtlasView | None = None  # the last one published
+        self.first_fill_s: float | None = None  # NB: read at the end: start-up to the first complete atlas
+        self.idle = threading.Event()  # set while every level of the current atlas exists (tests, benchmarks)
+        self._t0 = time.monotonic()
 
     def _positions(self) -> list[int]:
         return token_positions(self.components.tokenizer, self.prompt, self.words)
@@ -140,6 +180,74 @@ class RenderThread(threading.Thread):
         return changed
 
     def run(self) -> None:
+        if self.levels > 0:
+            self._run_atlas()
+        else:
+            self._run_exact()
+
+    # ------------------------------------------------------------------ atlas mode
+    def _view(self) -> AtlasView:
+        """The atlas for the current prompt, words, seed and weight range (from the cache, or new and empty)."""
+        assert self.cache is not None
+        w_lo, w_hi = self.w_range()
+        key = atlas_key(self.renderer, self.prompt, self.positions, self.levels, w_lo, w_hi)
+        cur = self.target
+        if cur is not None and cur.atlas.key == key and cur.scene == self.scene and cur.words == tuple(self.words):
+            return cur
+        pinned = [self.shown.atlas.key] if self.shown is not None else []
+        atlas = cur.atlas if cur is not None and cur.atlas.key == key else self.cache.get(key, pinned=pinned)
+        if cur is None or atlas is not cur.atlas:
+            log.info("atlas: %d levels over w in [%g, %g] for \"%s\" (%s)%s", atlas.n_levels, w_lo, w_hi, self.prompt,
+                     ", ".join(self.words), "" if atlas.n_filled == 0 else f", {atlas.n_filled} levels kept")
+        return AtlasView(atlas, tuple(self.words), self.prompt, tuple(self.positions), self.scene)
+
+    def _publish(self, view: AtlasView) -> None:
+        self.shown = view
+        self.views.put(view)
+
+    def step_atlas(self) -> bool:
+        """One pass: take updates, publish a ready atlas, fill one batch; False when there was nothing to render."""
+        self._take_updates()
+        view = self.target = self._view()
+        atlas = view.atlas
+        shown = self.shown
+        if shown is None or (view is not shown and (atlas.complete or atlas is shown.atlas)):
+            self._publish(view)
+        todo = atlas.missing(self.newest_weight(), self.batch)
+        if not todo:
+            if self.first_fill_s is None:
+                self.first_fill_s = time.monotonic() - self._t0
+                log.info("atlas complete: %d levels in %.1f s", atlas.n_levels, self.first_fill_s)
+            return False
+        t0 = time.perf_counter()
+        n = fill(atlas, lambda ws: self.renderer.render_batch(ws, list(view.positions)), todo)
+        dt = time.perf_counter() - t0
+        self.last_render_s = dt / max(1, n)
+        self.busy_s += dt
+        self.n_rendered += n
+        if atlas.complete and view is not self.shown:
+            self._publish(view)
+        return True
+
+    def _run_atlas(self) -> None:
+        self._t0 = time.monotonic()
+        try:
+            with cancellable(_blocks(self.components), self.stop_event):
+                while not self.stop_event.is_set():
+                    if self.step_atlas():
+                        self.idle.clear()
+                    else:
+                        self.idle.set()
+                        self.stop_event.wait(0.02)  # every level exists: look for a new prompt, words or seed
+        except RenderCancelled:
+            log.debug("render cancelled at quit")
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which shows it and quits
+            self.error = exc
+            log.exception("the renderer failed")
+            self.failed.set()
+
+    # ------------------------------------------------------------------ exact mode (--levels 0)
+    def _run_exact(self) -> None:
         last_key = None
         image: np.ndarray | None = None
         try:

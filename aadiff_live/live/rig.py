@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aadiff_live.analysis.envelope import make_causal_smoother
 from aadiff_live.config import Config, parse_size
 from aadiff_live.control.apply import KEEP, apply_changes
 from aadiff_live.control.params import ControlInbox
@@ -218,8 +217,7 @@ class Rig:
                 new = True
         if new:
             # a new smoother object, swapped in whole (one attribute store): the analysis thread uses it next frame
-            a.smoother = make_causal_smoother(a.mode, self.window, self.cfg.envelope.fps, self.attack_ms,
-                                              self.release_ms)
+            a.smoother = a.make_smoother(self.window, self.attack_ms, self.release_ms)
 
     def set_render(self, *, prompt: str | None = None, words: Any = KEEP, seed: int | None = None,
                    scene: str | None = None) -> str | None:

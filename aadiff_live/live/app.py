@@ -31,8 +31,9 @@ from aadiff_live.live.clap_thread import ClapThread, WordChoice, initial_words
 from aadiff_live.live.render_thread import AtlasView, Frame, RenderThread
 from aadiff_live.live.rig import RenderRequest, Rig
 from aadiff_live.live.ring import WeightSample
+from aadiff_live.live.screen import AtlasScreen
 from aadiff_live.mailbox import Mailbox
-from aadiff_live.rendering.atlas import blend_frames, check_fits, default_batch
+from aadiff_live.rendering.atlas import check_fits, default_batch
 from aadiff_live.tokens.words import check_prompt, content_words, parse_pinned, require_positions
 
 log = logging.getLogger(__name__)
@@ -101,9 +102,7 @@ class LiveApp:
         self.stats_out = stats_out
         self.stop = threading.Event()
         self.stats = Stats()
-        self.on_screen: AtlasView | None = None  # atlas mode: the atlas shown (NB: display thread only)
-        self.fading_from: AtlasView | None = None  # ... and the one it cross-fades from
-        self.fade_start = 0.0
+        self.screen = AtlasScreen(cfg.live.fade_s)  # atlas mode: what is on screen (NB: display thread only)
         self.sample: WeightSample | None = None  # the newest weight
         self._picture_key: tuple | None = None  # what the window shows (skip re-uploading the same picture)
         self._last_recorded = -1e9
@@ -236,7 +235,7 @@ class LiveApp:
         """``atlas 12/33`` (the atlas being filled); ``, next 5/33`` while a new one fills behind the one on screen."""
         if not self.levels:
             return "exact"
-        cur = self.on_screen
+        cur = self.screen.view
         target = self.render_thread.target
         if cur is None:
             return f"atlas {target.atlas.n_filled}/{self.levels}" if target is not None else "atlas filling"
@@ -315,7 +314,8 @@ class LiveApp:
                 image = self.display.picture_with_hud(image, hud)
         shown = time.monotonic()
         latency = shown - frame.sample.capture_time
-        self.stats.add(shown, latency, frame.render_s > 0 or frame.lookup is not None)
+        if not self.capture.finished.is_set():  # after a file input's end no newer sound exists: not a latency
+            self.stats.add(shown, latency, frame.render_s > 0 or frame.lookup is not None)
         self.rig.shown(frame, latency, image)
         if self.recorder is not None and shown - self._last_recorded >= self._record_period:
             self._last_recorded = shown
@@ -339,35 +339,21 @@ class LiveApp:
         now = time.monotonic()
         view = self.views.get(timeout=0)
         if view is not None:
-            cur = self.on_screen
-            if cur is not None and view.atlas is not cur.atlas and self.cfg.live.fade_s > 0:
-                self.fading_from, self.fade_start = cur, now
-            self.on_screen = view
+            self.screen.offer(view, now)
         sample = self.weights.get(timeout=0)
         if sample is not None:
             self.sample = sample
-        cur, sample = self.on_screen, self.sample
-        if cur is None or sample is None or self._frozen():
+        sample = self.sample
+        pic = self.screen.picture(sample.weight, now) if sample is not None and not self._frozen() else None
+        if pic is None or sample is None:  # nothing rendered yet, no sound yet, or frozen
             self._idle_hud()
             return
-        got = cur.atlas.blend(sample.weight)
-        if got is None:  # no level rendered yet
-            self._idle_hud()
-            return
-        image, look = got
-        fade = None
-        if self.fading_from is not None:
-            a = (now - self.fade_start) / self.cfg.live.fade_s
-            old = self.fading_from.atlas.blend(sample.weight) if a < 1.0 else None
-            if old is None:
-                self.fading_from = None
-            else:
-                fade = float(a)
-                image = blend_frames(old[0], image, fade)
-        key = (id(cur.atlas), look.lo, look.hi, look.t, fade)
+        look, v = pic.lookup, pic.view
+        key = (id(v.atlas), look.lo, look.hi, look.t, pic.fade)
         new_picture = key != self._picture_key
         self._picture_key = key
-        self._show(Frame(image, sample, cur.words, cur.prompt, 0.0, now, cur.scene, look, fade), image, new_picture)
+        frame = Frame(pic.image, sample, v.words, v.prompt, 0.0, now, v.scene, look, pic.fade)
+        self._show(frame, pic.image, new_picture)
 
     def _show_fault(self, message: str, seconds: float = 2.0) -> None:
         if self.display is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +97,9 @@ class Display:
         self.vsync = False
         if self.want_vsync:  # SDL syncs the flip only through a renderer: pygame's SCALED (same size, scaled by SDL)
             try:
-                self.screen = pg.display.set_mode(size, flags | pg.SCALED, display=self.display_index, vsync=1)
+                with warnings.catch_warnings():  # "no fast renderer available": said in the log line below
+                    warnings.simplefilter("ignore")
+                    self.screen = pg.display.set_mode(size, flags | pg.SCALED, display=self.display_index, vsync=1)
                 self.vsync = True
             except pg.error as exc:
                 log.info("no vsync here (%s): the display loop is paced by a timer", exc)

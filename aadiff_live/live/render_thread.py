@@ -180,10 +180,19 @@ class RenderThread(threading.Thread):
         return changed
 
     def run(self) -> None:
-        if self.levels > 0:
-            self._run_atlas()
-        else:
-            self._run_exact()
+        self._t0 = time.monotonic()
+        try:
+            with cancellable(_blocks(self.components), self.stop_event):
+                if self.levels > 0:
+                    self._run_atlas()
+                else:
+                    self._run_exact()
+        except RenderCancelled:
+            log.debug("render cancelled at quit")
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which shows it and quits
+            self.error = exc
+            log.exception("the renderer failed")
+            self.failed.set()
 
     # ------------------------------------------------------------------ atlas mode
     def _view(self) -> AtlasView:
@@ -230,48 +239,31 @@ class RenderThread(threading.Thread):
         return True
 
     def _run_atlas(self) -> None:
-        self._t0 = time.monotonic()
-        try:
-            with cancellable(_blocks(self.components), self.stop_event):
-                while not self.stop_event.is_set():
-                    if self.step_atlas():
-                        self.idle.clear()
-                    else:
-                        self.idle.set()
-                        self.stop_event.wait(0.02)  # every level exists: look for a new prompt, words or seed
-        except RenderCancelled:
-            log.debug("render cancelled at quit")
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which shows it and quits
-            self.error = exc
-            log.exception("the renderer failed")
-            self.failed.set()
+        while not self.stop_event.is_set():
+            if self.step_atlas():
+                self.idle.clear()
+            else:
+                self.idle.set()
+                self.stop_event.wait(0.02)  # every level exists: look for a new prompt, words or seed
 
     # ------------------------------------------------------------------ exact mode (--levels 0)
     def _run_exact(self) -> None:
         last_key = None
         image: np.ndarray | None = None
-        try:
-            with cancellable(_blocks(self.components), self.stop_event):
-                while not self.stop_event.is_set():
-                    sample = self.weights.get(timeout=0.1)
-                    if sample is None:
-                        continue
-                    self._take_updates()
-                    key = (sample.weight, tuple(self.positions), self.prompt)
-                    render_s = 0.0
-                    if key != last_key or image is None:
-                        t0 = time.perf_counter()
-                        image = self.renderer.render(sample.weight, self.positions)
-                        render_s = time.perf_counter() - t0
-                        self.last_render_s = render_s
-                        self.busy_s += render_s
-                        self.n_rendered += 1
-                        last_key = key
-                    self.frames.put(Frame(image, sample, tuple(self.words), self.prompt, render_s, time.monotonic(),
-                                           self.scene))
-        except RenderCancelled:
-            log.debug("render cancelled at quit")
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which shows it and quits
-            self.error = exc
-            log.exception("the renderer failed")
-            self.failed.set()
+        while not self.stop_event.is_set():
+            sample = self.weights.get(timeout=0.1)
+            if sample is None:
+                continue
+            self._take_updates()
+            key = (sample.weight, tuple(self.positions), self.prompt)
+            render_s = 0.0
+            if key != last_key or image is None:
+                t0 = time.perf_counter()
+                image = self.renderer.render(sample.weight, self.positions)
+                render_s = time.perf_counter() - t0
+                self.last_render_s = render_s
+                self.busy_s += render_s
+                self.n_rendered += 1
+                last_key = key
+            self.frames.put(Frame(image, sample, tuple(self.words), self.prompt, render_s, time.monotonic(),
+                                  self.scene))

@@ -22,16 +22,16 @@ def test_runs_of_equal_counts_the_renders_of_an_exact_render():
     assert bench_atlas.runs_of_equal([0.0, 0.5, 0.5, 0.0, 0.0, 1.0]) == 4
 
 
-def test_steady_latencies_keep_only_frames_after_the_fill():
+def test_steady_state_keeps_only_frames_after_the_fill():
     lat = [0.9, 0.8, 0.03, 0.02, 0.04]
-    # the app's display times: exact selection
-    got, how = bench_atlas.steady_latencies({"latencies_s": lat, "atlas_fill_s": 2.0, "shown_s": [0.5, 1.9, 2.0, 3, 4]})
-    assert got == [0.03, 0.02, 0.04] and "after the fill" in how
+    # the app's display times: exact selection, frames/s over those frames
+    got, fps, how = bench_atlas.steady_state({"latencies_s": lat, "atlas_fill_s": 2.0, "shown_s": [0.5, 1.9, 2.0, 2.5, 3.0]})
+    assert got == [0.03, 0.02, 0.04] and fps == 2.0 and "after the fill" in how
     # no display times: the tail of (run - fill) x fps frames
-    got, _ = bench_atlas.steady_latencies({"latencies_s": lat, "atlas_fill_s": 2.0, "run_s": 4.0, "fps": 1.0})
+    got, _, _ = bench_atlas.steady_state({"latencies_s": lat, "atlas_fill_s": 2.0, "run_s": 4.0, "fps": 1.0})
     assert got == [0.02, 0.04]
     # --levels 0: no fill, every frame
-    assert bench_atlas.steady_latencies({"latencies_s": lat})[0] == lat
+    assert bench_atlas.steady_state({"latencies_s": lat, "shown_s": [0, 1, 2, 3, 4]})[:2] == (lat, 1.0)
 
 
 @pytest.mark.skipif(not REPO.parent.joinpath("shared", "audio", "ibm_thunder.wav").is_file(),
@@ -59,7 +59,11 @@ def test_smoke_runs_every_section_and_writes_the_json(tmp_path):
         assert sd["fps"] > 0 and sd["peer_over_ours"]["aa"]["q1"] <= sd["peer_over_ours"]["aa"]["q3"]
     for kind, levels in (("atlas", 33), ("exact", 0)):
         live = tiny["live"][kind]
-        assert live["levels"] == levels and live["frames_shown"] > 0 and live["latency_all"]["n"] > 0, live
+        assert live["levels"] == levels and live["frames_shown"] > 0 and live["latency_steady"]["n"] > 0, live
+        assert live["fps_steady"] > 0 and live["stopped_by"] == "stopped"
+    # the atlas run stops a fixed time after its fill; the frames before the fill are not in the steady state
+    atlas = tiny["live"]["atlas"]
+    assert atlas["atlas_fill_s"] > 0 and atlas["latency_steady"]["n"] < atlas["latency_all"]["n"]
     off = res["sections"]["offline"]
     assert off["atlas"]["renders"] <= 33 < off["exact"]["renders"] <= off["frames"]
     assert off["exact"]["wall_s_extrapolated"] > 0 and off["atlas"]["wall_s"] > 0

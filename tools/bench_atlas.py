@@ -186,9 +186,15 @@ def blend_section(cfg, components, renderer, n: int, batch: int) -> dict:
                      "worst_frame_255": round(float(e.mean(axis=(1, 2, 3)).max()), 4),
                      "worst_pixel_255": float(e.max())})
     fl = np.stack(r["floor"])
+    f32 = full.frames.astype(np.float32)
+    step_change = np.abs(np.diff(f32[::step33], axis=0)).mean(axis=(1, 2, 3))
     fill33 = sum(r["t33"])
     return {
         "rows": rows, "n_test_weights": n, "w_range": [lo, hi], "loadavg_at_start": r["load"],
+        # how far the picture moves: the blend error means something only against this
+        "change_255": {"w_lo_to_w_hi_mean": round(float(np.abs(f32[-1] - f32[0]).mean()), 3),
+                       "neighbours_of_33_mean": round(float(step_change.mean()), 3),
+                       "neighbours_of_33_max": round(float(step_change.max()), 3)},
         "floor": {"levels_checked": 3, "mean_255": round(float(fl.mean()), 4), "worst_pixel_255": float(fl.max())},
         "fill": {"levels": FILL_LEVELS, "batch": batch, "seconds": round(fill33, 2), "goal_s": FILL_GOAL_S,
                  "meets_goal": fill33 <= FILL_GOAL_S, "s_per_level": round(fill33 / FILL_LEVELS, 3),
@@ -395,45 +401,66 @@ def display_section(size: int, refreshes: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- live
-def steady_latencies(stats: dict) -> tuple[list[float], str]:
-    """The latencies of the frames shown after the atlas was complete (all of them for --levels 0)."""
+def steady_state(stats: dict) -> tuple[list[float], float | None, str]:
+    """Latencies and display frames/s of the frames shown after the atlas was complete (every frame for
+    ``--levels 0``)."""
     lat = list(stats.get("latencies_s") or [])
+    shown = stats.get("shown_s")  # display times on the clock of atlas_fill_s, one per latency
     fill_s = stats.get("atlas_fill_s")
-    if fill_s is None:
-        return lat, "all frames"
-    shown = stats.get("shown_s")  # display times since the start, one per latency, where the app gives them
-    if shown is not None and len(shown) == len(lat):
-        return [x for x, t in zip(lat, shown, strict=True) if t >= fill_s], "frames shown after the fill"
-    fps = stats.get("fps") or 0.0
-    n = int(max(0.0, stats.get("run_s", 0.0) - fill_s) * fps)
-    return lat[-n:] if n else [], "the last (run - fill) x fps frames"
+    if shown is None or len(shown) != len(lat):
+        fps = stats.get("fps")
+        if fill_s is None:
+            return lat, fps, "all frames"
+        n = int(max(0.0, stats.get("run_s", 0.0) - fill_s) * (fps or 0.0))
+        return (lat[-n:] if n else []), fps, "the last (run - fill) x fps frames"
+    keep = [i for i, t in enumerate(shown) if fill_s is None or t >= fill_s]
+    times = [shown[i] for i in keep]
+    fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
+    return [lat[i] for i in keep], fps, "frames shown after the fill" if fill_s is not None else "all frames"
 
 
-def live_section(spec: Spec, components, renderer, levels: int, seconds: float, display_fps: float) -> dict:
+def live_section(spec: Spec, components, renderer, levels: int, steady_s: float, display_fps: float,
+                 max_s: float = 300.0) -> dict:
+    """``steady_s`` seconds of live show after the atlas is complete (at most ``max_s`` in all)."""
     from aadiff_live.config import load_config
-    from aadiff_live.live.app import run_live
+    from aadiff_live.live.app import LiveApp
 
-    overrides: dict = {"model": spec.config(), "live": {"input": str(THUNDER), "loop": True},
-                       "tokens": {"tokens": [WORD]}, "atlas": {"levels": levels}}
-    from aadiff_live.config import LiveConfig
-
-    if "display_fps" in LiveConfig.model_fields:
-        overrides["live"]["display_fps"] = display_fps
+    overrides: dict = {"model": spec.config(), "tokens": {"tokens": [WORD]}, "atlas": {"levels": levels},
+                       "live": {"input": str(THUNDER), "loop": True, "display_fps": display_fps}}
     cfg = load_config(None, overrides)
     stats: dict = {}
+    app = LiveApp(cfg, prompt=PROMPT, no_display=True, duration=max_s, record=None, monitor=False,
+                  prebuilt=(components, renderer), stats_out=stats)
+
+    def stop_when_steady() -> None:
+        end = time.monotonic() + max_s
+        while not app.stop.is_set() and time.monotonic() < end:
+            rt = getattr(app, "render_thread", None)
+            if rt is not None and (levels == 0 or rt.first_fill_s is not None):
+                app.stop.wait(steady_s)
+                app.stop.set()
+                return
+            app.stop.wait(0.05)
+
     load = [round(v, 2) for v in os.getloadavg()]
-    code = run_live(cfg, prompt=PROMPT, no_display=True, duration=seconds, prebuilt=(components, renderer),
-                    stats_out=stats)
+    watcher = threading.Thread(target=stop_when_steady, name="bench-atlas-stop")
+    watcher.start()
+    try:
+        code = app.run()
+    finally:
+        app.stop.set()
+        watcher.join()
     if code != 0:
         raise RuntimeError(f"live run exited {code}")
-    steady, how = steady_latencies(stats)
+    steady, fps, how = steady_state(stats)
     fill_s = stats.get("atlas_fill_s")
-    return {"levels": levels, "seconds": seconds, "display_fps_setting": overrides["live"].get("display_fps"),
-            "loadavg_at_start": load, "fps": round(stats.get("fps") or 0.0, 2), "frames_shown": stats.get("frames_shown"),
-            "frames_rendered": stats.get("frames_rendered"),
-            "atlas_fill_s": None if fill_s is None else round(fill_s, 2), "steady": how,
-            "latency_steady": ms_summary(steady), "latency_all": ms_summary(list(stats.get("latencies_s") or [])),
-            "stopped_by": stats.get("stopped_by")}
+    return {"levels": levels, "steady_s": steady_s, "display_fps_setting": display_fps, "loadavg_at_start": load,
+            "run_s": round(stats.get("run_s", 0.0), 1), "fps_steady": None if fps is None else round(fps, 2),
+            "fps_whole_run": round(stats.get("fps") or 0.0, 2), "frames_shown": stats.get("frames_shown"),
+            "frames_rendered": stats.get("frames_rendered"), "atlas_fill_s": None if fill_s is None else round(fill_s, 2),
+            "steady": how, "latency_steady": ms_summary(steady),
+            "latency_all": ms_summary(list(stats.get("latencies_s") or [])),
+            "stale_audio_skipped_s": stats.get("stale_audio_skipped_s"), "stopped_by": stats.get("stopped_by")}
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -491,13 +518,9 @@ def bench_model(run: Run, name: str, spec: Spec, sections: list[str], a: argpars
         run.section(entry, "streamdiffusion", lambda: streamdiffusion_section(components, renderer, a.pairs))
     if "live" in sections:
         live: dict = entry.setdefault("live", {})
-        fill = (entry.get("blend") or {}).get("fill")
-        # steady state after the fill: the live fill shares the CPU with the display loop, so allow 1.5x
-        fill_guess = 1.5 * fill["seconds"] if fill else 0.0
         for levels in (cfg.atlas.levels, 0):
-            seconds = a.live_s + (fill_guess if levels else 0.0)
             run.section(live, "atlas" if levels else "exact",
-                        lambda lv=levels, s=seconds: live_section(spec, components, renderer, lv, s, a.display_fps))
+                        lambda lv=levels: live_section(spec, components, renderer, lv, a.live_s, a.display_fps))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -572,6 +595,9 @@ def print_table(res: dict) -> None:
                 print(f"{row['levels']:>8} {row['mean_255']:>10.3f} {row['worst_frame_255']:>12.3f} "
                       f"{row['worst_pixel_255']:>12.0f}")
             f = b["fill"]
+            ch = b["change_255"]
+            print(f"   the picture moves {ch['w_lo_to_w_hi_mean']:.2f}/255 on average from w_min to w_max, "
+                  f"{ch['neighbours_of_33_mean']:.3f}/255 between neighbours of 33 levels")
             print(f"   floor (a level in a batch vs alone): mean {b['floor']['mean_255']:.3f}, worst pixel "
                   f"{b['floor']['worst_pixel_255']:.0f}; exact frame p50 {b['exact_render']['p50_ms']:.0f} ms")
             print(f"   fill {f['levels']} levels, batch {f['batch']}: {f['seconds']:.1f} s (goal <= {f['goal_s']:g} s: "
@@ -592,7 +618,8 @@ def print_table(res: dict) -> None:
             ls = r["latency_steady"]
             fill = "-" if r["atlas_fill_s"] is None else f"{r['atlas_fill_s']:.1f} s"
             lat = "-" if not ls["n"] else f"p50 {ls['p50_ms']:.0f} / p95 {ls['p95_ms']:.0f} / p99 {ls['p99_ms']:.0f} ms"
-            print(f"{e['label']} live, levels {r['levels']}: {r['fps']:.1f} frames/s shown, fill {fill}, "
+            fps = "-" if r["fps_steady"] is None else f"{r['fps_steady']:.1f}"
+            print(f"{e['label']} live, levels {r['levels']}: {fps} frames/s shown, fill {fill}, "
                   f"audio-to-photon ({r['steady']}) {lat}")
     s = res["sections"]
     o = s.get("offline")

@@ -48,6 +48,7 @@ class Stats:
     def __init__(self, history: int = 20000) -> None:
         self.shown: deque[float] = deque(maxlen=240)
         self.latency: deque[float] = deque(maxlen=history)
+        self.shown_at: deque[float] = deque(maxlen=history)  # display time of each latency (benchmarks: steady state)
         self.recent_latency: deque[float] = deque(maxlen=30)
         self.rendered_latency: deque[float] = deque(maxlen=history)  # frames rendered for their weight
         self.n_shown = 0
@@ -59,6 +60,7 @@ class Stats:
         if rendered:
             self.rendered_latency.append(latency)
         self.latency.append(latency)
+        self.shown_at.append(shown)
         self.recent_latency.append(latency)
         self.n_shown += 1
         self.first_shown = shown if self.first_shown is None else self.first_shown
@@ -419,6 +421,7 @@ class LiveApp:
         old_term = None
         if threading.current_thread() is threading.main_thread():
             old_term = signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
+        threads_started = time.monotonic()  # ~ the renderer's start, from which atlas_fill_s counts
         try:
             for t in self.threads():
                 t.start()
@@ -460,6 +463,7 @@ class LiveApp:
         if self.stats_out is not None:
             self.stats_out.update(summary)
             self.stats_out["latencies_s"] = list(self.stats.latency)
+            self.stats_out["shown_s"] = [t - threads_started for t in self.stats.shown_at]  # same clock as atlas_fill_s
         lat_m, lat_p = summary["latency_ms_median"], summary["latency_ms_p95"]
         log.info("stopped (%s): %d frames shown at %.1f fps, audio-to-photon latency median %s, p95 %s "
                  "(budget %.0f ms)", reason, summary["frames_shown"], summary["fps"],

@@ -188,3 +188,16 @@ def test_start_up_never_shows_sound_older_than_100_ms(tmp_path):
     lat = np.array(stats["latencies_s"])
     assert lat.size > 60 and stats["levels"] == 9 and stats["atlas_fill_s"] is not None
     assert lat.max() <= 0.1, np.sort(lat)[-5:]
+
+
+def test_words_changed_during_the_first_fill_show_at_once(thread):
+    """At start-up CLAP may drop the first words before their atlas is complete: the new words' atlas
+    replaces the incomplete one as soon as it has a level (no waiting for an atlas nobody will see)."""
+    t = thread
+    assert t.step_atlas()
+    first = t.views.get(timeout=0)
+    assert first is not None and not first.atlas.complete
+    t.requests.put(RenderRequest(prompt="a fire in the rain", words=("rain",), seed=3))
+    assert t.step_atlas()
+    new = t.views.get(timeout=0)
+    assert new is not None and new.words == ("rain",) and new.atlas is not first.atlas and new.atlas.n_filled == 2

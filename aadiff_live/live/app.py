@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 JOIN_S = 1.0
 FILE_TAIL_S = 0.3  # after a file input ends, let the last frames through
 LATENCY_BUDGET_MS = 45.0
+GIL_SWITCH_S = 0.001
 
 
 class Stats:
@@ -422,6 +424,10 @@ class LiveApp:
         if threading.current_thread() is threading.main_thread():
             old_term = signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         threads_started = time.monotonic()  # ~ the renderer's start, from which atlas_fill_s counts
+        # the renderer's Python code between torch calls holds the GIL: hand it over every 1 ms (default 5 ms), so
+        # the display and analysis threads wait at most that long for it
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_S)
         try:
             for t in self.threads():
                 t.start()
@@ -441,6 +447,7 @@ class LiveApp:
                 msg = f"renderer failed: {type(err).__name__}: {err}"
                 self._show_fault(msg + " - quitting")
             stuck = self._shutdown()
+            sys.setswitchinterval(switch)
             summary = {**self.stats.summary(), "frames_rendered": self.render_thread.n_rendered,
                        "render_busy_s": self.render_thread.busy_s, "run_s": time.monotonic() - started,
                        "stopped_by": reason, "threads_stuck": stuck, "input_overflows": self.capture.overflows,

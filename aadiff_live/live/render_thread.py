@@ -19,6 +19,7 @@ set), so even a multi-second CPU frame does not hold the app open.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -94,6 +95,14 @@ def _blocks(components) -> list:
             continue
         out.extend(m for m in root.modules() if type(m).__name__ in _CANCEL_POINTS)
     return out
+
+
+def _lower_priority(niceness: int = 5) -> None:
+    """Let the display, analysis and capture threads run first when the CPU is short (Linux: per thread)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + niceness)
+    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: the show goes on at one priority
+        log.debug("renderer priority unchanged: %s", exc)
 
 
 class RenderThread(threading.Thread):
@@ -181,6 +190,7 @@ class RenderThread(threading.Thread):
 
     def run(self) -> None:
         self._t0 = time.monotonic()
+        _lower_priority()
         try:
             with cancellable(_blocks(self.components), self.stop_event):
                 if self.levels > 0:
@@ -220,7 +230,11 @@ class RenderThread(threading.Thread):
         view = self.target = self._view()
         atlas = view.atlas
         shown = self.shown
-        if shown is None or (view is not shown and (atlas.complete or atlas is shown.atlas)):
+        # a new atlas replaces the one on screen when complete; at once if it is the same atlas (a new scene
+        # name) or the one on screen is itself still incomplete (start-up: no point finishing an atlas for
+        # words that CLAP has already dropped) and the new one has a level to show
+        if shown is None or (view is not shown and (atlas.complete or atlas is shown.atlas
+                                                    or (not shown.atlas.complete and atlas.n_filled > 0))):
             self._publish(view)
         todo = atlas.missing(self.newest_weight(), self.batch)
         if not todo:
@@ -234,7 +248,8 @@ class RenderThread(threading.Thread):
         self.last_render_s = dt / max(1, n)
         self.busy_s += dt
         self.n_rendered += n
-        if atlas.complete and view is not self.shown:
+        shown = self.shown
+        if view is not shown and (atlas.complete or (shown is not None and not shown.atlas.complete)):
             self._publish(view)
         return True
 

@@ -1,4 +1,4 @@
-"""Live-mode benchmark: audio-to-photon latency and frame rate, against the bare renderer.
+"""Live-mode benchmark of the exact path (``--levels 0``): latency and frame rate against the bare renderer.
 
 Input: a click train over a quiet noise bed, played in real time as a file input (so the weight
 changes every frame and the renderer never idles). For each model:
@@ -103,7 +103,10 @@ def bench(model: str, size: int, bare_frames: int, live_s: float, workdir: Path,
     src = workdir / "clicks.wav"
     click_train(src, live_s + 2.0)
     cfg = load_config(None, {"model": {"model": model if model != "fullsize" else "tiny", "size": str(size)},
-                             "live": {"input": str(src), "blocksize": blocksize}, "tokens": {"tokens": ["thunder"]}})
+                             "live": {"input": str(src), "blocksize": blocksize}, "tokens": {"tokens": ["thunder"]},
+                             # the exact per-frame path: this tool measures the pipeline around the renderer (the
+                             # atlas's live figures come from tools/bench_atlas.py)
+                             "atlas": {"levels": 0}})
     stats: dict = {}
     t0 = time.perf_counter()
     code = run_live(cfg, prompt=prompt, no_display=True, duration=live_s, prebuilt=(components, renderer),

@@ -89,6 +89,7 @@ class AtlasConfig(_Strict):
     levels: int = Field(33, ge=0, le=4097)
     mb: float = Field(512.0, gt=0)  # memory cap of all atlases kept (live: the LRU; offline: the one atlas)
     batch: int | None = Field(None, ge=1, le=256)  # levels per UNet call; None: by device (see atlas.default_batch)
+    prefill_scenes: bool = True  # live: once the atlas on screen is complete, fill the scenes' atlases ahead
 
 
 class Config(_Strict):

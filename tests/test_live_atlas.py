@@ -201,3 +201,40 @@ def test_words_changed_during_the_first_fill_show_at_once(thread):
     assert t.step_atlas()
     new = t.views.get(timeout=0)
     assert new is not None and new.words == ("rain",) and new.atlas is not first.atlas and new.atlas.n_filled == 2
+
+
+def test_scene_atlases_fill_ahead_and_switching_to_a_scene_is_instant(thread, tiny_components):
+    t = thread
+    t.prefill = [RenderRequest(prompt="a fire in the snow", words=("snow",), seed=7, scene="snow")]
+    before = t.renderer.render(1.0, t.positions)
+    fill_until_idle(t, limit=40)  # the atlas on screen, then the scene's, batch by batch
+    assert t.n_prefilled == LEVELS and t.n_rendered == 2 * LEVELS
+    assert not t.step_atlas()  # all done: nothing more to render
+    # the renderer's own prompt, base and schedule came back: the picture on screen is unchanged
+    np.testing.assert_array_equal(t.renderer.render(1.0, t.positions), before)
+    n = t.n_rendered
+    t.views.get(timeout=0)
+    t.requests.put(RenderRequest(prompt="a fire in the snow", words=("snow",), seed=7, scene="snow"))
+    assert not t.step_atlas()
+    view = t.views.get(timeout=0)
+    assert view is not None and view.scene == "snow" and view.atlas.complete and t.n_rendered == n
+    # and the prefilled levels are what the scene renders (same prompt, word, seed; a batched render may differ
+    # from a single one by float rounding: at most 1/255 here)
+    backend = make_backend("torch", tiny_components, torch.device("cpu"), torch.float32)
+    fresh = Renderer(tiny_components, backend, width=64, height=64, seed=7)
+    fresh.prepare("a fire in the snow")
+    exact = fresh.render(float(view.atlas.weights[2]), list(view.positions))
+    assert np.abs(view.atlas.frames[2].astype(int) - exact.astype(int)).max() <= 1
+    other = Renderer(tiny_components, backend, width=64, height=64, seed=8)  # not another seed's picture
+    other.prepare("a fire in the snow")
+    assert np.abs(view.atlas.frames[2].astype(int) - other.render(float(view.atlas.weights[2]),
+                                                                  list(view.positions)).astype(int)).mean() > 1
+
+
+def test_a_prefill_never_evicts(thread):
+    t = thread
+    per_atlas_mb = LEVELS * 64 * 64 * 3 / 2**20
+    t.cache.cap = int(1.5 * per_atlas_mb * 2**20)  # room for the atlas on screen only
+    t.prefill = [RenderRequest(prompt="a fire in the snow", words=("snow",), seed=7, scene="snow")]
+    fill_until_idle(t)
+    assert t.n_prefilled == 0 and len(t.cache) == 1

@@ -182,6 +182,11 @@ class LiveApp:
                                           batch=acfg.batch or default_batch(self.renderer.backend), views=self.views,
                                           w_range=lambda: (analysis.w_min, analysis.w_max),
                                           newest_weight=lambda: analysis.latest.weight if analysis.latest else None)
+        if self.levels and acfg.prefill_scenes:
+            seed = self.cfg.model.seed
+            self.render_thread.prefill = [RenderRequest(s.prompt, tuple(s.words) if s.words else None,
+                                                        s.seed if s.seed is not None else seed, s.name)
+                                          for s in self.rig.scenes]
         self.display = None
         if not self.no_display:
             from aadiff_live.live.display import Display

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -138,6 +138,9 @@ class RenderThread(threading.Thread):
         self.target: AtlasView | None = None  # NB: read by the HUD: the atlas being filled (or complete)
         self.shown: AtlasView | None = None  # the last one published
         self.first_fill_s: float | None = None  # NB: read at the end: start-up to the first complete atlas
+        self.prefill: list[RenderRequest] = []  # scenes whose atlases fill ahead while idle (set by the app)
+        self.n_prefilled = 0  # levels rendered ahead for scenes
+        self._prefill_positions: dict[RenderRequest, list[int]] = {}
         self.idle = threading.Event()  # set while every level of the current atlas exists (tests, benchmarks)
         self._t0 = time.monotonic()
 
@@ -241,17 +244,58 @@ class RenderThread(threading.Thread):
             if self.first_fill_s is None:
                 self.first_fill_s = time.monotonic() - self._t0
                 log.info("atlas complete: %d levels in %.1f s", atlas.n_levels, self.first_fill_s)
-            return False
-        t0 = time.perf_counter()
-        n = fill(atlas, lambda ws: self.renderer.render_batch(ws, list(view.positions)), todo)
-        dt = time.perf_counter() - t0
-        self.last_render_s = dt / max(1, n)
-        self.busy_s += dt
-        self.n_rendered += n
+            return self._prefill_step()
+        self._render_into(atlas, list(view.positions), todo)
         shown = self.shown
         if view is not shown and (atlas.complete or (shown is not None and not shown.atlas.complete)):
             self._publish(view)
         return True
+
+    def _update_waiting(self) -> bool:
+        return self.stop_event.is_set() or self.requests.qsize() > 0 or self.choices.qsize() > 0
+
+    def _render_into(self, atlas: Atlas, positions: list[int], levels: list[int]) -> int:
+        t0 = time.perf_counter()
+        n = fill(atlas, lambda ws: self.renderer.render_batch(ws, positions), levels)
+        dt = time.perf_counter() - t0
+        self.last_render_s = dt / max(1, n)
+        self.busy_s += dt
+        self.n_rendered += n
+        return n
+
+    def _prefill_step(self) -> bool:
+        """With every level on screen rendered: fill the next scene's atlas ahead (until it is complete or
+        something new comes), so that switching to it is instant. Only into free room of the memory cap: a
+        prefill never evicts an atlas. False when there is nothing (more) to prefill."""
+        assert self.cache is not None
+        w_lo, w_hi = self.w_range()
+        for req in self.prefill:
+            positions = self._scene_positions(req)
+            if not positions:
+                continue
+            key = replace(atlas_key(self.renderer, req.prompt, positions, self.levels, w_lo, w_hi), seed=int(req.seed))
+            atlas = self.cache.peek(key)
+            if atlas is not None and atlas.complete:
+                continue
+            if atlas is None:
+                if not self.cache.room_for(key):
+                    return False
+                atlas = self.cache.get(key)
+            with self.renderer.borrowed(req.prompt, req.seed):
+                while not atlas.complete and not self._update_waiting():
+                    self.n_prefilled += self._render_into(atlas, positions, atlas.missing(None, self.batch))
+            if atlas.complete:
+                log.info("scene %s: atlas ready ahead (%d levels)", req.scene, atlas.n_levels)
+            return True
+        return False
+
+    def _scene_positions(self, req: RenderRequest) -> list[int]:
+        got = self._prefill_positions.get(req)
+        if got is None:
+            tok = self.components.tokenizer
+            words = list(req.words) if req.words is not None else initial_words(req.prompt, self.top_k, tok)
+            got = self._prefill_positions[req] = token_positions(tok, req.prompt, words)
+        return got
 
     def _run_atlas(self) -> None:
         while not self.stop_event.is_set():

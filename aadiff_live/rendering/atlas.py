@@ -258,6 +258,15 @@ class AtlasCache:
         with self._lock:
             return sum(a.nbytes for a in self._atlases.values())
 
+    def peek(self, key: AtlasKey) -> Atlas | None:
+        """The atlas for ``key`` if kept, without making it the most recently used."""
+        with self._lock:
+            return self._atlases.get(key)
+
+    def room_for(self, key: AtlasKey) -> bool:
+        """Whether an atlas for ``key`` fits beside those kept, with nothing evicted."""
+        return self.nbytes + atlas_bytes(key.levels, key.width, key.height) <= self.cap
+
     def get(self, key: AtlasKey, pinned: Sequence[AtlasKey] = ()) -> Atlas:
         """The atlas for ``key`` (made empty if new), now the most recently used; evicts the least recently
         used unpinned atlases while the total exceeds the cap."""

@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -220,6 +221,20 @@ class Renderer:
         batch = 2 if self.cfg else 1
         self._timesteps_dev = [t.to(self.device).expand(batch) for t in timesteps]  # once, not per frame
         return self.base
+
+    @contextmanager
+    def borrowed(self, prompt: str, seed: int):
+        """Render ``prompt`` from ``seed`` for a while (an atlas filled ahead for a scene); the current prompt,
+        base and schedule come back afterwards, untouched."""
+        saved = (self.seed, self.base, self._sched_state, self._timesteps_dev)
+        try:
+            if int(seed) != self.seed:
+                self.seed, self.base = int(seed), None  # the base noise is drawn from the scene's seed
+            self.prepare(prompt)
+            yield self
+        finally:
+            self.seed, self.base, self._sched_state, self._timesteps_dev = saved
+            self._sched_state.restore(self.c.scheduler)
 
     # ---------------------------------------------------------------- per frame
     def token_scale(self, positions: list[int], weight: float) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Command line: ``aadiff-live [live] ...``, ``render``, ``devices``, ``build-engine``.
+"""Command line: ``aadiff-live [live] ...``, ``render``, ``analyse``, ``devices``, ``build-engine``.
 
 Every user mistake ends with one line ``aadiff-live: error: ...`` and exit code 2, never a traceback.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from aadiff_live.errors import UserError
 
 log = logging.getLogger("aadiff_live")
-COMMANDS = ("live", "render", "devices", "midi-ports", "build-engine", "download")
+COMMANDS = ("live", "render", "analyse", "analyze", "devices", "midi-ports", "build-engine", "download")
 BACKEND_HELP = ("auto|torch|onnxruntime|tensorrt (auto: the fastest available, and says which; tensorrt is "
                 "the path with the least test coverage: built on the verified ONNX graph, never run in CI)")
 
@@ -21,6 +21,28 @@ BACKEND_HELP = ("auto|torch|onnxruntime|tensorrt (auto: the fastest available, a
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2
         raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def _words_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("words")
+    g.add_argument("--prompt", help="what the scene is, e.g. \"a city skyline in a thunderstorm\"")
+    g.add_argument("--tokens", help="pin the weighted word(s), comma-separated, instead of CLAP's choice")
+    g.add_argument("--top-k", type=int, help="how many words CLAP picks (default 1)")
+    g.add_argument("--clap-model", help="CLAP checkpoint (default laion/clap-htsat-unfused)")
+
+
+def _envelope_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("envelope")
+    g.add_argument("--fps", type=float, help="frames per second of the envelope and video (default 30)")
+    g.add_argument("--window", type=int, help="smoothing window in frames: 1 = raw, >= frame count = whole-clip "
+                   "mean (default 5)")
+    g.add_argument("--smoothing", choices=["centred", "trailing", "attack-release"],
+                   help="centred (offline default), trailing or attack-release (causal; live)")
+    g.add_argument("--attack-ms", type=float)
+    g.add_argument("--release-ms", type=float)
+    g.add_argument("--w-min", type=float, help="token weight in silence (default 0: the word fades out)")
+    g.add_argument("--w-max", type=float, help="token weight at full loudness (default 2)")
+    g.add_argument("--gain", type=float, help="multiplies the normalised envelope (default 1)")
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -41,22 +63,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch on CUDA: torch.compile + CUDA graphs, the first frame compiles for about a minute "
                    "(default: on for CUDA; --no-compile: eager)")
-    g = p.add_argument_group("words")
-    g.add_argument("--prompt", help="what the scene is, e.g. \"a city skyline in a thunderstorm\"")
-    g.add_argument("--tokens", help="pin the weighted word(s), comma-separated, instead of CLAP's choice")
-    g.add_argument("--top-k", type=int, help="how many words CLAP picks (default 1)")
-    g.add_argument("--clap-model", help="CLAP checkpoint (default laion/clap-htsat-unfused)")
-    g = p.add_argument_group("envelope")
-    g.add_argument("--fps", type=float, help="frames per second of the envelope and video (default 30)")
-    g.add_argument("--window", type=int, help="smoothing window in frames: 1 = raw, >= frame count = whole-clip "
-                   "mean (default 5)")
-    g.add_argument("--smoothing", choices=["centred", "trailing", "attack-release"],
-                   help="centred (offline default), trailing or attack-release (causal; live)")
-    g.add_argument("--attack-ms", type=float)
-    g.add_argument("--release-ms", type=float)
-    g.add_argument("--w-min", type=float, help="token weight in silence (default 0: the word fades out)")
-    g.add_argument("--w-max", type=float, help="token weight at full loudness (default 2)")
-    g.add_argument("--gain", type=float, help="multiplies the normalised envelope (default 1)")
+    _words_args(p)
+    _envelope_args(p)
     g = p.add_argument_group("frame atlas")
     g.add_argument("--levels", type=int, help="weight levels rendered once and blended (default 33); 0 = render "
                    "every frame exactly")
@@ -83,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--plot", action="store_true", help="write OUT.png: envelope and weight over time")
     r.add_argument("--exact", action="store_true", help="render every distinct weight (same as --levels 0) "
                    "instead of blending atlas levels")
+
+    an = sub.add_parser("analyse", aliases=["analyze"], help="the envelope, weights and CLAP ranking of a sound "
+                        "file and their statistics, without rendering (tune --window/--gain before a long render)")
+    an.add_argument("clip", nargs="?", help="sound file: wav, flac, ogg, mp3, ... (read in blocks: hours are fine)")
+    an.add_argument("--demo", action="store_true", help="the demo's synthetic storm instead of a file")
+    _words_args(an)
+    _envelope_args(an)
+    an.add_argument("--json", metavar="OUT", help="write the statistics, the ranking and every frame's values here")
+    an.add_argument("--plot", nargs="?", const=True, default=False, metavar="PNG",
+                    help="plot the envelope and weight (default file: OUT.json.png with --json, else CLIP.envelope.png)")
+    an.add_argument("--config", help="YAML config (default ./config.yaml if present); CLI flags override it")
+    an.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     live = sub.add_parser("live", help="react to live input (the default command)")
     _model_args(live)
@@ -152,12 +172,14 @@ def _overrides(a: argparse.Namespace) -> dict[str, dict]:
     }
 
 
-def _setup_logging(verbose: bool) -> None:
+def _setup_logging(verbose: bool, models: bool = True) -> None:
+    """Log lines on stderr; ``models=False`` (analysing without CLAP) does not import diffusers and
+    transformers just to quieten them (they would cost ~300 MB of memory)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="aadiff-live: %(message)s",
                         stream=sys.stderr, force=True)
     for noisy in ("httpx", "urllib3", "huggingface_hub", "diffusers", "transformers", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.ERROR if not verbose else logging.INFO)
-    if not verbose:
+    if not verbose and models:
         from diffusers.utils import logging as dlog
         from transformers.utils import logging as tlog
 
@@ -197,7 +219,9 @@ def _dispatch(argv: list[str]) -> int:
         from aadiff_live.control.midi import print_ports
 
         return print_ports()
-    _setup_logging(a.verbose)
+    if a.command == "analyze":
+        a.command = "analyse"
+    _setup_logging(a.verbose, models=not (a.command == "analyse" and (not a.prompt or a.tokens)))
     from aadiff_live.config import load_config
 
     cfg_path = Path(a.config) if a.config else (Path("config.yaml") if Path("config.yaml").is_file() else None)
@@ -210,7 +234,7 @@ def _dispatch(argv: list[str]) -> int:
             # the tiny CLAP has random weights too: pin the word that matches the demo sound
             a.tokens = a.tokens or "thunderstorm"
             overrides["tokens"]["tokens"] = a.tokens
-    if a.command in ("render", "live") and overrides["tokens"]["tokens"] is not None:
+    if a.command in ("render", "live", "analyse") and overrides["tokens"]["tokens"] is not None:
         overrides["tokens"]["tokens"] = [t for t in overrides["tokens"]["tokens"].split(",")]
     cfg = load_config(cfg_path, overrides)
     if a.command == "download":
@@ -222,6 +246,14 @@ def _dispatch(argv: list[str]) -> int:
 
         return run_render(cfg, audio_path=a.audio, prompt=a.prompt or "", out=a.out, frames_dir=a.frames,
                           plot=a.plot, image=a.image, demo=a.demo, exact=a.exact)
+    if a.command == "analyse":
+        if not a.clip and not a.demo:
+            raise UserError("analyse needs a sound file: aadiff-live analyse clip.wav (or --demo)")
+        if a.clip and a.demo:
+            raise UserError("analyse takes either a sound file or --demo, not both")
+        from aadiff_live.analyse import run_analyse
+
+        return run_analyse(cfg, audio_path=a.clip, prompt=a.prompt, json_out=a.json, plot=a.plot, demo=a.demo)
     if a.command == "live":
         from aadiff_live.live.app import run_live
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from aadiff_live.analysis.envelope import Envelope, analyse
-from aadiff_live.audio.decode import Audio, load_audio
+from aadiff_live.analysis.clip import analyse_clip
+from aadiff_live.audio.rates import AAC_RATES
+from aadiff_live.audio.stream import AudioFeed, source_for
 from aadiff_live.config import Config, parse_size
 from aadiff_live.errors import UserError
 from aadiff_live.output.sidecar import sidecar_path, write_json_atomic
@@ -80,13 +81,6 @@ class OfflineAtlas:
                 "blend": [round(p[2], 6) for p in self.plan[:n]]}
 
 
-def analyse_audio(audio: Audio, cfg: Config) -> Envelope:
-    e = cfg.envelope
-    return analyse(audio.mono(), audio.samplerate, fps=e.fps, window=e.window, mode=e.mode, n_fft=e.n_fft,
-                   attack_ms=e.attack_ms, release_ms=e.release_ms, percentile=e.norm_percentile,
-                   silence_db=e.silence_db, w_min=e.w_min, w_max=e.w_max, gain=e.gain)
-
-
 def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, frames_dir: str | None = None,
                plot: bool = False, image: str | None = None, demo: bool = False, exact: bool = False) -> int:
     prompt = check_prompt(prompt)
@@ -101,17 +95,9 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     if image and not Path(image).is_file():
         raise UserError(f"image {image} not found; check the path passed to --image")
     t0 = time.perf_counter()
-    if demo:
-        from aadiff_live.audio.demo import DEMO_CLAPS, demo_storm
-
-        audio = demo_storm()
-        log.info("demo sound: a synthetic storm generated in code (%.1f s, thunderclaps at %s s)", audio.duration,
-                 ", ".join(f"{c:g}" for c in DEMO_CLAPS))
-    else:
-        if not audio_path:
-            raise UserError("no sound given; pass --audio clip.wav (or --demo for the built-in demo)")
-        audio = load_audio(audio_path)
-    env = analyse_audio(audio, cfg)
+    source = source_for(audio_path, demo)
+    clip = analyse_clip(source, cfg.envelope)  # one streaming pass: memory does not grow with the length
+    env = clip.envelope
     t_analysis = time.perf_counter() - t0
     if float(np.max(env.normalised, initial=0.0)) == 0.0:
         log.warning("the audio is silent (below %.0f dBFS): the video will be a still picture", cfg.envelope.silence_db)
@@ -139,7 +125,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         log.info("demo picture: a sun over the sea drawn in code, the base of every frame")
     components, renderer = build_renderer(cfg, prompt, base)
     choice = choose_tokens(prompt, components.tokenizer, pinned=tcfg.tokens, top_k=tcfg.top_k, clap_model=clap_model,
-                           mono=audio.mono(), samplerate=audio.samplerate, template=tcfg.text_template, ranker=ranker)
+                           mono=clip.excerpt, samplerate=clip.samplerate, template=tcfg.text_template, ranker=ranker)
     weights = np.asarray(env.weights, dtype=np.float64)
     plan = None
     if levels:
@@ -150,8 +136,10 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         log.info("frame atlas: %d levels over w in [%g, %g], %d per UNet call; this clip needs %d of them "
                  "(--exact renders every frame)", levels, plan.atlas.key.w_lo, plan.atlas.key.w_hi, plan.batch,
                  len(plan.need))
-    writer = VideoWriter(out_path, env.fps, renderer.width, renderer.height, audio=audio.samples,
-                         samplerate=audio.samplerate)
+    rate = clip.samplerate if clip.samplerate in AAC_RATES else 48000
+    writer = VideoWriter(out_path, env.fps, renderer.width, renderer.height,
+                         audio=np.zeros((0, min(2, clip.channels)), np.float32), samplerate=rate)
+    audio_feed = AudioFeed(source, writer, rate)  # the audio is read again, block by block, as frames are written
     restore = _sigterm_as_interrupt()
     cache: dict[float, np.ndarray] = {}
     t_unet = t_vae = t_encode = 0.0
@@ -178,6 +166,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
                     n_rendered += 1
                     cache = {w: frame}  # consecutive equal weights (silence, still parts) render once
             t = time.perf_counter()
+            audio_feed.until((i + 1) / env.fps)
             writer.write(frame)
             if frames_dir:
                 from PIL import Image
@@ -192,6 +181,8 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     finally:
         restore()
     t = time.perf_counter()
+    if not interrupted:
+        audio_feed.until(None)
     path = writer.close(complete=not interrupted)
     t_encode += time.perf_counter() - t
     t_loop = time.perf_counter() - t_loop
@@ -215,7 +206,8 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         "settings": settings,
         "tokens": {"words": choice.words, "pinned": choice.pinned, "positions": choice.positions,
                    "clap_scores": choice.scores},
-        "audio": {"samplerate": audio.samplerate, "channels": audio.channels, "duration_s": audio.duration},
+        "audio": {"samplerate": clip.samplerate, "channels": clip.channels, "duration_s": clip.duration,
+                  "clap_excerpt_starts_s": clip.excerpt_starts_s},
         "n_frames": n_done, "complete": not interrupted, "levels": levels, "renders": n_rendered,
         "timing_s": {"analysis": t_analysis, "unet": t_unet, "vae": t_vae, "encode_mux": t_encode,
                      "loop_total": t_loop, "frames_rendered": n_rendered},

@@ -15,6 +15,7 @@ Units: the raw envelope is the mean STFT magnitude over frequency divided by
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -207,23 +208,36 @@ def n_frames_for(duration: float, fps: float) -> int:
     return max(1, int(round(duration * fps)))
 
 
-def raw_envelope(mono: np.ndarray, samplerate: int, fps: float, n_fft: int = 2048,
-                 n_frames: int | None = None, block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame raw magnitude and RMS dBFS of a whole clip (optionally pushed in blocks)."""
+BLOCK = 16384  # samples pushed at a time: the STFT's work matrix stays ~BLOCK/hop x n_fft (a few MB), whatever the length
+
+
+def raw_envelope_blocks(blocks: Iterable[np.ndarray], samplerate: int, fps: float, n_fft: int = 2048,
+                        n_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame raw magnitude and RMS dBFS of a clip given as mono blocks (any sizes). Memory: the
+    per-frame results (two floats a frame) and one block's work, never the whole clip."""
     stft = FrameSTFT(samplerate, fps, n_fft)
-    n = n_frames_for(mono.size / samplerate, fps) if n_frames is None else n_frames
     mags, dbs = [], []
-    step = mono.size if not block else int(block)
-    for s in range(0, mono.size, max(1, step)):
-        m, d = stft.push(mono[s : s + step])
-        mags.append(m)
-        dbs.append(d)
+    total = 0
+    for b in blocks:
+        b = np.asarray(b).reshape(-1)
+        total += b.size
+        for s in range(0, b.size, BLOCK):
+            m, d = stft.push(b[s : s + BLOCK])
+            mags.append(m)
+            dbs.append(d)
+    n = n_frames_for(total / samplerate, fps) if n_frames is None else n_frames
     m, d = stft.flush(n)
     mags.append(m)
     dbs.append(d)
-    mag = np.concatenate(mags)[:n]
-    db = np.concatenate(dbs)[:n]
-    return mag, db
+    return np.concatenate(mags)[:n], np.concatenate(dbs)[:n]
+
+
+def raw_envelope(mono: np.ndarray, samplerate: int, fps: float, n_fft: int = 2048,
+                 n_frames: int | None = None, block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame raw magnitude and RMS dBFS of a whole clip (pushed in blocks of ``block`` samples)."""
+    step = max(1, int(block or BLOCK))
+    return raw_envelope_blocks((mono[s : s + step] for s in range(0, mono.size, step)), samplerate, fps, n_fft,
+                               n_frames if n_frames is not None else n_frames_for(mono.size / samplerate, fps))
 
 
 def analyse(mono: np.ndarray, samplerate: int, *, fps: float, window: int, mode: str = "centred",
@@ -231,6 +245,16 @@ def analyse(mono: np.ndarray, samplerate: int, *, fps: float, window: int, mode:
             percentile: float = 99.0, silence_db: float = -60.0, w_min: float = 0.0,
             w_max: float = 2.0, gain: float = 1.0) -> Envelope:
     raw, rms_db = raw_envelope(mono, samplerate, fps, n_fft)
+    return envelope_from_raw(raw, rms_db, fps=fps, window=window, mode=mode, attack_ms=attack_ms,
+                             release_ms=release_ms, percentile=percentile, silence_db=silence_db, w_min=w_min,
+                             w_max=w_max, gain=gain)
+
+
+def envelope_from_raw(raw: np.ndarray, rms_db: np.ndarray, *, fps: float, window: int, mode: str = "centred",
+                      attack_ms: float = 10.0, release_ms: float = 300.0, percentile: float = 99.0,
+                      silence_db: float = -60.0, w_min: float = 0.0, w_max: float = 2.0,
+                      gain: float = 1.0) -> Envelope:
+    """Smoothing, normalisation and weights of a raw per-frame envelope (offline)."""
     sm = smooth(raw, mode, window, fps, attack_ms, release_ms)
     norm = normalise_offline(sm, rms_db, percentile, silence_db)
     weights = to_weight(norm, w_min, w_max, gain)

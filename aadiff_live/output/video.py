@@ -30,14 +30,14 @@ from aadiff_live.output.sidecar import current_umask
 FRAGMENT_S = 2.0  # fragmented MP4: a keyframe and a flushed fragment about this often
 
 
-def check_writable(path: Path) -> None:
+def check_writable(path: Path, flag: str = "--out", example: str = "video.mp4") -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.exists():
-        raise UserError(f"output folder {folder} does not exist; create it or choose another --out path")
+        raise UserError(f"output folder {folder} does not exist; create it or choose another {flag} path")
     if not os.access(folder, os.W_OK):
-        raise UserError(f"output folder {folder} is not writable; choose another --out path")
+        raise UserError(f"output folder {folder} is not writable; choose another {flag} path")
     if path.exists() and path.is_dir():
-        raise UserError(f"--out {path} is a folder; give a file name such as {path / 'video.mp4'}")
+        raise UserError(f"{flag} {path} is a folder; give a file name such as {path / example}")
 
 
 class VideoWriter:

@@ -1,0 +1,111 @@
+"""``aadiff-live analyse clip.wav``: the envelope, the weights, CLAP's ranking and their statistics, without
+rendering (tune ``--window`` / ``--gain`` before a long render).
+
+The clip is read in blocks (:func:`aadiff_live.analysis.clip.analyse_clip`): memory does not grow with its
+length. No diffusion model is loaded; CLAP is loaded only when there is a prompt whose words it should rank.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from aadiff_live.analysis.clip import analyse_clip, envelope_stats
+from aadiff_live.audio.stream import source_for
+from aadiff_live.config import Config
+from aadiff_live.errors import UserError
+from aadiff_live.output.sidecar import write_json_atomic
+from aadiff_live.output.video import check_writable
+from aadiff_live.tokens.words import check_prompt, content_words, parse_pinned
+
+log = logging.getLogger(__name__)
+
+
+def _rank(cfg: Config, prompt: str, excerpt: np.ndarray, samplerate: int) -> dict[str, float]:
+    from aadiff_live.models.loading import IN_PROCESS_RANDOM
+    from aadiff_live.tokens.clap import ClapRanker, clap_model_for
+
+    words = content_words(prompt)
+    if not words:
+        raise UserError(f"the prompt \"{prompt}\" has no content words to rank; add a noun such as 'fire'")
+    model = clap_model_for(cfg.model.model in IN_PROCESS_RANDOM, cfg.tokens.clap_model)
+    if model == "tiny":
+        log.warning("CLAP 'tiny' has random weights: its ranking is noise, not a judgement of the sound")
+    ranking = ClapRanker(model).rank(excerpt, samplerate, words, cfg.tokens.text_template)
+    return dict(sorted(ranking.scores.items(), key=lambda kv: -kv[1]))
+
+
+def report_lines(stats: dict, ranking: dict[str, float] | None, pinned: list[str] | None, top_k: int) -> list[str]:
+    w, db = stats["weight"], stats["rms_db"]
+    lines = [
+        f"duration {stats['duration_s']:.1f} s, {stats['frames']} frames at {stats['fps']:g} fps",
+        f"weight: min {w['min']:.3f}  p5 {w['p5']:.3f}  median {w['median']:.3f}  mean {w['mean']:.3f}  "
+        f"p95 {w['p95']:.3f}  max {w['max']:.3f}",
+        f"level: p5 {db['p5']:.1f}  median {db['median']:.1f}  p95 {db['p95']:.1f}  max {db['max']:.1f} dBFS",
+        f"silent (gated) {100 * stats['silent_fraction']:.1f} % of frames, at full weight "
+        f"{100 * stats['at_full_weight_fraction']:.1f} %, median frame-to-frame change "
+        f"{stats['frame_to_frame_change_median']:.4f}",
+    ]
+    if pinned:
+        lines.append("words: " + ", ".join(pinned) + " (pinned with --tokens: no CLAP ranking)")
+    elif ranking is not None:
+        table = "  ".join(f"{word}={s:+.3f}" for word, s in ranking.items())
+        lines.append(f"CLAP ranking: {table}  -> weighted: {', '.join(list(ranking)[:top_k])}")
+    else:
+        lines.append("CLAP ranking: none (pass --prompt \"...\" to rank its words against this sound)")
+    return lines
+
+
+def run_analyse(cfg: Config, *, audio_path: str | None, prompt: str | None, json_out: str | None = None,
+                plot: str | bool = False, demo: bool = False) -> int:
+    if prompt is not None:
+        prompt = check_prompt(prompt)
+    if cfg.tokens.tokens is not None and prompt is None:
+        raise UserError("--tokens needs --prompt (the words are pinned inside the prompt)")
+    pinned = parse_pinned(cfg.tokens.tokens, prompt) if prompt is not None else None
+    json_path = Path(json_out) if json_out else None
+    if json_path is not None:
+        check_writable(json_path, "--json", "analysis.json")
+    png: Path | None = None
+    if plot:
+        name = "demo" if demo else Path(str(audio_path or "clip")).name
+        png = Path(plot) if isinstance(plot, str) else (
+            json_path.with_name(json_path.name + ".png") if json_path else Path(f"{name}.envelope.png"))
+        check_writable(png, "--plot", "envelope.png")
+    t0 = time.perf_counter()
+    source = source_for(audio_path, demo, arg="`aadiff-live analyse`")
+    clip = analyse_clip(source, cfg.envelope)
+    t_analysis = time.perf_counter() - t0
+    env = clip.envelope
+    stats = envelope_stats(env)
+    ranking = _rank(cfg, prompt, clip.excerpt, clip.samplerate) if prompt is not None and pinned is None else None
+    for line in report_lines(stats, ranking, pinned, cfg.tokens.top_k):
+        print(line)
+    if json_path is not None:
+        e = cfg.envelope
+        data = {
+            "audio": {"file": "demo:synthetic-storm" if demo else str(audio_path), "samplerate": clip.samplerate,
+                      "channels": clip.channels, "duration_s": clip.duration,
+                      "clap_excerpt_starts_s": clip.excerpt_starts_s},
+            "settings": {"fps": e.fps, "window": e.window, "smoothing": e.mode, "w_min": e.w_min, "w_max": e.w_max,
+                         "gain": e.gain, "n_fft": e.n_fft, "norm_percentile": e.norm_percentile,
+                         "silence_db": e.silence_db, "prompt": prompt,
+                         "clap_model": cfg.tokens.clap_model if ranking is not None else None},
+            "stats": stats,
+            "tokens": {"pinned": pinned, "clap_scores": ranking,
+                       "words": pinned or (list(ranking)[:cfg.tokens.top_k] if ranking else None)},
+            "timing_s": {"analysis": t_analysis},
+            "frames": {"time": env.times, "raw": env.raw, "smoothed": env.smoothed, "normalised": env.normalised,
+                       "rms_db": env.rms_db, "weight": env.weights},
+        }
+        log.info("wrote %s", write_json_atomic(json_path, data))
+    if png is not None:
+        from aadiff_live.output.plot import plot_envelope
+
+        words = pinned or (list(ranking)[:cfg.tokens.top_k] if ranking else [])
+        title = f"{prompt}  [{', '.join(words)}]" if prompt else ("demo" if demo else str(audio_path))
+        log.info("plot: %s", plot_envelope(env, png, title=title))
+    return 0

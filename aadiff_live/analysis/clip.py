@@ -1,0 +1,97 @@
+"""A whole clip analysed in one streaming pass: the envelope, and the excerpt CLAP ranks the words on.
+
+Memory does not grow with the clip's length: the audio is read in blocks (:mod:`aadiff_live.audio.stream`),
+each block goes through the streaming STFT and is dropped; what stays is two floats per video frame
+and CLAP's excerpt. CLAP ranks on the whole clip cut into 10 s chunks when it has at most
+:data:`CLAP_CHUNKS` of them; a longer clip contributes that many chunks spread evenly over its length
+(a two-hour set: 12 ten-second looks, not 720).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from aadiff_live.analysis.envelope import Envelope, envelope_from_raw, raw_envelope_blocks
+from aadiff_live.audio.stream import AudioSource
+from aadiff_live.config import EnvelopeConfig
+
+CLAP_CHUNKS = 12
+CLAP_CHUNK_S = 10.0
+
+
+@dataclass(frozen=True)
+class ClipAnalysis:
+    envelope: Envelope
+    samplerate: int
+    channels: int
+    n_samples: int
+    excerpt: np.ndarray  # mono float32 at ``samplerate``: what CLAP ranks the words on
+    excerpt_starts_s: list[float]  # where its chunks come from
+
+    @property
+    def duration(self) -> float:
+        return self.n_samples / self.samplerate
+
+
+def _chunk_picks(n_samples: int, chunk: int, max_chunks: int) -> np.ndarray:
+    n = max(1, -(-n_samples // chunk))
+    if n <= max_chunks:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, max_chunks).round().astype(np.int64))
+
+
+def analyse_clip(source: AudioSource, env: EnvelopeConfig, *, max_chunks: int = CLAP_CHUNKS,
+                 chunk_s: float = CLAP_CHUNK_S) -> ClipAnalysis:
+    sr = source.samplerate
+    n_total = source.frames
+    if n_total is None:  # the container does not say: count it first (a decode pass, flat memory)
+        n_total = sum(b.shape[0] for b in source.blocks())
+    chunk = max(1, int(round(chunk_s * sr)))
+    picks = _chunk_picks(n_total, chunk, max_chunks)
+    starts = picks * chunk
+    sizes = [max(0, min(chunk, n_total - int(s))) for s in starts]
+    excerpt = np.zeros(sum(sizes), np.float32)
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    parts = [excerpt[bounds[k]:bounds[k + 1]] for k in range(len(sizes))]  # views: filled in place
+    seen = {"n": 0}
+
+    def mono_blocks():
+        pos = 0
+        for b in source.blocks():
+            mono = b.mean(axis=1, dtype=np.float32) if b.shape[1] > 1 else b[:, 0]
+            end = pos + mono.size
+            for k, s in enumerate(starts):  # copy what falls into CLAP's chunks
+                lo, hi = max(pos, int(s)), min(end, int(s) + parts[k].size)
+                if lo < hi:
+                    parts[k][lo - int(s):hi - int(s)] = mono[lo - pos:hi - pos]
+            pos = end
+            yield mono
+        seen["n"] = pos
+
+    raw, rms_db = raw_envelope_blocks(mono_blocks(), sr, env.fps, env.n_fft)
+    n = seen["n"]
+    envelope = envelope_from_raw(raw, rms_db, fps=env.fps, window=env.window, mode=env.mode,
+                                 attack_ms=env.attack_ms, release_ms=env.release_ms, percentile=env.norm_percentile,
+                                 silence_db=env.silence_db, w_min=env.w_min, w_max=env.w_max, gain=env.gain)
+    return ClipAnalysis(envelope, sr, source.channels, n, excerpt, [float(s) / sr for s in starts])
+
+
+def envelope_stats(env: Envelope) -> dict:
+    """Numbers to tune ``--window`` / ``--gain`` by before a long render."""
+    w = env.weights
+    q = (lambda a, p: float(np.percentile(a, p)) if a.size else None)  # noqa: E731
+    silent = env.normalised <= 0.0
+    return {
+        "frames": int(env.n_frames), "fps": env.fps, "duration_s": env.n_frames / env.fps,
+        "weight": {"min": float(w.min(initial=np.inf)) if w.size else None, "p5": q(w, 5), "median": q(w, 50),
+                   "mean": float(w.mean()) if w.size else None, "p95": q(w, 95),
+                   "max": float(w.max(initial=-np.inf)) if w.size else None},
+        "rms_db": {"p5": q(env.rms_db, 5), "median": q(env.rms_db, 50), "p95": q(env.rms_db, 95),
+                   "max": float(env.rms_db.max(initial=-400.0))},
+        "silent_fraction": float(silent.mean()) if silent.size else 0.0,
+        "at_full_weight_fraction": float((env.normalised >= 1.0).mean()) if env.n_frames else 0.0,
+        # how much the weight moves from one frame to the next (jitter: raise --window if large)
+        "frame_to_frame_change_median": float(np.median(np.abs(np.diff(w)))) if w.size > 1 else 0.0,
+    }

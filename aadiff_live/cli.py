@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--display-fps", type=float, help="display refreshes per second (default 60); each shows "
                       "the atlas blend for the newest weight")
     live.add_argument("--record", help="record the frames as shown, with the captured audio, to this .mp4")
+    live.add_argument("--stall-s", type=float, help="show RENDER STALLED when the renderer makes no progress for "
+                      "this many seconds (default 20)")
     live.add_argument("--segment-minutes", type=float, help="with --record: close the file every N minutes and "
                       "start the next (names carry the start time, e.g. set_20261126T210000Z.mp4)")
     rig = live.add_argument_group("VJ rig (README: In a VJ rig); nothing listens unless asked")
@@ -165,7 +167,7 @@ def _overrides(a: argparse.Namespace) -> dict[str, dict]:
         "atlas": {"levels": g("levels"), "mb": g("atlas_mb"), "batch": g("atlas_batch")},
         "live": {"input": g("input"), "fullscreen": g("fullscreen") or None, "display": g("display"),
                  "segment_minutes": g("segment_minutes"), "loop": g("loop") or None,
-                 "display_fps": g("display_fps")},
+                 "display_fps": g("display_fps"), "stall_s": g("stall_s")},
         "osc": {"port": g("osc_port"), "host": g("osc_host"), "send": g("osc_send")},
         "midi": {"port": g("midi")},
         "video_out": {"targets": g("output"), "hud": g("output_hud") or None},

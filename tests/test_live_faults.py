@@ -144,6 +144,19 @@ def _bursts_wav(path, seconds):
     sf.write(str(path), x, sr)
 
 
+def _run_watched(app, watch, *cleanup) -> int:
+    """``app.run()`` while ``watch`` runs in a thread (it stops the app when it has seen enough)."""
+    w = threading.Thread(target=watch)
+    w.start()
+    try:
+        return app.run()
+    finally:
+        for c in cleanup:
+            c()
+        app.stop.set()
+        w.join()
+
+
 def _tiny_cfg(src, **live):
     from aadiff_live.config import load_config
 
@@ -185,13 +198,7 @@ def test_recorder_disk_error_shows_in_hud_and_exit_code_while_the_show_goes_on(t
             if getattr(app, "stats", None) and app.stats.n_shown >= 12 and alerts:
                 app.stop.set()
 
-    w = threading.Thread(target=stop_after_frames)
-    w.start()
-    try:
-        code = app.run()
-    finally:
-        app.stop.set()
-        w.join()
+    code = _run_watched(app, stop_after_frames)
     assert code == 1  # loud at the end ...
     assert any("RECORDING FAILED" in a and "No space left" in a for a in alerts)  # ... and on screen
     assert "recording failed" in caplog.text and "cannot keep up" not in caplog.text
@@ -407,3 +414,208 @@ def test_stop_during_a_reopen_leaves_no_stream_running(monkeypatch):
     assert cap.ring.written == written, "a stream opened after stop() is still writing into the ring"
     assert all(s.closed for s in pa.streams)
     assert _wait(lambda: not any(t.name in ("capture-watchdog", "fake-portaudio") for t in threading.enumerate()))
+
+
+# ---------------------------------------------------------------- failing threads: CLAP, analysis (supervisor)
+def test_supervisor_restarts_a_bounded_number_of_times_then_stops_the_app(caplog):
+    from aadiff_live.live.supervisor import Supervisor
+
+    stop = threading.Event()
+    calls = []
+
+    def flaky():
+        calls.append(time.monotonic())
+        if len(calls) <= 2:
+            raise ValueError(f"boom {len(calls)}")
+
+    s = Supervisor("analysis", stop, restarts=3, backoff_s=0.02)
+    s.run(flaky)
+    assert len(calls) == 3 and s.restarts == 2 and s.error is None and not stop.is_set()
+    assert calls[2] - calls[1] >= 0.04 - 1e-3  # the back-off doubles: 0.02 s, then 0.04 s
+    assert "ANALYSIS RESTARTED (2/3): ValueError: boom 2" == s.alert()
+    assert caplog.text.count("restarting it in") == 2
+
+    def always():
+        calls.append(time.monotonic())
+        raise OSError("gone")
+
+    calls.clear()
+    s = Supervisor("clap", stop, restarts=2, backoff_s=0.01)
+    s.run(always)
+    assert len(calls) == 3 and isinstance(s.error, OSError) and stop.is_set()  # 2 restarts, then it gives up
+    assert s.alert() == "CLAP FAILED: OSError: gone"
+    assert "after 2 restart(s); the app stops" in caplog.text
+
+
+class _FlakyClap:
+    """A CLAP ranker whose 2nd and 3rd rankings raise (a driver error, an out-of-memory), then it works again."""
+
+    calls: list[float] = []
+
+    def __init__(self, model_id, device="cpu"):
+        _FlakyClap.calls = []
+
+    def rank(self, mono, samplerate, words, template="{word}"):
+        from aadiff_live.tokens.clap import Ranking
+
+        _FlakyClap.calls.append(time.monotonic())
+        if len(_FlakyClap.calls) in (2, 3):
+            raise RuntimeError("CUDA error: out of memory")
+        return Ranking({w: (1.0 if w == "smoke" else 0.0) for w in words})
+
+
+def test_clap_that_raises_keeps_the_words_says_so_and_retries_with_backoff(tmp_path, monkeypatch, caplog):
+    """Before: a CLAP failure ended the show (exit 1). Now the show goes on with the last words."""
+    import logging
+
+    from aadiff_live.config import load_config
+    from aadiff_live.live.app import LiveApp
+    from aadiff_live.tokens import clap
+
+    monkeypatch.setattr(clap, "ClapRanker", _FlakyClap)
+    caplog.set_level(logging.INFO)
+    src = tmp_path / "in.wav"
+    _bursts_wav(src, 60.0)
+    cfg = load_config(None, {"model": {"model": "tiny", "size": "64"},
+                             "live": {"input": str(src), "clap_every_s": 0.2, "clap_window_s": 1.0}})
+    stats: dict = {}
+    app = LiveApp(cfg, prompt="fire and smoke", no_display=True, duration=60.0, record=None, monitor=False,
+                  stats_out=stats)
+    seen: dict = {"alerts": [], "words_while_failing": set()}
+
+    def watch():
+        while not app.stop.wait(0.02):
+            if not hasattr(app, "render_thread"):
+                continue
+            alerts = app.alerts()
+            seen["alerts"] += alerts
+            if any("CLAP FAILED" in a for a in alerts):
+                seen["words_while_failing"].add(tuple(app.render_thread.words))
+            if len(_FlakyClap.calls) >= 5:  # recovered and ranked again
+                app.stop.set()
+
+    code = _run_watched(app, watch)
+    calls = _FlakyClap.calls
+    assert len(calls) >= 5, "CLAP was not retried: the show stopped at its failure"
+    # back-off: 0.2 s after the 1st failure, 0.4 s after the 2nd (doubling from clap_every_s)
+    assert calls[2] - calls[1] >= 0.2 - 0.02 and calls[3] - calls[2] >= 0.4 - 0.02
+    assert any("CLAP FAILED: RuntimeError: CUDA error: out of memory (keeping smoke" in a for a in seen["alerts"])
+    assert seen["words_while_failing"] == {("smoke",)}  # the last words were kept
+    assert "keeping smoke, trying again in" in caplog.text and "CLAP ranks again after 2 failed" in caplog.text
+    assert app.clap.alert is None  # cleared once it works again
+    assert stats["stopped_by"] == "stopped" and app.clap.error is None
+    assert code == 1 and "CLAP ranking failed 2 time(s)" in caplog.text  # loud at the end
+
+
+def test_analysis_thread_is_restarted_then_the_app_exits_non_zero(tmp_path, monkeypatch, caplog):
+    from aadiff_live.live import analysis_thread, supervisor
+    from aadiff_live.live.app import LiveApp
+
+    monkeypatch.setattr(supervisor, "BACKOFF_S", 0.05)
+    src = tmp_path / "in.wav"
+    _bursts_wav(src, 60.0)
+    real_step = analysis_thread.AnalysisThread.step
+    fail = {"n": 0, "from": 20, "times": 1}
+
+    def step(self, mono, first):
+        if self.n_frames >= fail["from"] and fail["n"] < fail["times"]:
+            fail["n"] += 1
+            raise FloatingPointError("bad block")
+        return real_step(self, mono, first)
+
+    monkeypatch.setattr(analysis_thread.AnalysisThread, "step", step)
+    # one failure: restarted with a log line, the show goes on (weights keep coming), exit code 1 at the end
+    app = LiveApp(_tiny_cfg(src, thread_restarts=2), prompt="a fire", no_display=True, duration=60.0, record=None,
+                  monitor=False)
+    alerts: list[str] = []
+
+    def watch():
+        while not app.stop.wait(0.02):
+            if hasattr(app, "analysis"):
+                alerts.extend(app.alerts())
+                if app.analysis.supervisor.restarts and app.analysis.n_frames >= fail["from"] + 30:
+                    app.stop.set()
+
+    code = _run_watched(app, watch)
+    assert app.analysis.n_frames >= fail["from"] + 30  # it went on analysing after the restart
+    assert any(a.startswith("ANALYSIS RESTARTED (1/2): FloatingPointError") for a in alerts)
+    assert "the analysis thread failed (FloatingPointError: bad block); restarting it" in caplog.text
+    assert code == 1 and "the analysis thread was restarted 1 time(s)" in caplog.text
+
+    # failing for good: 2 restarts, then the app stops by itself, exit code 1
+    fail.update(n=0, **{"from": 5, "times": 100})
+    caplog.clear()
+    stats: dict = {}
+    app = LiveApp(_tiny_cfg(src, thread_restarts=2), prompt="a fire", no_display=True, duration=60.0, record=None,
+                  monitor=False, stats_out=stats)
+    t0 = time.monotonic()
+    code = app.run()
+    assert code == 1 and fail["n"] == 3 and time.monotonic() - t0 < 30
+    assert "after 2 restart(s); the app stops" in caplog.text and stats["stopped_by"] == "stopped"
+
+
+def test_a_renderer_that_hangs_shows_render_stalled_once_then_recovers(tmp_path, caplog):
+    """The watchdog: no progress from the renderer for live.stall_s -> RENDER STALLED on the HUD, logged once."""
+    from aadiff_live.live.app import LiveApp
+    from aadiff_live.rendering.build import build_renderer
+
+    src = tmp_path / "in.wav"
+    _bursts_wav(src, 60.0)
+    cfg = _tiny_cfg(src, stall_s=0.5)
+    components, renderer = build_renderer(cfg, "a fire")
+    release = threading.Event()
+    hung = threading.Event()
+    n = {"renders": 0}
+
+    def hanging(real):
+        def render(*args, **kwargs):
+            n["renders"] += 1
+            if n["renders"] == 4:  # the 4th render hangs (a driver that never returns) until released
+                hung.set()
+                release.wait(30)
+            return real(*args, **kwargs)
+        return render
+
+    for name in ("render", "render_batch"):
+        if hasattr(renderer, name):
+            setattr(renderer, name, hanging(getattr(renderer, name)))
+    stats: dict = {}
+    app = LiveApp(cfg, prompt="a fire", no_display=True, duration=60.0, record=None, monitor=False,
+                  prebuilt=(components, renderer), stats_out=stats)
+    seen: dict = {"stalled": [], "after": []}
+
+    def watch():
+        t_stall = None
+        while not app.stop.wait(0.05):
+            if not hasattr(app, "watchdog"):
+                continue
+            stalled = [a for a in app.alerts() if a.startswith("RENDER STALLED")]
+            if hung.is_set() and t_stall is None and stalled:
+                t_stall = time.monotonic()
+            if t_stall is not None and not release.is_set():
+                seen["stalled"] += stalled
+                if time.monotonic() - t_stall > 1.0:  # stalled for a while: the alert stays, logged once
+                    release.set()
+            if release.is_set():
+                seen["after"].append(stalled)
+                if len(seen["after"]) > 20:
+                    app.stop.set()
+
+    code = _run_watched(app, watch, release.set)
+    assert seen["stalled"] and all("no progress for" in a for a in seen["stalled"])
+    assert caplog.text.count("RENDER STALLED") == 1  # logged once per stall, not per check
+    assert "making progress again" in caplog.text
+    assert seen["after"][-1] == []  # the alert clears once frames come again
+    assert stats["render_stalls"] == 1 and code == 0  # a stall that ended is shown and logged, not a failure
+    assert n["renders"] > 4
+
+
+def test_stall_time_from_the_command_line_and_config():
+    from aadiff_live.cli import _overrides, build_parser
+    from aadiff_live.config import load_config
+
+    a = build_parser().parse_args(["live", "--stall-s", "3.5", "--prompt", "fire"])
+    assert load_config(None, _overrides(a)).live.stall_s == 3.5
+    assert load_config(None, {}).live.stall_s == 20.0
+    with pytest.raises(UserError, match="stall-s: Input should be greater than 0"):
+        load_config(None, {"live": {"stall_s": 0}})

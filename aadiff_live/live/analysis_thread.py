@@ -21,6 +21,7 @@ import numpy as np
 from aadiff_live.analysis.envelope import FrameSTFT, LiveNormaliser, make_causal_smoother, to_weight
 from aadiff_live.config import EnvelopeConfig, LiveConfig
 from aadiff_live.live.ring import RingBuffer, RingReader, WeightSample
+from aadiff_live.live.supervisor import Supervisor
 from aadiff_live.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,12 @@ class AnalysisThread(threading.Thread):
         self.latest: WeightSample | None = None  # NB: read by the HUD
         self.n_frames = 0
         self._pushed = 0  # samples given to the STFT
-        self.error: BaseException | None = None
+        self.supervisor = Supervisor("analysis", stop, restarts=live.thread_restarts)
+
+    @property
+    def error(self) -> BaseException | None:
+        """The failure that made the thread give up (after its restarts), else None."""
+        return self.supervisor.error
 
     def make_smoother(self, window: int, attack_ms: float, release_ms: float):
         """A causal smoother at the analysis rate; ``window`` in video frames (at ``envelope.fps``), as configured."""
@@ -93,34 +99,33 @@ class AnalysisThread(threading.Thread):
         return newest
 
     def run(self) -> None:
-        reader = RingReader(self.ring, start=0)
+        self.supervisor.run(self._run)
+
+    def _run(self) -> None:
+        # from the start of the capture; after a restart from now (the STFT's time mapping skips the gap)
+        reader = RingReader(self.ring, start=0 if self.supervisor.restarts == 0 else None)
         lost = 0
         sr = self.ring.samplerate
-        try:
-            while not self.stop_event.is_set():
-                # sleep until the next frame's last sample is due: one wake-up per frame, not per block
-                # (the writer may take no lock, so it cannot wake us; the stop Event still does at once)
-                missing = int(self.stft.frame_end(self.n_frames)) - self._pushed - reader.available()
-                if missing > 0:
-                    if self.stop_event.wait(max(0.001, missing / sr)):
-                        break
-                    continue
-                skipped = self.skip_stale(reader)
-                if skipped:
-                    log.log(logging.INFO if self.n_frames == 0 else logging.WARNING,
-                            "analysis: skipped %.0f ms of stale audio%s", 1000 * skipped / sr,
-                            " at start-up" if self.n_frames == 0 else " (the machine was busy)")
-                start, data = reader.read()
-                if reader.lost != lost:
-                    log.warning("analysis fell behind: %d samples dropped", reader.lost - lost)
-                    lost = reader.lost
-                if data.shape[0] == 0:
-                    continue
-                sample = self.step(data.mean(axis=1), start)
-                if sample is not None:
-                    self.latest = sample
-                    self.out.put(sample)
-        except BaseException as exc:  # noqa: BLE001 - reported to the main thread, which stops the app
-            self.error = exc
-            log.exception("the analysis thread failed")
-            self.stop_event.set()
+        while not self.stop_event.is_set():
+            # sleep until the next frame's last sample is due: one wake-up per frame, not per block
+            # (the writer may take no lock, so it cannot wake us; the stop Event still does at once)
+            missing = int(self.stft.frame_end(self.n_frames)) - self._pushed - reader.available()
+            if missing > 0:
+                if self.stop_event.wait(max(0.001, missing / sr)):
+                    break
+                continue
+            skipped = self.skip_stale(reader)
+            if skipped:
+                log.log(logging.INFO if self.n_frames == 0 else logging.WARNING,
+                        "analysis: skipped %.0f ms of stale audio%s", 1000 * skipped / sr,
+                        " at start-up" if self.n_frames == 0 else " (the machine was busy)")
+            start, data = reader.read()
+            if reader.lost != lost:
+                log.warning("analysis fell behind: %d samples dropped", reader.lost - lost)
+                lost = reader.lost
+            if data.shape[0] == 0:
+                continue
+            sample = self.step(data.mean(axis=1), start)
+            if sample is not None:
+                self.latest = sample
+                self.out.put(sample)

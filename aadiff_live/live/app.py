@@ -33,6 +33,7 @@ from aadiff_live.live.render_thread import AtlasView, Frame, RenderThread
 from aadiff_live.live.rig import RenderRequest, Rig
 from aadiff_live.live.ring import WeightSample
 from aadiff_live.live.screen import AtlasScreen
+from aadiff_live.live.watchdog import StallWatchdog
 from aadiff_live.mailbox import Mailbox
 from aadiff_live.rendering.atlas import check_fits, default_batch
 from aadiff_live.tokens.words import check_prompt, content_words, parse_pinned, require_positions
@@ -112,6 +113,8 @@ class LiveApp:
         self._last_recorded = -1e9
         self._record_period = 0.999 / cfg.envelope.fps  # recordings keep the video rate, not the refresh rate
         self._last_hud = 0.0
+        self.stalled = False  # the renderer has not made progress for live.stall_s (RENDER STALLED)
+        self.render_stalls = 0
         self.pinned = parse_pinned(cfg.tokens.tokens, self.prompt)
         if self.pinned is None and not content_words(self.prompt):
             raise UserError(f"the prompt \"{self.prompt}\" has no content words to weight; add a noun such as 'fire'")
@@ -169,19 +172,22 @@ class LiveApp:
         if self.levels:
             check_fits(self.levels, self.renderer.width, self.renderer.height, acfg.mb)
         analysis = self.analysis
+        self.watchdog = StallWatchdog(live.stall_s)
         self.clap = None
         if self.ranker is not None:
             self.clap = ClapThread(ring, self.ranker, self.prompt, top_k=tcfg.top_k, every_s=live.clap_every_s,
                                    window_s=live.clap_window_s, margin=live.clap_hysteresis,
                                    template=tcfg.text_template, out=self.choices, stop=self.stop,
-                                   tokenizer=self.components.tokenizer)
+                                   tokenizer=self.components.tokenizer, retry_max_s=live.clap_retry_max_s,
+                                   restarts=live.thread_restarts)
         self.render_thread = RenderThread(self.components, self.renderer, prompt=self.prompt, words=words,
                                           pinned=self.pinned is not None, top_k=tcfg.top_k, weights=self.weights,
                                           choices=self.choices, requests=self.requests, frames=self.frames,
                                           stop=self.stop, levels=self.levels, atlas_mb=acfg.mb,
                                           batch=acfg.batch or default_batch(self.renderer.backend), views=self.views,
                                           w_range=lambda: (analysis.w_min, analysis.w_max),
-                                          newest_weight=lambda: analysis.latest.weight if analysis.latest else None)
+                                          newest_weight=lambda: analysis.latest.weight if analysis.latest else None,
+                                          watchdog=self.watchdog)
         if self.levels and acfg.prefill_scenes:
             seed = self.cfg.model.seed
             self.render_thread.prefill = [RenderRequest(s.prompt, tuple(s.words) if s.words else None,
@@ -261,7 +267,39 @@ class LiveApp:
         out = []
         if self.recorder is not None and self.recorder.alert:
             out.append(self.recorder.alert)
+        if self.clap is not None and self.clap.alert:
+            out.append(self.clap.alert)
+        out += [a for a in (s.alert() for s in self._supervisors()) if a]
+        now = time.monotonic()
+        if self.watchdog.stalled(now):
+            out.append(f"RENDER STALLED: no progress for {self.watchdog.silent_s(now):.0f} s")
         out += self.rig.alerts()
+        return out
+
+    def _check_stall(self, now: float) -> None:
+        """Log a renderer stall once when it starts and once when it ends (the HUD shows it meanwhile)."""
+        stalled = self.watchdog.stalled(now)
+        if stalled and not self.stalled:
+            self.render_stalls += 1
+            log.error("RENDER STALLED: the renderer made no progress for %.0f s (live.stall_s %g)",
+                      self.watchdog.silent_s(now), self.watchdog.stall_s)
+        elif self.stalled and not stalled:
+            log.warning("the renderer is making progress again")
+        self.stalled = stalled
+
+    def _supervisors(self) -> list:
+        return [t.supervisor for t in (self.analysis, self.clap) if t is not None]
+
+    def _thread_faults(self) -> list[str]:
+        """What went wrong in the analysis and CLAP threads during the show (each makes the exit code 1)."""
+        out = [f"the {s.name} thread was restarted {s.restarts} time(s) (last: {type(s.last_error).__name__}: "
+               f"{s.last_error})" for s in self._supervisors() if s.restarts and s.error is None]
+        out += [f"the {s.name} thread failed: {type(s.error).__name__}: {s.error}" for s in self._supervisors()
+                if s.error is not None]
+        if self.clap is not None and self.clap.total_failures:
+            e = self.clap.last_error
+            out.append(f"CLAP ranking failed {self.clap.total_failures} time(s) (last: {type(e).__name__}: {e}); "
+                       f"the words were kept meanwhile")
         return out
 
     def _loop(self) -> str:
@@ -277,6 +315,7 @@ class LiveApp:
             if self.render_thread.failed.is_set():
                 return "renderer failed"
             now = time.monotonic()
+            self._check_stall(now)
             if self.duration is not None and now - start >= self.duration:
                 return "duration reached"
             if self.capture.finished.is_set():
@@ -458,7 +497,8 @@ class LiveApp:
                        "stopped_by": reason, "threads_stuck": stuck, "input_overflows": self.capture.overflows,
                        "weights_replaced_unrendered": self.weights.dropped, "levels": self.levels,
                        "atlas_fill_s": self.render_thread.first_fill_s,
-                       "stale_audio_skipped_s": self.analysis.skipped / self.capture.ring.samplerate}
+                       "stale_audio_skipped_s": self.analysis.skipped / self.capture.ring.samplerate,
+                       "render_stalls": self.render_stalls}
             try:
                 if self.recorder is not None:
                     self.recorder.finish(summary)
@@ -481,7 +521,12 @@ class LiveApp:
                  "(budget %.0f ms)", reason, summary["frames_shown"], summary["fps"],
                  "-" if lat_m is None else f"{lat_m:.0f} ms", "-" if lat_p is None else f"{lat_p:.0f} ms",
                  LATENCY_BUDGET_MS)
-        if self.analysis.error is not None or (self.clap is not None and self.clap.error is not None):
+        if self.stalled:
+            log.error("the renderer was still stalled when the show stopped (%.0f s without progress); exit code 1",
+                      self.watchdog.silent_s(time.monotonic()))
+            code = 1
+        for fault in self._thread_faults():
+            log.error("%s; exit code 1", fault)
             code = 1
         if finish_failed:
             code = 1

@@ -3,6 +3,10 @@
 The choice switches only when the new best beats the current words by a margin (hysteresis),
 so the weighted word does not flip back and forth between two close scores. The renderer takes
 the newest choice when it has one and never waits for CLAP.
+
+A ranking that raises (CLAP out of memory, a broken checkpoint, a driver error) does not stop the
+show: the current words stay, the failure is logged and shown (:attr:`ClapThread.alert`), and the
+ranking is tried again after a back-off that doubles from ``every_s`` up to ``retry_max_s``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from aadiff_live.live.ring import RingBuffer
+from aadiff_live.live.supervisor import Supervisor
 from aadiff_live.mailbox import Mailbox
 from aadiff_live.tokens.words import content_words, reachable_scores
 
@@ -69,7 +74,7 @@ def initial_words(prompt: str, top_k: int, tokenizer=None) -> list[str]:
 class ClapThread(threading.Thread):
     def __init__(self, ring: RingBuffer, ranker, prompt: str, *, top_k: int, every_s: float, window_s: float,
                  margin: float, template: str, out: Mailbox[WordChoice], stop: threading.Event,
-                 tokenizer=None) -> None:
+                 tokenizer=None, retry_max_s: float = 60.0, restarts: int = 3) -> None:
         super().__init__(name="clap", daemon=False)
         self.ring = ring
         self.ranker = ranker
@@ -83,7 +88,12 @@ class ClapThread(threading.Thread):
         self._wake = threading.Event()
         self.prompt = prompt
         self.latest: WordChoice | None = None  # NB: read by the HUD
-        self.error: BaseException | None = None
+        self.retry_max_s = float(retry_max_s)
+        self.failures = 0  # rankings failed in a row
+        self.total_failures = 0  # NB: read by the main thread (exit code)
+        self.last_error: BaseException | None = None
+        self.alert: str | None = None  # NB: read by the HUD while rankings fail
+        self.supervisor = Supervisor("clap", stop, restarts=restarts)
         # this thread's own copy of the diffusion tokenizer (tokenizers are not shared across threads):
         # CLAP's choice is limited to words that have token positions
         self.tokenizer = copy.deepcopy(tokenizer)
@@ -112,28 +122,50 @@ class ClapThread(threading.Thread):
             log.info("CLAP: weighting %s (%s)", ", ".join(words), ranking.table())
         return WordChoice(self.prompt, words, ranking.scores, time.monotonic())
 
+    @property
+    def error(self) -> BaseException | None:
+        """The failure that made the thread give up (after its restarts), else None."""
+        return self.supervisor.error
+
+    def _ranking_failed(self, exc: Exception) -> float:
+        """Keep the words, say so, and return the back-off before the next try (doubling, capped)."""
+        self.failures += 1
+        self.total_failures += 1
+        self.last_error = exc
+        delay = min(self.retry_max_s, self.every_s * 2 ** (self.failures - 1))
+        kept = ", ".join(self.hysteresis.current) if self.hysteresis.current else "the current words"
+        self.alert = f"CLAP FAILED: {type(exc).__name__}: {exc} (keeping {kept}; retry in {delay:.1f} s)"
+        log.error("CLAP ranking failed (%s: %s); keeping %s, trying again in %.1f s (%d failure(s) in a row)",
+                  type(exc).__name__, exc, kept, delay, self.failures, exc_info=exc if self.failures == 1 else None)
+        return delay
+
     def run(self) -> None:
-        try:
-            next_rank = time.monotonic() + min(self.every_s, MIN_AUDIO_S + 0.1)
-            while not self.stop_event.is_set():
-                self._wake.wait(max(0.0, min(0.25, next_rank - time.monotonic())))
-                if self.stop_event.is_set():
-                    break
-                self._wake.clear()
-                prompt = self._prompts.get(timeout=0)
-                if prompt is not None and prompt != self.prompt:
-                    self.prompt = prompt
-                    self.hysteresis.reset()
-                    self._warned.clear()
-                    next_rank = time.monotonic()
-                if time.monotonic() < next_rank:
-                    continue
+        self.supervisor.run(self._run)
+
+    def _run(self) -> None:
+        next_rank = time.monotonic() + min(self.every_s, MIN_AUDIO_S + 0.1)
+        while not self.stop_event.is_set():
+            self._wake.wait(max(0.0, min(0.25, next_rank - time.monotonic())))
+            if self.stop_event.is_set():
+                break
+            self._wake.clear()
+            prompt = self._prompts.get(timeout=0)
+            if prompt is not None and prompt != self.prompt:
+                self.prompt = prompt
+                self.hysteresis.reset()
+                self._warned.clear()
+                next_rank = time.monotonic()
+            if time.monotonic() < next_rank:
+                continue
+            try:
                 choice = self.rank_once()
-                next_rank = time.monotonic() + (self.every_s if choice is not None else 0.25)
-                if choice is not None:
-                    self.latest = choice
-                    self.out.put(choice)
-        except BaseException as exc:  # noqa: BLE001 - reported to the main thread, which stops the app
-            self.error = exc
-            log.exception("the CLAP thread failed")
-            self.stop_event.set()
+            except Exception as exc:  # noqa: BLE001 - CLAP failing never stops the show
+                next_rank = time.monotonic() + self._ranking_failed(exc)
+                continue
+            if self.failures:
+                log.info("CLAP ranks again after %d failed attempt(s)", self.failures)
+                self.failures, self.alert = 0, None
+            next_rank = time.monotonic() + (self.every_s if choice is not None else 0.25)
+            if choice is not None:
+                self.latest = choice
+                self.out.put(choice)

@@ -31,6 +31,7 @@ import numpy as np
 from aadiff_live.live.clap_thread import WordChoice, initial_words
 from aadiff_live.live.rig import RenderRequest
 from aadiff_live.live.ring import WeightSample
+from aadiff_live.live.watchdog import StallWatchdog
 from aadiff_live.mailbox import Mailbox
 from aadiff_live.rendering.atlas import Atlas, AtlasCache, Lookup, atlas_key, fill
 from aadiff_live.tokens.words import token_positions
@@ -111,7 +112,8 @@ class RenderThread(threading.Thread):
                  frames: Mailbox[Frame], stop: threading.Event, levels: int = 0, atlas_mb: float = 512.0,
                  batch: int = 1, views: Mailbox[AtlasView] | None = None,
                  w_range: Callable[[], tuple[float, float]] = lambda: (0.0, 2.0),
-                 newest_weight: Callable[[], float | None] = lambda: None) -> None:
+                 newest_weight: Callable[[], float | None] = lambda: None,
+                 watchdog: StallWatchdog | None = None) -> None:
         super().__init__(name="renderer", daemon=False)
         self.components = components
         self.renderer = renderer
@@ -143,6 +145,7 @@ class RenderThread(threading.Thread):
         self._prefill_positions: dict[RenderRequest, list[int]] = {}
         self.idle = threading.Event()  # set while every level of the current atlas exists (tests, benchmarks)
         self._t0 = time.monotonic()
+        self.watchdog = watchdog or StallWatchdog()  # beaten after each piece of work and while idle
 
     def _positions(self) -> list[int]:
         return token_positions(self.components.tokenizer, self.prompt, self.words)
@@ -299,6 +302,7 @@ class RenderThread(threading.Thread):
 
     def _run_atlas(self) -> None:
         while not self.stop_event.is_set():
+            self.watchdog.beat()
             if self.step_atlas():
                 self.idle.clear()
             else:
@@ -310,6 +314,7 @@ class RenderThread(threading.Thread):
         last_key = None
         image: np.ndarray | None = None
         while not self.stop_event.is_set():
+            self.watchdog.beat()
             sample = self.weights.get(timeout=0.1)
             if sample is None:
                 continue

@@ -82,7 +82,7 @@ class LiveConfig(_Strict):
     analysis_hz: float = Field(100.0, ge=10, le=1000)  # live weights per second (hop = samplerate / analysis_hz)
     fade_s: float = Field(0.5, ge=0, le=10)  # cross-fade to a new atlas (prompt, words, seed)
     clap_retry_max_s: float = Field(60.0, gt=0)  # a failing CLAP is retried after every_s, doubling up to this
-    thread_restarts: int = Field(3, ge=0, le=1000)  # restarts of a failing analysis/CLAP thread before the app stops
+    thread_restarts: int = Field(3, ge=0, le=1000)  # restarts of a failing analysis/CLAP/renderer thread, then stop
     stall_s: float = Field(20.0, gt=0)  # RENDER STALLED when the renderer makes no progress for this long
 
 

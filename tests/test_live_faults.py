@@ -619,3 +619,37 @@ def test_stall_time_from_the_command_line_and_config():
     assert load_config(None, {}).live.stall_s == 20.0
     with pytest.raises(UserError, match="stall-s: Input should be greater than 0"):
         load_config(None, {"live": {"stall_s": 0}})
+
+
+def test_a_renderer_that_raises_once_is_restarted_and_the_show_goes_on(tmp_path, monkeypatch, caplog):
+    from aadiff_live.live import supervisor
+    from aadiff_live.live.app import LiveApp
+    from aadiff_live.rendering.pipeline import Renderer
+
+    monkeypatch.setattr(supervisor, "BACKOFF_S", 0.05)
+    src = tmp_path / "in.wav"
+    _bursts_wav(src, 60.0)
+    real = Renderer.render_batch
+    calls = {"n": 0}
+
+    def flaky(self, weights, positions, profile=False):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return real(self, weights, positions, profile)
+
+    monkeypatch.setattr(Renderer, "render_batch", flaky)
+    app = LiveApp(_tiny_cfg(src), prompt="a fire", no_display=True, duration=60.0, record=None, monitor=False)
+    alerts: list[str] = []
+
+    def watch():
+        while not app.stop.wait(0.02):
+            if hasattr(app, "render_thread"):
+                alerts.extend(app.alerts())
+                if calls["n"] >= 6:  # rendering again after the restart
+                    app.stop.set()
+
+    code = _run_watched(app, watch)
+    assert calls["n"] >= 6 and not app.render_thread.failed.is_set()
+    assert any(a.startswith("RENDERER RESTARTED (1/3): RuntimeError") for a in alerts)
+    assert code == 1 and "the renderer thread was restarted 1 time(s)" in caplog.text

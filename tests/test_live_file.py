@@ -110,6 +110,7 @@ def test_file_input_records_audio_in_sync_and_frames_follow_weights(tmp_path):
 
 
 def test_renderer_crash_stops_cleanly_and_keeps_the_recording(tmp_path, monkeypatch, caplog):
+    from aadiff_live.live import supervisor
     from aadiff_live.rendering.pipeline import Renderer
 
     src = tmp_path / "bursts.wav"
@@ -124,11 +125,14 @@ def test_renderer_crash_stops_cleanly_and_keeps_the_recording(tmp_path, monkeypa
         return real(self, weights, positions, profile)
 
     monkeypatch.setattr(Renderer, "render_batch", flaky)
+    monkeypatch.setattr(supervisor, "BACKOFF_S", 0.05)
     out = tmp_path / "crash.mp4"
-    code = run_live(live_cfg(src, tokens=["fire"]), prompt="a fire in the rain", no_display=True,
-                    record=str(out))
+    cfg = load_config(None, {"model": {"model": "tiny", "size": "64"}, "tokens": {"tokens": ["fire"]},
+                             "live": {"input": str(src), "thread_restarts": 1}})
+    code = run_live(cfg, prompt="a fire in the rain", no_display=True, record=str(out))
     assert code == 1
-    assert "renderer failed: RuntimeError: simulated GPU fault" in caplog.text
+    assert "the renderer thread failed (RuntimeError: simulated GPU fault); restarting it" in caplog.text
+    assert "renderer failed: RuntimeError: simulated GPU fault" in caplog.text  # failing again: it gives up
     assert live_threads() == []
     assert out.is_file() and (tmp_path / "crash.mp4.json").is_file()
     audio, frames = decode(out)

@@ -6,7 +6,7 @@ Writes a generated test file (bursty noise with a slow swell, 16-bit stereo, blo
 temporary folder, runs the product's CLI on it in child processes, and reads each child's peak RSS
 (``VmHWM``, reported by the child at exit) and its RSS every few seconds (``/proc/PID/status``). Linux only.
 
-    flock /work/bench.lock python tools/bench_long.py --analyse-minutes 60 --render-minutes 20 --json docs/long_cpu.json
+    flock /work/bench.lock python tools/bench_long.py --analyse-minutes 60 --render-minutes 10 120 --json docs/long_cpu.json
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ def slope_mb_per_min(samples: list[tuple[float, float]], after_s: float) -> floa
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--analyse-minutes", type=float, default=60.0, help="length of the file analysed (0: skip)")
-    ap.add_argument("--render-minutes", type=float, default=20.0, help="length of the file rendered (0: skip)")
+    ap.add_argument("--render-minutes", type=float, nargs="*", default=[20.0],
+                    help="lengths of the files rendered (none: skip), e.g. 10 120: does memory grow with the length?")
     ap.add_argument("--size", default="64", help="render size (tiny model)")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--tmp", help="folder for the generated files (default: a temporary folder)")
@@ -138,18 +139,23 @@ def main() -> int:
                                  "one_minute_envelope_only": env_short}
             clip.unlink()
         result["loadavg_mid"] = list(os.getloadavg())
-        if a.render_minutes:
+        result["render"] = []
+        for minutes in a.render_minutes:
             clip = d / "render.wav"
-            write_clip(clip, a.render_minutes)
+            write_clip(clip, minutes)
             r = run_child(["render", "--audio", str(clip), "--model", "tiny", "--size", a.size, "--prompt",
                            "a storm over the sea", "--tokens", "storm", "--out", str(d / "r.mp4")], every_s=5.0)
-            warm = min(120.0, r["wall_s"] / 4)
+            # the frame loop: after model load and the atlas fill, before the sidecar is written at the end
+            warm, end = min(120.0, r["wall_s"] / 4), 0.9 * r["wall_s"]
+            loop = [(t, m) for t, m in r["rss_samples"] if warm <= t <= end]
             side = json.loads((d / "r.mp4.json").read_text())
-            r.update({"minutes": a.render_minutes, "size": a.size, "frames": side["n_frames"],
-                      "renders": side["renders"], "video_mb": round((d / "r.mp4").stat().st_size / 1e6, 1),
-                      "rss_slope_mb_per_min_after_warmup": slope_mb_per_min(r["rss_samples"], warm),
-                      "warmup_s": warm})
-            result["render"] = r
+            r.update({"minutes": minutes, "size": a.size, "frames": side["n_frames"], "renders": side["renders"],
+                      "video_mb": round((d / "r.mp4").stat().st_size / 1e6, 1), "loop_window_s": [warm, end],
+                      "rss_mb_loop_min_max": [min(m for _, m in loop), max(m for _, m in loop)] if loop else None,
+                      "rss_slope_mb_per_min_loop": slope_mb_per_min(loop, warm)})
+            result["render"].append(r)
+            for f in (clip, d / "r.mp4", d / "r.mp4.json"):
+                f.unlink(missing_ok=True)
     result["loadavg_end"] = list(os.getloadavg())
     text = json.dumps(result, indent=1)
     if a.json:
@@ -161,10 +167,9 @@ def main() -> int:
                                           "with_tiny_clap": an["with_tiny_clap"]["peak_rss_mb"],
                                           "one_minute": an["one_minute_envelope_only"]["peak_rss_mb"],
                                           "wall_s": an["envelope_only"]["wall_s"]}
-    if "render" in result:
-        r = result["render"]
-        summary["render"] = {k: r[k] for k in ("rc", "wall_s", "peak_rss_mb", "frames", "renders",
-                                               "rss_slope_mb_per_min_after_warmup")}
+    summary["render"] = [{k: r[k] for k in ("minutes", "rc", "wall_s", "peak_rss_mb", "frames", "renders",
+                                             "rss_mb_loop_min_max", "rss_slope_mb_per_min_loop")}
+                         for r in result["render"]]
     print(json.dumps(summary, indent=1))
     return 0
 

@@ -187,7 +187,7 @@ class LiveApp:
                                           batch=acfg.batch or default_batch(self.renderer.backend), views=self.views,
                                           w_range=lambda: (analysis.w_min, analysis.w_max),
                                           newest_weight=lambda: analysis.latest.weight if analysis.latest else None,
-                                          watchdog=self.watchdog)
+                                          watchdog=self.watchdog, restarts=live.thread_restarts)
         if self.levels and acfg.prefill_scenes:
             seed = self.cfg.model.seed
             self.render_thread.prefill = [RenderRequest(s.prompt, tuple(s.words) if s.words else None,
@@ -288,14 +288,14 @@ class LiveApp:
         self.stalled = stalled
 
     def _supervisors(self) -> list:
-        return [t.supervisor for t in (self.analysis, self.clap) if t is not None]
+        return [t.supervisor for t in (self.analysis, self.clap, self.render_thread) if t is not None]
 
     def _thread_faults(self) -> list[str]:
-        """What went wrong in the analysis and CLAP threads during the show (each makes the exit code 1)."""
+        """What went wrong in the analysis, CLAP and renderer threads during the show (each makes the exit code 1)."""
         out = [f"the {s.name} thread was restarted {s.restarts} time(s) (last: {type(s.last_error).__name__}: "
                f"{s.last_error})" for s in self._supervisors() if s.restarts and s.error is None]
         out += [f"the {s.name} thread failed: {type(s.error).__name__}: {s.error}" for s in self._supervisors()
-                if s.error is not None]
+                if s.error is not None and s.name != "renderer"]  # the renderer's is reported as "renderer failed"
         if self.clap is not None and self.clap.total_failures:
             e = self.clap.last_error
             out.append(f"CLAP ranking failed {self.clap.total_failures} time(s) (last: {type(e).__name__}: {e}); "

@@ -31,6 +31,7 @@ import numpy as np
 from aadiff_live.live.clap_thread import WordChoice, initial_words
 from aadiff_live.live.rig import RenderRequest
 from aadiff_live.live.ring import WeightSample
+from aadiff_live.live.supervisor import Supervisor
 from aadiff_live.live.watchdog import StallWatchdog
 from aadiff_live.mailbox import Mailbox
 from aadiff_live.rendering.atlas import Atlas, AtlasCache, Lookup, atlas_key, fill
@@ -113,7 +114,7 @@ class RenderThread(threading.Thread):
                  batch: int = 1, views: Mailbox[AtlasView] | None = None,
                  w_range: Callable[[], tuple[float, float]] = lambda: (0.0, 2.0),
                  newest_weight: Callable[[], float | None] = lambda: None,
-                 watchdog: StallWatchdog | None = None) -> None:
+                 watchdog: StallWatchdog | None = None, restarts: int = 3) -> None:
         super().__init__(name="renderer", daemon=False)
         self.components = components
         self.renderer = renderer
@@ -146,6 +147,7 @@ class RenderThread(threading.Thread):
         self.idle = threading.Event()  # set while every level of the current atlas exists (tests, benchmarks)
         self._t0 = time.monotonic()
         self.watchdog = watchdog or StallWatchdog()  # beaten after each piece of work and while idle
+        self.supervisor = Supervisor("renderer", stop, restarts=restarts, on_give_up=self._give_up)
 
     def _positions(self) -> list[int]:
         return token_positions(self.components.tokenizer, self.prompt, self.words)
@@ -197,6 +199,9 @@ class RenderThread(threading.Thread):
     def run(self) -> None:
         self._t0 = time.monotonic()
         _lower_priority()
+        self.supervisor.run(self._run)  # an exception: restarted (bounded), then handed to the main thread
+
+    def _run(self) -> None:
         try:
             with cancellable(_blocks(self.components), self.stop_event):
                 if self.levels > 0:
@@ -205,10 +210,10 @@ class RenderThread(threading.Thread):
                     self._run_exact()
         except RenderCancelled:
             log.debug("render cancelled at quit")
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which shows it and quits
-            self.error = exc
-            log.exception("the renderer failed")
-            self.failed.set()
+
+    def _give_up(self, exc: BaseException) -> None:
+        self.error = exc  # the main thread shows it and quits
+        self.failed.set()
 
     # ------------------------------------------------------------------ atlas mode
     def _view(self) -> AtlasView:

@@ -1,10 +1,11 @@
 """Restarts a live thread's work after it raises, a bounded number of times, then stops the app.
 
-Each worker thread (analysis, CLAP) runs its loop through :meth:`Supervisor.run`. An exception
-is logged with its traceback and the loop is run again after a back-off (1 s, 2 s, 4 s, ...);
-the HUD shows "<NAME> RESTARTED" for a while. After ``restarts`` restarts the next exception is
-final: it is kept in :attr:`Supervisor.error`, logged, and the stop Event is set, so the app
-quits and exits non-zero. A quit (the stop Event) ends the back-off at once.
+Each worker thread (analysis, CLAP, renderer) runs its loop through :meth:`Supervisor.run`. An
+exception is logged with its traceback and the loop is run again after a back-off (1 s, 2 s, 4 s,
+...); the HUD shows "<NAME> RESTARTED" for a while. After ``restarts`` restarts the next exception
+is final: it is kept in :attr:`Supervisor.error`, logged, and the stop Event is set (or
+``on_give_up`` is called: the renderer hands its failure to the main thread, which shows it), so
+the app quits and exits non-zero. A quit (the stop Event) ends the back-off at once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ BACKOFF_S = 1.0  # the first restart's delay; it doubles with each restart
 
 class Supervisor:
     def __init__(self, name: str, stop: threading.Event, *, restarts: int = 3, backoff_s: float | None = None,
-                 max_backoff_s: float = 30.0) -> None:
+                 max_backoff_s: float = 30.0, on_give_up: Callable[[BaseException], None] | None = None) -> None:
         self.name = name
         self.stop = stop
         self.max_restarts = int(restarts)
@@ -31,6 +32,7 @@ class Supervisor:
         self.error: BaseException | None = None  # the final failure: the thread gave up and stopped the app
         self.last_error: BaseException | None = None
         self._alert_until = 0.0
+        self.on_give_up = on_give_up  # the final failure goes here instead of setting the stop Event
 
     def run(self, body: Callable[[], None]) -> None:
         """Run ``body`` until it returns; after an exception run it again (bounded), then give up."""
@@ -58,7 +60,10 @@ class Supervisor:
         self.error = exc
         log.error("the %s thread failed (%s: %s) after %d restart(s); the app stops", self.name, type(exc).__name__,
                   exc, self.restarts, exc_info=exc)
-        self.stop.set()
+        if self.on_give_up is not None:
+            self.on_give_up(exc)
+        else:
+            self.stop.set()
 
     def alert(self, now: float | None = None) -> str | None:
         """A HUD line while a restart is recent, or once the thread gave up; else None."""

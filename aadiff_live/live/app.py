@@ -58,16 +58,19 @@ class Stats:
         self.first_shown: float | None = None
         self.last_shown: float | None = None
 
-    def add(self, shown: float, latency: float, rendered: bool = True) -> None:
+    def add(self, shown: float, latency: float | None, rendered: bool = True) -> None:
+        """A frame shown; ``latency`` None when no newer sound exists (after a file input's end)."""
         self.shown.append(shown)
+        self.n_shown += 1
+        self.first_shown = shown if self.first_shown is None else self.first_shown
+        self.last_shown = shown
+        if latency is None:
+            return
         if rendered:
             self.rendered_latency.append(latency)
         self.latency.append(latency)
         self.shown_at.append(shown)
         self.recent_latency.append(latency)
-        self.n_shown += 1
-        self.first_shown = shown if self.first_shown is None else self.first_shown
-        self.last_shown = shown
 
     def fps(self, now: float) -> float:
         recent = [t for t in self.shown if now - t <= 1.0]
@@ -362,8 +365,9 @@ class LiveApp:
                 image = self.display.picture_with_hud(image, hud)
         shown = time.monotonic()
         latency = shown - frame.sample.capture_time
-        if not self.capture.finished.is_set():  # after a file input's end no newer sound exists: not a latency
-            self.stats.add(shown, latency, frame.render_s > 0 or frame.lookup is not None)
+        # after a file input's end no newer sound exists: the age of the last sound is not a latency
+        self.stats.add(shown, None if self.capture.finished.is_set() else latency,
+                       frame.render_s > 0 or frame.lookup is not None)
         self.rig.shown(frame, latency, image)
         if self.recorder is not None and shown - self._last_recorded >= self._record_period:
             self._last_recorded = shown

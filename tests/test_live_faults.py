@@ -653,3 +653,33 @@ def test_a_renderer_that_raises_once_is_restarted_and_the_show_goes_on(tmp_path,
     assert calls["n"] >= 6 and not app.render_thread.failed.is_set()
     assert any(a.startswith("RENDERER RESTARTED (1/3): RuntimeError") for a in alerts)
     assert code == 1 and "the renderer thread was restarted 1 time(s)" in caplog.text
+
+
+def test_a_renderer_still_stalled_when_the_show_stops_makes_the_exit_code_1(tmp_path, caplog):
+    from aadiff_live.live.app import LiveApp
+    from aadiff_live.rendering.build import build_renderer
+
+    src = tmp_path / "in.wav"
+    _bursts_wav(src, 60.0)
+    cfg = _tiny_cfg(src, stall_s=0.3)
+    components, renderer = build_renderer(cfg, "a fire")
+    release = threading.Event()
+    real = renderer.render_batch
+
+    def hang(*args, **kwargs):  # the very first render never returns (until the test lets it go)
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    renderer.render_batch = hang
+    app = LiveApp(cfg, prompt="a fire", no_display=True, duration=60.0, record=None, monitor=False,
+                  prebuilt=(components, renderer))
+
+    def watch():
+        while not app.stop.wait(0.05):
+            if getattr(app, "stalled", False):
+                app.stop.set()
+        time.sleep(0.2)
+        release.set()  # let the hung render return so the thread can be joined
+
+    code = _run_watched(app, watch, release.set)
+    assert code == 1 and "still stalled when the show stopped" in caplog.text

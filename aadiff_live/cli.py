@@ -249,6 +249,9 @@ def _dispatch(argv: list[str]) -> int:
         return run_render(cfg, audio_path=a.audio, prompt=a.prompt or "", out=a.out, frames_dir=a.frames,
                           plot=a.plot, image=a.image, demo=a.demo, exact=a.exact)
     if a.command == "analyse":
+        if isinstance(a.plot, str) and Path(a.plot).suffix.lower() != ".png":  # e.g. `analyse --plot clip.wav`
+            raise UserError(f"--plot {a.plot}: the plot is a PNG file, name it .png (or give no name: "
+                            f"aadiff-live analyse clip.wav --plot)")
         if not a.clip and not a.demo:
             raise UserError("analyse needs a sound file: aadiff-live analyse clip.wav (or --demo)")
         if a.clip and a.demo:

@@ -139,7 +139,7 @@ def _one_line_error(code, err, *needles):
 
 
 @pytest.mark.parametrize("case", ["missing", "folder", "garbage", "nothing", "json-folder", "tokens-alone",
-                                  "not-in-prompt", "bad-window", "both"])
+                                  "not-in-prompt", "bad-window", "both", "plot-not-png"])
 def test_analyse_bad_input(cli, tmp_path, shared_audio, case):
     good = shared_audio / "ibm_rain.wav"
     (tmp_path / "bad.wav").write_text("not audio\n" * 50)
@@ -153,6 +153,7 @@ def test_analyse_bad_input(cli, tmp_path, shared_audio, case):
         "not-in-prompt": ([good, "--prompt", "a city", "--tokens", "rain"], ["'rain' is not a word"]),
         "bad-window": ([good, "--window", "0"], ["window"]),
         "both": ([good, "--demo"], ["not both"]),
+        "plot-not-png": (["--plot", good], ["the plot is a PNG file"]),
     }[case]
     code, _, err = cli("analyse", *args)
     _one_line_error(code, err, *needles)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from aadiff_live.analysis.clip import analyse_clip, envelope_stats
-from aadiff_live.audio.stream import source_for
+from aadiff_live.audio.source import source_for
 from aadiff_live.config import Config
 from aadiff_live.errors import UserError
 from aadiff_live.output.sidecar import write_json_atomic

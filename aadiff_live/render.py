@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from aadiff_live.analysis.clip import analyse_clip
 from aadiff_live.audio.rates import AAC_RATES
-from aadiff_live.audio.stream import AudioFeed, source_for
+from aadiff_live.audio.source import source_for
+from aadiff_live.audio.stream import AudioFeed
 from aadiff_live.config import Config, parse_size
 from aadiff_live.errors import UserError
 from aadiff_live.output.sidecar import sidecar_path, write_json_atomic

@@ -155,20 +155,6 @@ def open_audio(path: str | Path, arg: str = "--audio") -> AudioSource:
     return src
 
 
-def source_for(audio_path: str | Path | None, demo: bool = False, arg: str = "--audio") -> AudioSource:
-    """The sound to render or analyse: a file read in blocks, or the generated demo storm (``--demo``)."""
-    if demo:
-        from aadiff_live.audio.demo import DEMO_CLAPS, demo_storm
-
-        audio = demo_storm()
-        log.info("demo sound: a synthetic storm generated in code (%.1f s, thunderclaps at %s s)", audio.duration,
-                 ", ".join(f"{c:g}" for c in DEMO_CLAPS))
-        return ArraySource(audio.samples, audio.samplerate, "demo")
-    if not audio_path:
-        raise UserError("no sound given; pass --audio clip.wav (or --demo for the built-in demo)")
-    return open_audio(audio_path, arg)
-
-
 def _check_length(src: AudioSource) -> AudioSource:
     p = src.label
     if src.frames == 0:

@@ -241,7 +241,7 @@ class LiveApp:
         lat = self.stats.recent_latency
         notes = self.rig.hud_lines()
         if self.components.is_tiny:
-            notes.append("random weights (--model tiny): noise, not imagery")
+            notes.append("random weights (--model tiny): abstract fields, not imagery")
         rt = self.render_thread
         return HudInfo(fps=self.stats.fps(now), render_ms=rt.last_render_s * 1000, atlas=self._atlas_status(),
                        latency_ms=float(np.median(lat)) * 1000 if lat else None,

@@ -1,14 +1,16 @@
 """``--model tiny``: seeded random-weight models built in-process (no download), for trying the
-pipeline anywhere and for tests. They draw noise, not pictures: noise that moves with the sound.
+pipeline anywhere and for tests. Random weights draw no imagery: the tiny model draws soft
+abstract fields over its base picture, which move with the weighted word.
 
 With diffusers' default initialisation a random UNet barely reacts to its text (under 1/255 of
-pixel change between token weights 0 and 2.5) and few-step latents leave the decoder's range.
-So the tiny model is designed to be legible:
+pixel change between token weights 0 and 2.5), few-step latents leave the decoder's range and
+the output is pixel noise. So the tiny model is built to be legible:
 - the scheduler predicts the clean sample (``prediction_type="sample"``), so the final latents
   are the UNet's output, bounded and in the decoder's range, after any number of steps;
-- the cross-attention output projections are scaled up, so the text (and the reweighted
-  tokens) drive the picture rather than being a rounding error against the residual path;
-- the decoder's last convolution is scaled so that its output spans the visible range.
+- every spatial kernel is a blur, and a "picture path" carries the base picture (``--image``, the
+  demo's picture) through the VAE and the UNet unchanged, so quiet frames show the picture;
+- the last transformer adds its cross-attention output to that path: the weighted word lays a
+  smooth field over the picture, the further the louder the sound.
 Tokenizers are written locally from a byte alphabet (one token per character), so a word is
 several tokens, as long words are in the real CLIP tokenizer.
 """
@@ -22,14 +24,11 @@ import torch
 TINY_SEED = 0
 _SPECIAL_CLIP = ("<|startoftext|>", "<|endoftext|>")
 CROSS_GAIN = 6.0
-DECODER_GAIN = 0.0
-UNET_OUT_GAIN = 0.0
 TINY_TAESD_GAIN = 4.0
 UNET_IN_KERNEL = 5
 LATENT_STD = 3.0
 DECODER_PICTURE_GAIN = 0.5
-TEXT_GAIN = 8.0
-TEXT_COLOUR = 0.15
+TEXT_GAIN = 16.0
 NULL_REL = 0.05
 ATTN_SHARPNESS = 4.0
 
@@ -169,7 +168,7 @@ def _legible_unet(unet, empty: torch.Tensor) -> None:
     for name, module in unet.named_modules():
         if name.endswith("attn2"):
             module.to_out[0].weight.mul_(CROSS_GAIN)
-    unet.conv_out.weight.mul_(UNET_OUT_GAIN)
+    unet.conv_out.weight.zero_()  # only the picture channels reach the latents (set below)
     _pass(unet.conv_in, range(P), _binomial(unet.conv_in.kernel_size[0]))
     first, last = unet.down_blocks[0], unet.up_blocks[-1]
     skip = unet.config.block_out_channels[0]
@@ -193,6 +192,9 @@ def _text_into_picture(t, empty: torch.Tensor) -> None:
     """
     block = t.transformer_blocks[0]
     half = t.proj_in.out_channels // 2
+    # the queries do not read the picture: the word's field is then a field of its own laid over the
+    # picture (the picture departs), not a function of the picture (which only changed its contrast)
+    t.proj_in.weight[:, :P] = 0
     for layer in (t.proj_in, block.attn1.to_out[0], block.ff.net[2]):
         layer.weight[half:] = 0
         if layer.bias is not None:
@@ -210,8 +212,9 @@ def _text_into_picture(t, empty: torch.Tensor) -> None:
     w = t.proj_out.weight
     w[:P, :half] = 0
     # the same field in every picture channel (its mean is then removed by the group norm after it:
-    # no colour cast), plus a little colour
-    w[:P, half:] = TEXT_GAIN * (w[P : P + 1, half:] + TEXT_COLOUR * w[:P, half:])
+    # no colour cast). Measured: a per-channel colour part on top made loud frames depart less from
+    # the picture and two different pictures come out more alike
+    w[:P, half:] = TEXT_GAIN * w[P : P + 1, half:]
     t.proj_out.bias[:P] = 0
 
 
@@ -243,7 +246,7 @@ def _legible_vae(vae) -> None:
         _resnets_keep(block.resnets, lambda j, r: range(P))
         for u in block.upsamplers or ():
             _pass(u.conv, range(P), _binomial(3))
-    dec.conv_out.weight.mul_(DECODER_GAIN)
+    dec.conv_out.weight.zero_()  # only the picture channels reach the colours (set below)
     _linear_out(dec.conv_norm_out, dec.conv_out, range(3), DECODER_PICTURE_GAIN)
 
 

@@ -161,3 +161,14 @@ def test_missing_clap_is_reported_before_the_diffusion_model_loads(cli, tmp_path
         code, _, err = cli(*args, "--model", "someone/big-model", "--clap-model", "nobody/no-clap", "--prompt", "a fire")
         assert code == 2, err
         assert "CLAP model 'nobody/no-clap'" in err.strip().splitlines()[-1]
+
+
+def test_tiny_vae_on_the_tiny_model_warns_that_it_drops_the_picture(caplog):
+    from aadiff_live.models.loading import load_components
+
+    with caplog.at_level("WARNING", logger="aadiff_live.models.loading"):
+        load_components("tiny")
+    assert not caplog.records  # the tiny KL VAE keeps the picture: nothing to say
+    with caplog.at_level("WARNING", logger="aadiff_live.models.loading"):
+        load_components("tiny", vae="tiny")
+    assert "drops the base picture" in caplog.text

@@ -151,6 +151,8 @@ def _load_components(model: str, *, dtype=None, vae: str = "auto", seed_tiny: in
         parts = build_tiny_diffusion(seed_tiny)
         if vae == "tiny":
             parts["vae"] = build_tiny_vae_tiny(seed_tiny)
+            log.warning("--vae tiny with --model tiny: a random TAESD, which drops the base picture and draws "
+                        "fine random texture (for timing the TAESD path); leave --vae out to see the picture")
         if dtype != torch.float32:
             for k in ("unet", "vae", "text_encoder"):
                 parts[k] = parts[k].to(dtype)

@@ -245,3 +245,15 @@ def test_quit_cancels_a_render_in_progress_and_unhooks(tiny_components):
         with pytest.raises(RenderCancelled):
             r.render(1.5, [3])
     assert r.render(1.5, [3]).shape == (64, 64, 3)  # hooks gone with the context
+
+
+def test_block_capture_times_are_never_in_the_future():
+    """A block is complete when the callback runs: its last sample cannot be younger than 'now' (PulseAudio's
+    ALSA plugin reports ADC times that said otherwise, and a live latency came out negative)."""
+    from aadiff_live.live.capture import _stream_time_to_monotonic as t
+
+    block = 256 / 44100
+    assert t(10.000, 10.020, 100.0, block) == pytest.approx(100.0 - 0.020)  # a plausible ADC time is kept
+    assert t(10.019, 10.020, 100.0, block) == pytest.approx(100.0 - block)  # 1 ms old for a 5.8 ms block: no
+    assert t(0.0, 0.0, 100.0, block) == pytest.approx(100.0 - block)  # no ADC time reported
+    assert t(5.0, 10.0, 100.0, block) == pytest.approx(100.0 - block)  # an implausible 5 s: not trusted

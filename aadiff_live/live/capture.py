@@ -31,11 +31,14 @@ STALL_S = 1.0  # no block for this long after the first one: the device is gone
 RETRY_S = 1.0
 
 
-def _stream_time_to_monotonic(adc_time: float, current_time: float, now: float, fallback: float) -> float:
-    """PortAudio reports times on the stream's own clock; keep the offset to 'now', on monotonic's clock."""
+def _stream_time_to_monotonic(adc_time: float, current_time: float, now: float, block_s: float) -> float:
+    """The capture time of a block's first sample on monotonic's clock. PortAudio reports times on the stream's
+    own clock: keep the offset to 'now'. A block of ``block_s`` seconds is complete when the callback runs, so
+    its first sample is at least that old: some backends (PulseAudio through ALSA) report an ADC time that
+    would put the block's end in the future, which would make a latency negative."""
     if adc_time > 0 and current_time > 0 and 0.0 <= current_time - adc_time < 1.0:
-        return now - (current_time - adc_time)
-    return now - fallback  # the backend reports no ADC time: the block's first sample is at least this old
+        return now - max(current_time - adc_time, block_s)
+    return now - block_s  # the backend reports no ADC time: the block's first sample is at least this old
 
 
 class Capture:

@@ -225,28 +225,29 @@ class RenderThread(threading.Thread):
         if cur is not None and cur.atlas.key == key and cur.scene == self.scene and cur.words == tuple(self.words):
             return cur
         pinned = [self.shown.atlas.key] if self.shown is not None else []
-        atlas = cur.atlas if cur is not None and cur.atlas.key == key else self.cache.get(key, pinned=pinned)
+        atlas = self.cache.get(key, pinned=pinned)  # the same atlas when only the scene name or words' order changed
         if cur is None or atlas is not cur.atlas:
             log.info("atlas: %d levels over w in [%g, %g] for \"%s\" (%s)%s", atlas.n_levels, w_lo, w_hi, self.prompt,
                      ", ".join(self.words), "" if atlas.n_filled == 0 else f", {atlas.n_filled} levels kept")
         return AtlasView(atlas, tuple(self.words), self.prompt, tuple(self.positions), self.scene)
 
-    def _publish(self, view: AtlasView) -> None:
-        self.shown = view
-        self.views.put(view)
+    def _publish_if_ready(self, view: AtlasView) -> None:
+        """Hand ``view`` to the display: the first at once; a new atlas when complete; at once if it is the same
+        atlas (a new scene name) or the one on screen is itself still incomplete (start-up: no point finishing an
+        atlas for words that CLAP has already dropped) and the new one has a level to show."""
+        shown, atlas = self.shown, view.atlas
+        if view is shown:
+            return
+        if shown is None or atlas.complete or atlas is shown.atlas or (not shown.atlas.complete and atlas.n_filled):
+            self.shown = view
+            self.views.put(view)
 
     def step_atlas(self) -> bool:
         """One pass: take updates, publish a ready atlas, fill one batch; False when there was nothing to render."""
         self._take_updates()
         view = self.target = self._view()
         atlas = view.atlas
-        shown = self.shown
-        # a new atlas replaces the one on screen when complete; at once if it is the same atlas (a new scene
-        # name) or the one on screen is itself still incomplete (start-up: no point finishing an atlas for
-        # words that CLAP has already dropped) and the new one has a level to show
-        if shown is None or (view is not shown and (atlas.complete or atlas is shown.atlas
-                                                    or (not shown.atlas.complete and atlas.n_filled > 0))):
-            self._publish(view)
+        self._publish_if_ready(view)
         todo = atlas.missing(self.newest_weight(), self.batch)
         if not todo:
             if self.first_fill_s is None:
@@ -254,21 +255,22 @@ class RenderThread(threading.Thread):
                 log.info("atlas complete: %d levels in %.1f s", atlas.n_levels, self.first_fill_s)
             return self._prefill_step()
         self._render_into(atlas, list(view.positions), todo)
-        shown = self.shown
-        if view is not shown and (atlas.complete or (shown is not None and not shown.atlas.complete)):
-            self._publish(view)
+        self._publish_if_ready(view)
         return True
 
     def _update_waiting(self) -> bool:
         return self.stop_event.is_set() or self.requests.qsize() > 0 or self.choices.qsize() > 0
 
+    def _count(self, seconds: float, n: int) -> None:
+        """``n`` frames rendered in ``seconds`` (the HUD's time per frame, the summary's totals)."""
+        self.last_render_s = seconds / max(1, n)
+        self.busy_s += seconds
+        self.n_rendered += n
+
     def _render_into(self, atlas: Atlas, positions: list[int], levels: list[int]) -> int:
         t0 = time.perf_counter()
         n = fill(atlas, lambda ws: self.renderer.render_batch(ws, positions), levels)
-        dt = time.perf_counter() - t0
-        self.last_render_s = dt / max(1, n)
-        self.busy_s += dt
-        self.n_rendered += n
+        self._count(time.perf_counter() - t0, n)
         return n
 
     def _prefill_step(self) -> bool:
@@ -330,9 +332,7 @@ class RenderThread(threading.Thread):
                 t0 = time.perf_counter()
                 image = self.renderer.render(sample.weight, self.positions)
                 render_s = time.perf_counter() - t0
-                self.last_render_s = render_s
-                self.busy_s += render_s
-                self.n_rendered += 1
+                self._count(render_s, 1)
                 last_key = key
             self.frames.put(Frame(image, sample, tuple(self.words), self.prompt, render_s, time.monotonic(),
                                   self.scene))

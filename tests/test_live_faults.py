@@ -554,16 +554,23 @@ def test_analysis_thread_is_restarted_then_the_app_exits_non_zero(tmp_path, monk
     assert "after 2 restart(s); the app stops" in caplog.text and stats["stopped_by"] == "stopped"
 
 
-def test_a_renderer_that_hangs_shows_render_stalled_once_then_recovers(tmp_path, caplog):
-    """The watchdog: no progress from the renderer for live.stall_s -> RENDER STALLED on the HUD, logged once."""
-    from aadiff_live.live.app import LiveApp
+def _stall_setup(tmp_path, stall_s: float):
+    """A 60 s file input, the tiny model with ``live.stall_s``, its renderer built here (to be made to hang), and
+    the Event that lets a hung render return."""
     from aadiff_live.rendering.build import build_renderer
 
     src = tmp_path / "in.wav"
     _bursts_wav(src, 60.0)
-    cfg = _tiny_cfg(src, stall_s=0.5)
+    cfg = _tiny_cfg(src, stall_s=stall_s)
     components, renderer = build_renderer(cfg, "a fire")
-    release = threading.Event()
+    return cfg, components, renderer, threading.Event()
+
+
+def test_a_renderer_that_hangs_shows_render_stalled_once_then_recovers(tmp_path, caplog):
+    """The watchdog: no progress from the renderer for live.stall_s -> RENDER STALLED on the HUD, logged once."""
+    from aadiff_live.live.app import LiveApp
+
+    cfg, components, renderer, release = _stall_setup(tmp_path, 0.5)
     hung = threading.Event()
     n = {"renders": 0}
 
@@ -657,13 +664,8 @@ def test_a_renderer_that_raises_once_is_restarted_and_the_show_goes_on(tmp_path,
 
 def test_a_renderer_still_stalled_when_the_show_stops_makes_the_exit_code_1(tmp_path, caplog):
     from aadiff_live.live.app import LiveApp
-    from aadiff_live.rendering.build import build_renderer
 
-    src = tmp_path / "in.wav"
-    _bursts_wav(src, 60.0)
-    cfg = _tiny_cfg(src, stall_s=0.3)
-    components, renderer = build_renderer(cfg, "a fire")
-    release = threading.Event()
+    cfg, components, renderer, release = _stall_setup(tmp_path, 0.3)
     real = renderer.render_batch
 
     def hang(*args, **kwargs):  # the very first render never returns (until the test lets it go)

@@ -52,6 +52,62 @@ def test_graph_matches_torch_for_several_weights_without_reexport(engines):
         assert np.abs(outs[0] - outs[2]).max() > 1e-2  # the weight input really changes the output
 
 
+def test_graph_takes_one_scale_per_routed_word_unchanged(engines):
+    """Routed words (docs/design.md §8): each row of ``token_scale`` carries several different values at
+    different token positions; the graph exported once for one weight takes them as they are."""
+    import onnx
+    import onnxruntime as ort
+
+    root, comps, (unet_e, _) = engines
+    model = onnx.load(str(unet_e.files["onnx"]), load_external_data=False)
+    ts = next(i for i in model.graph.input if i.name == "token_scale")
+    dims = [d.dim_param or d.dim_value for d in ts.type.tensor_type.shape.dim]
+    assert dims == ["batch", 77]  # one value per token and row: no notion of how many words
+    sess = ort.InferenceSession(str(unet_e.files["onnx"]), providers=["CPUExecutionProvider"])
+    unet = load_components("tiny").unet
+    install_reweighting(unet)
+    torch_unet = UNetWithScale(unet).eval()
+    g = torch.Generator().manual_seed(4)
+    batch = 4  # a batch of grid cells, as the atlas fills them
+    s = torch.randn(batch, 4, 16, 16, generator=g)
+    t = torch.full((batch,), 500.0)
+    e = torch.randn(batch, 77, 32, generator=g)
+    c = torch.ones(batch, 77)
+    pairs = [(0.2, 1.8), (1.8, 0.2), (0.0, 3.0), (1.0, 1.0)]
+    for row, (a, b) in enumerate(pairs):
+        c[row, 1:3], c[row, 5:8] = a, b  # word one's tokens, word two's tokens
+    with torch.no_grad():
+        ref = torch_unet(s, t, e, c).numpy()
+    got = sess.run(None, {"sample": s.numpy(), "timestep": t.numpy(), "encoder_hidden_states": e.numpy(),
+                          "token_scale": c.numpy()})[0]
+    assert np.abs(got - ref).max() <= 1e-4
+    # swapping the two words' values changes the output: the graph sees two different scales
+    assert np.abs(got[0] - got[1]).max() > 1e-2
+
+
+def test_onnx_renderer_grid_matches_torch(engines, tiny_components):
+    """A batch of weight vectors through the ONNX Runtime backend equals the torch backend's."""
+    from aadiff_live.backends import make_backend
+    from aadiff_live.rendering.pipeline import Renderer
+
+    root, comps, _ = engines
+    prompt = "thunder and rain over a dark sea"
+    rs = []
+    for backend in (onnx_backend(comps, CPU, torch.float32, width=64, height=64, engines_dir=root),
+                    make_backend("torch", comps, CPU, torch.float32)):
+        r = Renderer(comps, backend, width=64, height=64, seed=1)
+        r.prepare(prompt)
+        rs.append(r)
+    from aadiff_live.tokens.words import word_positions
+
+    found = word_positions(comps.tokenizer, prompt, ["thunder", "rain"])
+    groups = [found["thunder"], found["rain"]]
+    points = [(0.0, 2.0), (2.0, 0.0), (0.5, 1.5)]
+    a, b = (r.render_batch(points, groups) for r in rs)
+    assert np.abs(a.astype(int) - b).max() <= 2
+    assert np.abs(a[0].astype(int) - a[1]).mean() > 0.5
+
+
 def test_decoder_graph_matches_torch(engines):
     import onnxruntime as ort
 

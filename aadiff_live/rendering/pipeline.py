@@ -11,7 +11,7 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -25,6 +25,21 @@ from aadiff_live.rendering.static import ScaleBuffer, StaticGraph, ToImage
 from aadiff_live.tokens.words import check_prompt
 
 log = logging.getLogger(__name__)
+
+Point = float | Sequence[float]  # one weight, or one per routed word
+Positions = Sequence[int] | Sequence[Sequence[int]]  # one group of token positions, or one per routed word
+
+
+def is_grouped(positions: Positions) -> bool:
+    """Whether ``positions`` is a list of groups (one per routed word) rather than one group."""
+    return len(positions) > 0 and not isinstance(positions[0], int | np.integer)
+
+
+def position_groups(positions: Positions) -> list[list[int]]:
+    """``positions`` as a list of groups: ``[1, 2]`` -> ``[[1, 2]]``; ``[[1], [4, 5]]`` unchanged."""
+    if is_grouped(positions):
+        return [[int(p) for p in g] for g in positions]  # type: ignore[union-attr]
+    return [[int(p) for p in positions]]  # type: ignore[arg-type]
 
 
 def default_schedule(components: Components, steps: int | None, guidance: float | None) -> tuple[int, float]:
@@ -237,27 +252,34 @@ class Renderer:
             self._sched_state.restore(self.c.scheduler)
 
     # ---------------------------------------------------------------- per frame
-    def token_scale(self, positions: list[int], weight: float) -> torch.Tensor:
+    def token_scale(self, positions: Positions, weight: Point) -> torch.Tensor:
         """``[batch, tokens]``: ``weight`` at the chosen positions of the conditional row, 1 elsewhere."""
         return self.token_scales(positions, [weight])
 
-    def token_scales(self, positions: list[int], weights: list[float]) -> torch.Tensor:
+    def token_scales(self, positions: Positions, weights: Sequence[Point]) -> torch.Tensor:
         """``[rows, tokens]`` for a batch of ``n = len(weights)`` frames: with guidance ``n`` unconditional
-        rows (all 1) then ``n`` conditional rows; without, ``n`` rows. Row ``i`` weights ``weights[i]``."""
+        rows (all 1) then ``n`` conditional rows; without, ``n`` rows. Row ``i`` weights ``weights[i]``.
+
+        ``positions`` is one group of token positions (one weight per frame) or ``k`` groups, one per routed
+        word (docs/design.md §8): then each ``weights[i]`` holds ``k`` values, value ``j`` at group ``j``."""
+        groups = position_groups(positions)
         n = len(weights)
         rows = 2 * n if self.cfg else n
         c = torch.ones(rows, self.n_tokens, dtype=self.dtype, device=self.device)
-        if positions:
-            w = torch.tensor([float(x) for x in weights], dtype=self.dtype, device=self.device)
-            c[rows - n:, positions] = w[:, None]
+        w = torch.tensor(np.asarray(weights, dtype=np.float64).reshape(n, -1), dtype=self.dtype, device=self.device)
+        if w.shape[1] != len(groups):
+            raise ValueError(f"{len(groups)} groups of positions need {len(groups)} weights per frame, not {w.shape[1]}")
+        for j, group in enumerate(groups):
+            if group:
+                c[rows - n:, group] = w[:, j : j + 1]
         return c
 
     @torch.no_grad()
-    def render_latents(self, weight: float, positions: list[int]) -> torch.Tensor:
+    def render_latents(self, weight: Point, positions: Positions) -> torch.Tensor:
         return self.render_latents_batch([weight], positions)
 
     @torch.no_grad()
-    def render_latents_batch(self, weights: list[float], positions: list[int]) -> torch.Tensor:
+    def render_latents_batch(self, weights: Sequence[Point], positions: Positions) -> torch.Tensor:
         """Final latents ``[n, ...]`` of ``n`` frames in one UNet call per step: the base latents repeated per
         row, ``token_scale`` per row, and each row's injected noise drawn from its own generator seeded as a
         single frame's is, so row ``i`` equals ``render_latents(weights[i])`` (within float rounding)."""
@@ -276,7 +298,12 @@ class Renderer:
         emb, added, steps_dev = b.embeddings, b.added, self._timesteps_dev
         if n == 1:
             # static: the buffer allocated once, written in place (a new weight needs no recapture)
-            scale = self._scale.write(weights[0], positions) if self.static else self.token_scale(positions, weights[0])
+            if not self.static:
+                scale = self.token_scale(positions, weights[0])
+            elif is_grouped(positions):
+                scale = self._scale.tensor.copy_(self.token_scale(positions, weights[0]))  # k weights: one copy
+            else:
+                scale = self._scale.write(float(weights[0]), positions)  # type: ignore[arg-type]
         else:
             scale = self.token_scales(positions, weights)
             # [uncond x n, cond x n] with guidance, [cond x n] without
@@ -321,12 +348,14 @@ class Renderer:
             self.render(1.0, [])
             log.info("CUDA graphs ready in %.0f s", time.perf_counter() - t0)
 
-    def render(self, weight: float, positions: list[int], profile: bool = False) -> np.ndarray:
+    def render(self, weight: Point, positions: Positions, profile: bool = False) -> np.ndarray:
         """One frame as ``[height, width, 3]`` uint8. ``profile`` records UNet and VAE seconds."""
         return self.render_batch([weight], positions, profile=profile)[0]
 
-    def render_batch(self, weights: list[float], positions: list[int], profile: bool = False) -> np.ndarray:
-        """``len(weights)`` frames ``[n, height, width, 3]`` uint8, several levels per UNet and VAE call."""
+    def render_batch(self, weights: Sequence[Point], positions: Positions, profile: bool = False) -> np.ndarray:
+        """``len(weights)`` frames ``[n, height, width, 3]`` uint8, several levels per UNet and VAE call.
+        ``positions``: one group (a weight per frame) or one group per routed word (a weight vector per
+        frame), as :meth:`token_scales` takes them."""
         if not profile:
             return self.decode_batch(self.render_latents_batch(list(weights), positions))
         t0 = time.perf_counter()

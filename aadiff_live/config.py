@@ -94,6 +94,13 @@ class AtlasConfig(_Strict):
     batch: int | None = Field(None, ge=1, le=256)  # levels per UNet call; None: by device (see atlas.default_batch)
     prefill_scenes: bool = True  # live: once the atlas on screen is complete, fill the scenes' atlases ahead
 
+    @field_validator("levels")
+    @classmethod
+    def _levels_blend(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("must be 0 (render every frame exactly) or at least 2 (one level cannot blend)")
+        return v
+
 
 class Config(_Strict):
     envelope: EnvelopeConfig = EnvelopeConfig()
@@ -132,8 +139,16 @@ def _describe(err: ValidationError, source: str) -> str:
     return f"{source}: '{loc}': {msg}"
 
 
-_FLAGS = {("osc", "port"): "--osc-port", ("osc", "host"): "--osc-host", ("osc", "send"): "--osc-send",
-          ("midi", "port"): "--midi", ("video_out", "targets"): "--output", ("video_out", "hud"): "--output-hud"}
+# the CLI flag of each override whose name is not "--" + its key (a test checks every override's flag exists)
+FLAGS = {("osc", "port"): "--osc-port", ("osc", "host"): "--osc-host", ("osc", "send"): "--osc-send",
+         ("midi", "port"): "--midi", ("video_out", "targets"): "--output", ("video_out", "hud"): "--output-hud",
+         ("atlas", "mb"): "--atlas-mb", ("atlas", "batch"): "--atlas-batch", ("envelope", "mode"): "--smoothing",
+         ("model", "loras"): "--lora"}
+
+
+def flag_for(section: str, key: str) -> str:
+    """The CLI flag that sets ``section.key`` (``atlas.mb`` -> ``--atlas-mb``)."""
+    return FLAGS.get((section, key), "--" + key.replace("_", "-"))
 
 
 def load_config(path: Path | None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
@@ -165,6 +180,6 @@ def load_config(path: Path | None, overrides: dict[str, dict[str, Any]] | None =
             try:
                 setattr(sub, key, value)
             except ValidationError as exc:
-                flag = _FLAGS.get((section, key), "--" + key.replace("_", "-"))
+                flag = flag_for(section, key)
                 raise UserError(f"{flag}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     return cfg

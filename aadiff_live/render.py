@@ -16,7 +16,7 @@ from aadiff_live.audio.rates import AAC_RATES
 from aadiff_live.audio.source import source_for
 from aadiff_live.audio.stream import AudioFeed
 from aadiff_live.config import Config, parse_size
-from aadiff_live.errors import UserError
+from aadiff_live.errors import UserError, cannot_write
 from aadiff_live.output.sidecar import sidecar_path, write_json_atomic
 from aadiff_live.output.video import VideoWriter, check_writable
 from aadiff_live.tokens.words import check_prompt
@@ -80,6 +80,16 @@ class OfflineAtlas:
     def sidecar(self, n: int) -> dict:
         return {"level_lo": [p[0] for p in self.plan[:n]], "level_hi": [p[1] for p in self.plan[:n]],
                 "blend": [round(p[2], 6) for p in self.plan[:n]]}
+
+
+def _save_png(frame: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    try:
+        Image.fromarray(frame).save(path)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise cannot_write(path, exc, "the video's partial file was removed") from None
 
 
 def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, frames_dir: str | None = None,
@@ -170,9 +180,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
             audio_feed.until((i + 1) / env.fps)
             writer.write(frame)
             if frames_dir:
-                from PIL import Image
-
-                Image.fromarray(frame).save(Path(frames_dir) / f"frame_{i:05d}.png")
+                _save_png(frame, Path(frames_dir) / f"frame_{i:05d}.png")
             t_encode += time.perf_counter() - t
     except KeyboardInterrupt:
         interrupted = True

@@ -126,7 +126,7 @@ class LiveApp:
         if record:
             from aadiff_live.output.video import check_writable
 
-            check_writable(Path(record))
+            check_writable(Path(record), "--record")
 
     # ------------------------------------------------------------------ set-up
     def _build(self) -> None:

@@ -36,6 +36,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from aadiff_live.errors import UserError, cannot_write
 from aadiff_live.live.render_thread import Frame
 from aadiff_live.live.ring import RingBuffer, RingReader
 from aadiff_live.output.sidecar import clean_json, frames_path, sidecar_path, write_json_atomic
@@ -65,15 +66,22 @@ class _Segment:
         self.t0 = t0  # monotonic capture time of the first audio sample
         self.wall_start = wall_start
         self.writer = VideoWriter(path, fps, width, height, audio=np.zeros((0, channels), np.float32),
-                                  samplerate=samplerate, vfr=True, fragmented=True)
+                                  samplerate=samplerate, vfr=True, fragmented=True, flag="--record")
         self.rows_path = frames_path(path)
-        self._rows: IO[str] | None = open(self.rows_path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
+        try:
+            self._rows: IO[str] | None = open(self.rows_path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
+        except OSError as exc:
+            self.writer.abort()
+            raise cannot_write(self.rows_path, exc) from None
         self.n_rows = 0
 
     def write(self, image: np.ndarray, t: float, row: dict[str, Any]) -> None:
         self.writer.write(image, t=t)
         assert self._rows is not None
-        self._rows.write(json.dumps(clean_json(row), separators=(",", ":")) + "\n")
+        try:
+            self._rows.write(json.dumps(clean_json(row), separators=(",", ":")) + "\n")
+        except OSError as exc:
+            raise cannot_write(self.rows_path, exc) from None
         self.n_rows += 1
 
     def close(self) -> Path | None:
@@ -261,10 +269,11 @@ class Recorder(threading.Thread):
         self.error = exc
         self.failures += 1
         where = self.current_path or self.path
-        self.alert = f"RECORDING FAILED: {type(exc).__name__}: {exc}"
+        # an OutputError already names the file and the cause; anything else gets its type and the file
+        cause = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc} ({where})"
+        self.alert = f"RECORDING FAILED: {cause}"
         self._retry_at = self.clock() + RETRY_S
-        log.error("recording failed (%s: %s) at %s; the show goes on, trying a new file in %.0f s",
-                  type(exc).__name__, exc, where, RETRY_S)
+        log.error("recording failed: %s; the show goes on, trying a new file in %.0f s", cause, RETRY_S)
         seg, self._seg = self._seg, None
         if seg is not None:
             try:  # keep what can be kept: the fragments already on disk are playable

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aadiff_live.analysis.envelope import Envelope
+from aadiff_live.errors import cannot_write
 
 
 def plot_envelope(env: Envelope, path: str | Path, title: str = "") -> Path:
@@ -24,6 +25,11 @@ def plot_envelope(env: Envelope, path: str | Path, title: str = "") -> Path:
     ax2.set_xlabel("time (s)")
     if title:
         ax1.set_title(title)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        Path(path).unlink(missing_ok=True)
+        raise cannot_write(path, exc) from None
+    finally:
+        plt.close(fig)
     return Path(path)

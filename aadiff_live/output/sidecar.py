@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from aadiff_live.errors import cannot_write
+
 
 def current_umask() -> int:
     """The process's umask (files written atomically get the permissions a plain ``open`` would give)."""
@@ -42,13 +44,22 @@ def clean_json(v: Any) -> Any:
 
 
 def write_json_atomic(path: str | Path, data: dict) -> Path:
+    """Write ``data`` as JSON to a temporary file beside ``path`` and rename it: ``path`` is never
+    half-written. A failure (disk full, folder gone) removes the temporary file and raises
+    :class:`~aadiff_live.errors.OutputError` naming ``path`` and the cause."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(clean_json(data), f, indent=1)
-        f.write("\n")
-    os.chmod(tmp, 0o666 & ~current_umask())
-    os.replace(tmp, path)
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(clean_json(data), f, indent=1)
+            f.write("\n")
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise cannot_write(path, exc) from None
     return path
 
 

@@ -10,6 +10,10 @@ Frames are either at a constant ``fps`` or, with ``vfr=True``, each at its own t
 a fragment (about :data:`FRAGMENT_S` seconds, each starting on a keyframe) is flushed to disk as
 soon as it is complete, so the file is playable at every moment and a crash or power cut loses
 only the unflushed tail.
+
+A file that cannot be created raises :class:`~aadiff_live.errors.UserError` naming the flag (exit
+code 2); a write that fails later (disk full, folder gone) raises
+:class:`~aadiff_live.errors.OutputError` naming the file and the cause (exit code 1).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,7 +30,7 @@ import av
 import numpy as np
 
 from aadiff_live.audio.rates import AAC_RATES
-from aadiff_live.errors import UserError
+from aadiff_live.errors import UserError, cannot_create, cannot_write
 from aadiff_live.output.sidecar import current_umask
 
 FRAGMENT_S = 2.0  # fragmented MP4: a keyframe and a flushed fragment about this often
@@ -38,28 +44,39 @@ def check_writable(path: Path, flag: str = "--out", example: str = "video.mp4") 
         raise UserError(f"output folder {folder} is not writable; choose another {flag} path")
     if path.exists() and path.is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file name such as {path / example}")
+    try:  # a folder can look writable and not be (/proc as root, a read-only mount): try it
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise cannot_create(path, exc, flag) from None
 
 
 class VideoWriter:
     def __init__(self, path: str | Path, fps: float, width: int, height: int, *,
                  audio: np.ndarray | None = None, samplerate: int | None = None, vfr: bool = False,
-                 crf: int = 18, fragmented: bool = False) -> None:
+                 crf: int = 18, fragmented: bool = False, flag: str = "--out") -> None:
         self.path = Path(path)
-        check_writable(self.path)
+        check_writable(self.path, flag)
         self.fragmented = fragmented
         options: dict[str, str] = {}
-        if fragmented:  # written in place: every flushed fragment is already playable
-            self.tmp = self.path
-            options = {"movflags": "frag_keyframe+empty_moov+default_base_moof",
-                       "frag_duration": str(int(FRAGMENT_S * 1e6)), "flush_packets": "1"}
-        else:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial.mp4",
-                                       dir=self.path.parent or ".")
-            os.close(fd)
-            self.tmp = Path(tmp)
+        self.tmp = self.path
+        try:
+            if fragmented:  # written in place: every flushed fragment is already playable
+                options = {"movflags": "frag_keyframe+empty_moov+default_base_moof",
+                           "frag_duration": str(int(FRAGMENT_S * 1e6)), "flush_packets": "1"}
+            else:
+                fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial.mp4",
+                                           dir=self.path.parent or ".")
+                os.close(fd)
+                self.tmp = Path(tmp)
+            self.container = av.open(str(self.tmp), mode="w", format="mp4", options=options)
+        except OSError as exc:
+            if self.tmp != self.path:
+                self.tmp.unlink(missing_ok=True)
+            raise cannot_create(self.path, exc, flag) from None
         self.fps = float(fps)
         self.vfr = vfr
-        self.container = av.open(str(self.tmp), mode="w", format="mp4", options=options)
         rate = Fraction(self.fps).limit_denominator(1001)
         self.video = self.container.add_stream("libx264", rate=rate)
         self.video.width, self.video.height = width, height
@@ -119,10 +136,22 @@ class VideoWriter:
         """Seconds of audio given to the writer so far."""
         return self._queued / self._sr if self.audio_stream is not None else 0.0
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """An OS error while encoding or muxing (disk full, folder gone) becomes one line naming the file."""
+        try:
+            yield
+        except OSError as exc:
+            if self.fragmented:  # a fragmented file keeps what was flushed: it is playable
+                raise cannot_write(self.path, exc, "what was flushed before is kept") from None
+            self.abort()
+            raise cannot_write(self.path, exc, "the partial file was removed") from None
+
     def flush_audio(self, seconds: float) -> None:
         """Encode the queued audio up to ``seconds`` even if no frame comes (a frozen picture, a stalled
         renderer): the queue stays short whatever the picture does."""
-        self._write_audio_until(seconds)
+        with self._writing():
+            self._write_audio_until(seconds)
 
     def _write_audio_until(self, seconds: float | None) -> None:
         if self.audio_stream is None:
@@ -157,10 +186,14 @@ class VideoWriter:
         else:
             frame.pts = self.n_frames
             end = (self.n_frames + 1) / self.fps
+        with self._writing():
+            self._encode_video(frame)
+            self.n_frames += 1
+            self._write_audio_until(end)
+
+    def _encode_video(self, frame: av.VideoFrame | None) -> None:
         for pkt in self.video.encode(frame):
             self.container.mux(pkt)
-        self.n_frames += 1
-        self._write_audio_until(end)
 
     def close(self, complete: bool = True, audio_seconds: float | None = None) -> Path | None:
         """Finalise: flush encoders, mux the audio (all of it when ``complete``, else as long as the
@@ -173,8 +206,7 @@ class VideoWriter:
                 self.container.close()
                 self.tmp.unlink(missing_ok=True)
                 return None
-            for pkt in self.video.encode(None):
-                self.container.mux(pkt)
+            self._encode_video(None)
             if audio_seconds is None and not complete:
                 audio_seconds = (self._last_pts / 1000.0 + 1 / self.fps) if self.vfr else self.n_frames / self.fps
             self._write_audio_until(audio_seconds)
@@ -182,13 +214,16 @@ class VideoWriter:
                 for pkt in self.audio_stream.encode(None):
                     self.container.mux(pkt)
             self.container.close()
-        except BaseException:
+            if not self.fragmented:
+                os.chmod(self.tmp, 0o666 & ~current_umask())
+                os.replace(self.tmp, self.path)
+        except BaseException as exc:
             if not self.fragmented:  # a fragmented file keeps what was flushed: it is playable
                 self.tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                note = "the partial file was removed" if not self.fragmented else "what was flushed before is kept"
+                raise cannot_write(self.path, exc, note) from None
             raise
-        if not self.fragmented:
-            os.chmod(self.tmp, 0o666 & ~current_umask())
-            os.replace(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:

@@ -1,4 +1,7 @@
-"""Shared fixtures: offline hub, dummy SDL, the recordings in ../shared/audio, tiny models."""
+"""Shared fixtures: offline hub, dummy SDL, the recordings and model layouts under tests/data, tiny models.
+
+Everything a test reads is in the repository (tests/data, listed with sources and licences in
+tests/data/MANIFEST.md) or made in code."""
 
 from __future__ import annotations
 
@@ -13,23 +16,31 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_AUDIO = REPO.parent / "shared" / "audio"
-SHARED_MODELS = REPO.parent / "shared" / "models"
+DATA = REPO / "tests" / "data"
+AUDIO = DATA / "audio"
+CLIP_BPE = DATA / "models" / "bpe_simple_vocab_16e6.txt.gz"
 
 
 @pytest.fixture(scope="session")
-def shared_audio() -> Path:
-    if not (SHARED_AUDIO / "MANIFEST.tsv").is_file():
-        pytest.fail(f"the recordings are missing: expected {SHARED_AUDIO} (../shared/audio beside the checkout)")
-    return SHARED_AUDIO
+def audio_dir() -> Path:
+    """The recordings in tests/data/audio (CC0 / CC BY, see tests/data/MANIFEST.md)."""
+    return AUDIO
 
 
 @pytest.fixture(scope="session")
-def real_models() -> Path:
-    """The real checkpoints' configs and tokenizers (no weights) in ../shared/models."""
-    if not (SHARED_MODELS / "MANIFEST.tsv").is_file():
-        pytest.fail(f"the real model files are missing: expected {SHARED_MODELS} (../shared/models beside the checkout)")
-    return SHARED_MODELS
+def clip_bpe() -> Path:
+    """OpenAI CLIP's byte-pair file (MIT), from which every CLIP vocab.json/merges.txt is derived."""
+    return CLIP_BPE
+
+
+@pytest.fixture(scope="session")
+def model_layouts(tmp_path_factory) -> dict[str, Path]:
+    """family -> a folder holding that checkpoint's configs and real tokenizers in the hub's
+    diffusers layout, no weights (sd15, lcm, sd-turbo, sdxl-turbo: aadiff_live.models.architectures)."""
+    from aadiff_live.models.architectures import FAMILIES, write_layout
+
+    root = tmp_path_factory.mktemp("layouts")
+    return {name: write_layout(name, root / name, CLIP_BPE) for name in FAMILIES}
 
 
 @pytest.fixture(scope="session")

@@ -48,9 +48,9 @@ def test_peak_memory_does_not_grow_with_the_clip(tmp_path):
     assert p_long < 0.75 * whole_long, p_long
 
 
-def test_streamed_analysis_equals_the_whole_clip_analysis(shared_audio):
+def test_streamed_analysis_equals_the_whole_clip_analysis(audio_dir):
     """Same envelope whether the clip goes through in blocks or whole (golden: the in-memory path)."""
-    path = shared_audio / "sonicpi_loop_amen_full.flac"
+    path = audio_dir / "sonicpi_loop_amen_full.flac"
     cfg = EnvelopeConfig()
     clip = analyse_clip(open_audio(path), cfg)
     a = load_audio(path)
@@ -98,9 +98,9 @@ def test_audio_feed_hands_over_resampled_audio_as_the_picture_advances(tmp_path)
     assert abs(total - 10 * 48000) <= 2 and all(b.shape[1] == 2 for b in w.blocks)
 
 
-def test_analyse_cli_end_to_end(cli, tmp_path, shared_audio):
+def test_analyse_cli_end_to_end(cli, tmp_path, audio_dir):
     out = tmp_path / "a.json"
-    clip = shared_audio / "ibm_thunder.wav"
+    clip = audio_dir / "ibm_thunder.flac"
     code, stdout, err = cli("analyse", clip, "--json", out, "--plot", "--window", "9", "--gain", "1.5",
                             "--prompt", "thunder over a rainy city", "--clap-model", "tiny", "--top-k", "2")
     assert code == 0, err
@@ -124,8 +124,8 @@ def test_analyse_cli_end_to_end(cli, tmp_path, shared_audio):
     assert raw["tokens"]["clap_scores"] is None  # no prompt: no CLAP
 
 
-def test_analyse_pinned_words_skip_clap(cli, shared_audio):
-    code, stdout, err = cli("analyse", shared_audio / "ibm_rain.wav", "--prompt", "rain on a city", "--tokens", "rain")
+def test_analyse_pinned_words_skip_clap(cli, audio_dir):
+    code, stdout, err = cli("analyse", audio_dir / "ibm_thunder.flac", "--prompt", "rain on a city", "--tokens", "rain")
     assert code == 0, err
     assert "rain (pinned" in stdout
 
@@ -140,8 +140,8 @@ def _one_line_error(code, err, *needles):
 
 @pytest.mark.parametrize("case", ["missing", "folder", "garbage", "nothing", "json-folder", "tokens-alone",
                                   "not-in-prompt", "bad-window", "both", "plot-not-png"])
-def test_analyse_bad_input(cli, tmp_path, shared_audio, case):
-    good = shared_audio / "ibm_rain.wav"
+def test_analyse_bad_input(cli, tmp_path, audio_dir, case):
+    good = audio_dir / "ibm_thunder.flac"
     (tmp_path / "bad.wav").write_text("not audio\n" * 50)
     args, needles = {
         "missing": ([tmp_path / "nope.wav"], ["not found", "aadiff-live analyse"]),

@@ -169,13 +169,13 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-def test_a_real_signal_mid_render_finalises_the_file(tmp_path, shared_audio, sig):
+def test_a_real_signal_mid_render_finalises_the_file(tmp_path, audio_dir, sig):
     import signal
     import time
 
     out = tmp_path / "sig.mp4"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    p = subprocess.Popen([sys.executable, "-m", "aadiff_live", "render", "--audio", str(shared_audio / "ibm_thunder.wav"),
+    p = subprocess.Popen([sys.executable, "-m", "aadiff_live", "render", "--audio", str(audio_dir / "ibm_thunder.flac"),
                           "--prompt", "thunder", "--tokens", "thunder", "--out", str(out), *TINY, "--size", "128",
                           "--exact"],  # one render per frame: frames are written from the first second
                          stderr=subprocess.PIPE, text=True, env=env)

@@ -1,5 +1,5 @@
 """``aadiff-live download``: which repos, files and variants are fetched (the hub is mocked: the
-file lists are those of the real repos' layouts, built from ../shared/models), and loading the
+file lists are those of the real repos' layouts, built from aadiff_live.models.architectures), and loading the
 fp16 variant on a GPU dtype."""
 
 from __future__ import annotations
@@ -109,12 +109,12 @@ def test_unknown_repo_and_unreachable_hub_are_one_line_errors(hub, cli, monkeypa
     assert code == 2 and "hub is not reachable" in err and "Traceback" not in err
 
 
-def test_fp16_variant_is_loaded_on_a_gpu_dtype(real_models, tmp_path):
+def test_fp16_variant_is_loaded_on_a_gpu_dtype(model_layouts, tmp_path):
     """A folder (or cache) holding only fp16 weights loads with --dtype float16 (the GPU default)."""
     from aadiff_live.models.loading import load_components
     from aadiff_live.models.random_model import write_random_model
 
-    folder = write_random_model(real_models / "runwayml--stable-diffusion-v1-5", tmp_path / "m", shrink=True)
+    folder = write_random_model(model_layouts["sd15"], tmp_path / "m", shrink=True)
     c = load_components(str(folder))
     for part in ("unet", "vae", "text_encoder"):
         module = getattr(c, part).to(torch.float16)

@@ -1,5 +1,5 @@
 """Every model family through the same CLI, from folders built with tools/make_random_model.py
-out of the real configs and tokenizers in ../shared/models (shrunk widths, random weights: the
+out of the real architectures and tokenizers (aadiff_live.models.architectures; shrunk widths, random weights: the
 frames are noise; what is checked is the plumbing: schedulers, guidance, SDXL's two encoders,
 token positions from the real tokenizer, ONNX export)."""
 
@@ -18,12 +18,12 @@ from aadiff_live.rendering.pipeline import Renderer
 from aadiff_live.tokens.words import token_positions
 
 PROMPT = "a forest with a wildfire, at night"
-# family: (config folder, make_random_model options, scheduler, steps, guidance)
+# family: (scheduler, steps, guidance)
 FAMILIES = {
-    "sd-turbo": ("PROXY_stabilityai--stable-diffusion-2-1-base", {"turbo": True}, "EulerDiscreteScheduler", 1, 0.0),
-    "sd15": ("runwayml--stable-diffusion-v1-5", {}, "PNDMScheduler", 25, 7.5),
-    "lcm": ("SimianLuo--LCM_Dreamshaper_v7", {}, "LCMScheduler", 4, 0.0),
-    "sdxl-turbo": ("stabilityai--sdxl-turbo", {}, "EulerAncestralDiscreteScheduler", 1, 0.0),
+    "sd-turbo": ("EulerDiscreteScheduler", 1, 0.0),
+    "sd15": ("PNDMScheduler", 25, 7.5),
+    "lcm": ("LCMScheduler", 4, 0.0),
+    "sdxl-turbo": ("EulerAncestralDiscreteScheduler", 1, 0.0),
 }
 
 
@@ -37,12 +37,11 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def folders(real_models, tmp_path_factory):
+def folders(model_layouts, tmp_path_factory):
     from aadiff_live.models.random_model import write_random_model
 
     root = tmp_path_factory.mktemp("families")
-    return {name: write_random_model(real_models / src, root / f"{name}-random", shrink=True, **opts)
-            for name, (src, opts, *_) in FAMILIES.items()}
+    return {name: write_random_model(model_layouts[name], root / f"{name}-random", shrink=True) for name in FAMILIES}
 
 
 def _wav(tmp_path):
@@ -54,10 +53,10 @@ def _wav(tmp_path):
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_family_renders_through_the_cli(family, folders, real_models, cli, tmp_path):
+def test_family_renders_through_the_cli(family, folders, model_layouts, cli, tmp_path):
     from transformers import CLIPTokenizer
 
-    _, _, scheduler, steps, guidance = FAMILIES[family]
+    scheduler, steps, guidance = FAMILIES[family]
     out = tmp_path / "v.mp4"
     code, _, err = cli("render", "--model", folders[family], "--audio", _wav(tmp_path), "--fps", "4", "--size", "64",
                        "--backend", "torch", "--prompt", PROMPT, "--tokens", "wildfire", "--out", out)
@@ -66,7 +65,7 @@ def test_family_renders_through_the_cli(family, folders, real_models, cli, tmp_p
     side = json.loads(out.with_name("v.mp4.json").read_text())
     s = side["settings"]
     assert (s["scheduler"], s["steps"], s["guidance"], s["random_weights"]) == (scheduler, steps, guidance, True)
-    real = CLIPTokenizer.from_pretrained(str(real_models / FAMILIES[family][0] / "tokenizer"))
+    real = CLIPTokenizer.from_pretrained(str(model_layouts[family] / "tokenizer"))
     assert side["tokens"]["positions"] == token_positions(real, PROMPT, ["wildfire"]) == [5]
     assert side["n_frames"] == 2
 

@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.pulse, pytest.mark.skipif(not _pulse_ready(), reason="
                                                     "null sink v as default source (tools/start_pulse.sh)")]
 
 
-def test_capture_from_pulse_matches_the_played_file(tmp_path, shared_audio):
+def test_capture_from_pulse_matches_the_played_file(tmp_path, audio_dir):
     import av
     import soundfile as sf
     from scipy.signal import correlate
@@ -45,7 +45,7 @@ def test_capture_from_pulse_matches_the_played_file(tmp_path, shared_audio):
     from aadiff_live.config import load_config
     from aadiff_live.live.app import LiveApp
 
-    wav = shared_audio / "ibm_rain.wav"
+    wav = audio_dir / "ibm_thunder.flac"
     original, sr = sf.read(str(wav), dtype="float32", always_2d=True)
     original = original.mean(axis=1)
     cfg = load_config(None, {"model": {"model": "tiny", "size": "64"}, "live": {"input": "default"},

@@ -14,11 +14,11 @@ from aadiff_live.models.lora import parse_lora
 
 
 @pytest.fixture(scope="module")
-def sd15(real_models, tmp_path_factory):
+def sd15(model_layouts, tmp_path_factory):
     from aadiff_live.models.random_model import write_random_model
 
     torch.set_num_threads(1)
-    return write_random_model(real_models / "runwayml--stable-diffusion-v1-5", tmp_path_factory.mktemp("m") / "sd15",
+    return write_random_model(model_layouts["sd15"], tmp_path_factory.mktemp("m") / "sd15",
                               shrink=True)
 
 

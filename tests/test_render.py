@@ -44,20 +44,20 @@ def _streams(path: Path):
 
 
 @pytest.fixture(scope="module")
-def thunder_render(tmp_path_factory, shared_audio):
+def thunder_render(tmp_path_factory, audio_dir):
     from aadiff_live.cli import main
 
     out = tmp_path_factory.mktemp("thunder") / "thunder.mp4"
     frames = out.parent / "frames"
-    code = main(["render", "--audio", str(shared_audio / "ibm_thunder.wav"), "--prompt",
+    code = main(["render", "--audio", str(audio_dir / "ibm_thunder.flac"), "--prompt",
                  "a city skyline in a thunderstorm", "--out", str(out), "--frames", str(frames), "--plot", *TINY])
     assert code == 0
     return out, frames
 
 
-def test_thunder_mp4_streams_and_lengths(thunder_render, shared_audio):
+def test_thunder_mp4_streams_and_lengths(thunder_render, audio_dir):
     out, _ = thunder_render
-    dur = load_audio(shared_audio / "ibm_thunder.wav").duration
+    dur = load_audio(audio_dir / "ibm_thunder.flac").duration
     kinds, n_video, audio_s, pix, codec = _streams(out)
     assert sorted(kinds) == ["audio", "video"]
     assert codec == "h264" and pix == "yuv420p"
@@ -79,7 +79,7 @@ def test_sidecar_and_plot(thunder_render):
     assert Path(str(out) + ".png").stat().st_size > 10_000
 
 
-def test_frames_follow_the_sound(thunder_render, shared_audio):
+def test_frames_follow_the_sound(thunder_render, audio_dir):
     out, frames = thunder_render
     side = json.loads(Path(str(out) + ".json").read_text())
     w = np.array(side["frames"]["weight"])
@@ -92,7 +92,7 @@ def test_frames_follow_the_sound(thunder_render, shared_audio):
     # soft fields, not pixel noise
     assert max(_hstep(im) for im in imgs) <= 12.0
     # the weights follow the raw STFT magnitude, computed here independently (scipy), smoothed by the same window
-    a = load_audio(shared_audio / "ibm_thunder.wav")
+    a = load_audio(audio_dir / "ibm_thunder.flac")
     hop = a.samplerate // 30
     stft = ShortTimeFFT(get_window("hann", 2048), hop=hop, fs=a.samplerate)
     mag = np.abs(stft.stft(a.mono())).mean(axis=0)
@@ -101,8 +101,8 @@ def test_frames_follow_the_sound(thunder_render, shared_audio):
     assert spearmanr(w, centred_mean(ref, 5))[0] >= 0.9
 
 
-def test_a_door_slam_raises_the_weight_within_two_frames(cli, tmp_path, shared_audio):
-    src = shared_audio / "sonicpi_perc_door.flac"
+def test_a_door_slam_raises_the_weight_within_two_frames(cli, tmp_path, audio_dir):
+    src = audio_dir / "sonicpi_perc_door.flac"
     out = tmp_path / "door.mp4"
     code, _, err = cli("render", "--audio", src, "--prompt", "a wooden door", "--tokens", "door", "--out", out, *TINY)
     assert code == 0, err
@@ -147,9 +147,15 @@ def test_formats_and_rates(cli, tmp_path, fmt, sr, channels):
     assert n_video == 30 and abs(audio_s - 1.0) <= 1 / 30
 
 
-def test_mp3_decodes(shared_audio):
-    a = load_audio(shared_audio / "alarmclock_fireplace.mp3")
-    assert a.samplerate == 44100 and a.duration == pytest.approx(36.44, abs=0.1)
+def test_mp3_decodes(tmp_path):
+    import soundfile as sf
+
+    sr = 44100
+    t = np.arange(int(sr * 3.0)) / sr
+    sf.write(tmp_path / "tone.mp3", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr, format="MP3")
+    a = load_audio(tmp_path / "tone.mp3")
+    assert a.samplerate == 44100 and a.duration == pytest.approx(3.0, abs=0.1)
+    assert np.abs(a.mono()).max() == pytest.approx(0.3, abs=0.05)
 
 
 def test_silent_audio_renders_a_still_video(cli, tmp_path):
@@ -166,14 +172,14 @@ def test_silent_audio_renders_a_still_video(cli, tmp_path):
     assert side["timing_s"]["frames_rendered"] == 1  # equal weights render once
 
 
-def test_image_base_animates_a_still(cli, tmp_path, shared_audio):
+def test_image_base_animates_a_still(cli, tmp_path, audio_dir):
     rng = np.random.default_rng(0)
     for name, level in (("a.png", 40), ("b.png", 220)):
         Image.fromarray((rng.random((80, 120, 3)) * 30 + level).astype(np.uint8)).save(tmp_path / name)
     outs = {}
     for name in ("a.png", "b.png"):
         out = tmp_path / f"{name}.mp4"
-        code, _, err = cli("render", "--audio", shared_audio / "sonicpi_perc_door.flac", "--prompt", "a door",
+        code, _, err = cli("render", "--audio", audio_dir / "sonicpi_perc_door.flac", "--prompt", "a door",
                            "--tokens", "door", "--image", tmp_path / name, "--strength", "0.5", "--out", out,
                            "--frames", tmp_path / name.replace(".png", ""), *TINY)
         assert code == 0, err
@@ -183,7 +189,7 @@ def test_image_base_animates_a_still(cli, tmp_path, shared_audio):
     assert max(np.abs(f - a[0]).mean() for f in a) > 5  # and the sound moves it
 
 
-def test_image_base_stays_recognisable(cli, tmp_path, shared_audio):
+def test_image_base_stays_recognisable(cli, tmp_path, audio_dir):
     """With --image the tiny model keeps the picture in quiet frames and departs from it in loud ones."""
     from PIL import ImageDraw
 
@@ -195,7 +201,7 @@ def test_image_base_stays_recognisable(cli, tmp_path, shared_audio):
     d.rectangle((42, 36, 54, 52), fill=(250, 230, 120))
     pic.save(tmp_path / "house.png")
     out = tmp_path / "house.mp4"
-    code, _, err = cli("render", "--audio", shared_audio / "sonicpi_perc_door.flac", "--prompt", "a door",
+    code, _, err = cli("render", "--audio", audio_dir / "sonicpi_perc_door.flac", "--prompt", "a door",
                        "--tokens", "door", "--image", tmp_path / "house.png", "--out", out, "--frames",
                        tmp_path / "f", *TINY)
     assert code == 0, err

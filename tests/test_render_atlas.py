@@ -17,8 +17,8 @@ def _frames(folder) -> np.ndarray:
     return np.stack([np.asarray(Image.open(p), dtype=np.float64) for p in sorted(folder.glob("frame_*.png"))])
 
 
-def test_atlas_render_matches_exact_render(tmp_path, shared_audio, cli):
-    clip = shared_audio / "sonicpi_perc_door.flac"
+def test_atlas_render_matches_exact_render(tmp_path, audio_dir, cli):
+    clip = audio_dir / "sonicpi_perc_door.flac"
     runs = {}
     for name, extra in (("atlas", []), ("exact", ["--exact"])):
         out = tmp_path / f"{name}.mp4"
@@ -67,8 +67,8 @@ def test_long_render_costs_at_most_levels_renders(tmp_path, monkeypatch, cli):
     assert len(rows) == side["renders"] <= 9 and len(set(rows)) == len(rows)
 
 
-def test_too_many_levels_for_the_cap_is_a_one_line_error(tmp_path, shared_audio, cli):
-    code, _, err = cli("render", "--audio", shared_audio / "sonicpi_perc_door.flac", "--out", tmp_path / "x.mp4",
+def test_too_many_levels_for_the_cap_is_a_one_line_error(tmp_path, audio_dir, cli):
+    code, _, err = cli("render", "--audio", audio_dir / "sonicpi_perc_door.flac", "--out", tmp_path / "x.mp4",
                        "--levels", "65", "--atlas-mb", "0.5", *TINY)
     assert code == 2
     assert err.strip().count("\n") == 0 and "at most 42 levels fit" in err, err  # before the model loads

@@ -23,20 +23,21 @@ from aadiff_live.tokens.words import (
     word_positions,
 )
 
+# name: (family, tokenizer folder); SD 2.x's tokenizer is SD-Turbo's
 TOKENIZERS = {
-    "sd15": "runwayml--stable-diffusion-v1-5/tokenizer",
-    "sd21": "PROXY_stabilityai--stable-diffusion-2-1-base/tokenizer",
-    "sdxl": "stabilityai--sdxl-turbo/tokenizer",
-    "sdxl_2": "stabilityai--sdxl-turbo/tokenizer_2",
+    "sd15": ("sd15", "tokenizer"),
+    "sd21": ("sd-turbo", "tokenizer"),
+    "sdxl": ("sdxl-turbo", "tokenizer"),
+    "sdxl_2": ("sdxl-turbo", "tokenizer_2"),
 }
 LONG = "a quiet valley " + "with tall green trees and " * 20 + "a wildfire"  # 'wildfire' at token 105
 
 
 @pytest.fixture(scope="module")
-def clip_tokenizers(real_models):
+def clip_tokenizers(model_layouts):
     from transformers import CLIPTokenizer
 
-    toks = {k: CLIPTokenizer.from_pretrained(str(real_models / v)) for k, v in TOKENIZERS.items()}
+    toks = {k: CLIPTokenizer.from_pretrained(str(model_layouts[fam] / sub)) for k, (fam, sub) in TOKENIZERS.items()}
     assert all(len(t) == 49408 for t in toks.values())
     return toks
 

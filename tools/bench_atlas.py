@@ -9,7 +9,7 @@ Sections (``--sections``, all by default), each for the models in ``--models``:
   neighbouring levels against the exact render there: mean absolute error over all pixels, the
   worst frame's mean and the worst pixel (in 1/255). ``floor``: a level rendered in a batch
   against the same weight rendered alone (the error no blend can remove).
-- ``offline``: ``render`` of a ``--clip-minutes`` clip (``ibm_thunder.wav`` repeated) with the
+- ``offline``: ``render`` of a ``--clip-minutes`` clip (``ibm_thunder.flac`` repeated) with the
   atlas, timed whole; ``--exact`` timed on its first ``--exact-seconds`` and extrapolated from the
   time per render to the renders the whole clip needs (one per run of equal weights, counted).
 - ``streamdiffusion``: StreamDiffusion's own SD-Turbo loop (``txt2img_sd_turbo``, as its wrapper
@@ -19,7 +19,7 @@ Sections (``--sections``, all by default), each for the models in ``--models``:
 - ``display``: the live window's cost per refresh (blend two levels, upload, scale to a 1280x720
   window, HUD, flip) through :class:`aadiff_live.live.display.Display`, under Xvfb (started here
   when there is no ``$DISPLAY``).
-- ``live``: ``run_live`` headless from ``ibm_thunder.wav`` played in real time (looped), words
+- ``live``: ``run_live`` headless from ``ibm_thunder.flac`` played in real time (looped), words
   pinned, with the atlas and with ``--levels 0``: display frames/s, audio-to-photon p50/p95/p99
   after the atlas is filled, and the time to fill it.
 
@@ -55,7 +55,7 @@ from benchstats import fmt_ratio, ratio_with_control  # noqa: E402
 
 log = logging.getLogger("bench_atlas")
 REPO = Path(__file__).resolve().parents[1]
-THUNDER = REPO.parent / "shared" / "audio" / "ibm_thunder.wav"
+THUNDER = REPO / "tests" / "data" / "audio" / "ibm_thunder.flac"
 LEVELS = (9, 17, 33, 65)
 FILL_LEVELS = 33
 FILL_GOAL_S = 60.0

@@ -1,5 +1,7 @@
-"""CLAP as it really is, without a download: the full-size ClapModel from laion/clap-htsat-unfused's
-config (random weights), the real RoBERTa tokenizer, transformers' ClapFeatureExtractor at the
+"""CLAP as it really is, without a download: the full-size ClapModel of laion/clap-htsat-unfused
+(transformers' ClapConfig defaults are that checkpoint's architecture; random weights), a RoBERTa
+tokenizer that holds each word of the prompts as one token (as RoBERTa's 50k vocabulary holds these
+common words: the real sequence lengths, within a token), transformers' ClapFeatureExtractor at the
 LAION settings (48 kHz, 10 s chunks, rand_trunc for the unfused model), saved to a folder and
 loaded back through ClapRanker (the CLI's loader); ranks a prompt's words on a 30 s clip (three
 10 s chunks) and on the live window (5 s). Asserts the shapes; times one ranking on the CPU.
@@ -20,8 +22,28 @@ from pathlib import Path
 
 import numpy as np
 
-MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 PROMPT_WORDS = ["forest", "wildfire", "night", "rain", "thunder", "city"]
+TEMPLATE = "the sound of {word}"
+
+
+def word_tokenizer(words: list[str]):
+    """A byte-level RoBERTa tokenizer in which each of ``words`` (and the template's) is one token."""
+    from transformers import RobertaTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab: dict[str, int] = {}
+    merges: list[tuple[str, str]] = []
+    for t in ["<s>", "<pad>", "</s>", "<unk>", *bytes_to_unicode().values()]:
+        vocab.setdefault(t, len(vocab))
+    all_words = sorted({*words, *TEMPLATE.replace("{word}", "").split()})
+    # after a space (GPT-2's space marker; its merges rank first), then at the start
+    for piece in ["\u0120" + w for w in all_words] + all_words:
+        for k in range(2, len(piece) + 1):
+            if piece[:k] not in vocab:
+                merges.append((piece[: k - 1], piece[k - 1]))
+                vocab[piece[:k]] = len(vocab)
+    vocab["<mask>"] = len(vocab)
+    return RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
 
 def main() -> int:
@@ -30,22 +52,22 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     import torch
-    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor
 
     from aadiff_live.backends.engines import cpu_name
     from aadiff_live.tokens.clap import CLAP_SR, ClapRanker
 
-    cfg = ClapConfig.from_pretrained(str(MODELS / "PROXY_Xenova--clap-htsat-unfused"))
+    cfg = ClapConfig()  # laion/clap-htsat-unfused: HTSAT audio tower, RoBERTa text tower, 512-d projection
     assert not cfg.audio_config.enable_fusion, "the unfused checkpoint"
     torch.manual_seed(0)
     model = ClapModel(cfg).eval()
-    tok = RobertaTokenizer.from_pretrained(str(MODELS / "PROXY_cvssp--audioldm-s-full-v2" / "tokenizer"))
+    tok = word_tokenizer(PROMPT_WORDS)
     fe = ClapFeatureExtractor()  # LAION defaults: 48 kHz, 10 s, 64 mel bins
     assert (fe.sampling_rate, fe.nb_max_samples, fe.feature_size) == (48000, 480000, 64)
     n_params = sum(p.numel() for p in model.parameters())
     result: dict = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "loadavg_1m_at_start": os.getloadavg()[0],
                                 "torch_threads": torch.get_num_threads()},
-                    "model": {"config": "laion/clap-htsat-unfused (Xenova re-save)", "params_millions": n_params / 1e6,
+                    "model": {"config": "laion/clap-htsat-unfused (transformers' ClapConfig defaults)", "params_millions": n_params / 1e6,
                               "tokenizer_vocab": len(tok)}}
     with tempfile.TemporaryDirectory(prefix="clap-random-") as tmp:
         model.save_pretrained(tmp)
@@ -71,7 +93,7 @@ def main() -> int:
         for _ in range(a.repeats):
             ranker._text_cache.clear()
             t0 = time.perf_counter()
-            ranking = ranker.rank(mono, sr, PROMPT_WORDS, "the sound of {word}")
+            ranking = ranker.rank(mono, sr, PROMPT_WORDS, TEMPLATE)
             times.append(time.perf_counter() - t0)
         assert set(ranking.scores) == set(PROMPT_WORDS)
         result[name] = {"chunks": len(chunks), "input_features": shape, "audio_embedding": list(emb.shape),

@@ -4,8 +4,8 @@
         [--dtype float32] [--dtype-of sdxl-turbo=bfloat16] [--out docs/bench_families.json]
 
 Each family runs in its own process (so peak RSS is that family's): the architecture is built
-from the real configs in ../shared/models (tools/make_random_model.py's builder, full size, in
-memory), then the same Renderer as the CLI prepares the prompt and renders one frame at the
+from the published hyper-parameters (aadiff_live/models/architectures.py, written out as a hub
+layout, then tools/make_random_model.py's builder, full size, in memory), then the same Renderer as the CLI prepares the prompt and renders one frame at the
 family's default schedule. Random weights: the frame is noise; what is measured is the cost.
 """
 
@@ -17,15 +17,16 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
-FAMILIES = {
-    "sd15": "runwayml--stable-diffusion-v1-5",
-    "sdxl-turbo": "stabilityai--sdxl-turbo",
-    "lcm": "SimianLuo--LCM_Dreamshaper_v7",
-    "sd-turbo": "PROXY_stabilityai--stable-diffusion-2-1-base",
+CLIP_BPE = Path(__file__).resolve().parents[1] / "tests" / "data" / "models" / "bpe_simple_vocab_16e6.txt.gz"
+FAMILIES = {  # family -> the checkpoint whose architecture it is
+    "sd15": "runwayml/stable-diffusion-v1-5",
+    "sdxl-turbo": "stabilityai/sdxl-turbo",
+    "lcm": "SimianLuo/LCM_Dreamshaper_v7",
+    "sd-turbo": "stabilityai/sd-turbo",
 }
 
 
@@ -33,13 +34,15 @@ def one(family: str, size: int, dtype_name: str) -> dict:
     import torch
 
     from aadiff_live.backends import make_backend
+    from aadiff_live.models.architectures import write_layout
     from aadiff_live.models.components import Components
     from aadiff_live.models.random_model import build_random_parts
     from aadiff_live.rendering.pipeline import Renderer
 
     dtype = getattr(torch, dtype_name)
     t0 = time.perf_counter()
-    parts = build_random_parts(MODELS / FAMILIES[family], dtype=dtype, turbo=family == "sd-turbo")
+    with tempfile.TemporaryDirectory(prefix="layout-") as tmp:
+        parts = build_random_parts(write_layout(family, Path(tmp) / family, CLIP_BPE), dtype=dtype)
     parts.pop("model_index")
     t_build = time.perf_counter() - t0
     n_params = {k: sum(p.numel() for p in v.parameters()) for k, v in parts.items() if hasattr(v, "parameters")}

@@ -5,7 +5,7 @@ Runs the real live app with a window (under Xvfb where there is no screen:
 once the atlas is complete and ``--after`` seconds have passed. ``--model tiny`` has random
 weights: the picture is abstract colour fields, not imagery.
 
-    python tools/live_hud_shot.py [--input ../shared/audio/ibm_thunder.wav] [--out docs/live_hud.png]
+    python tools/live_hud_shot.py [--input tests/data/audio/ibm_thunder.flac] [--out docs/live_hud.png]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--input", default=str(HERE.parent.parent / "shared" / "audio" / "ibm_thunder.wav"))
+    p.add_argument("--input", default=str(HERE.parent / "tests" / "data" / "audio" / "ibm_thunder.flac"))
     p.add_argument("--prompt", default="a thunderstorm at sea")
     p.add_argument("--out", default=str(HERE.parent / "docs" / "live_hud.png"))
     p.add_argument("--after", type=float, default=2.0, help="seconds after the atlas is complete")

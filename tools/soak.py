@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_INPUT = REPO.parent / "shared" / "audio" / "ibm_thunder.wav"
+DEFAULT_INPUT = REPO / "tests" / "data" / "audio" / "ibm_thunder.flac"
 log = logging.getLogger("soak")
 
 

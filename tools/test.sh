@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh Debian machine and runs them:
 # system packages (PortAudio, PulseAudio, Xvfb), a virtualenv with the project, a PulseAudio
-# null sink for the real-capture tests, then ruff and pytest. Extra arguments go to pytest.
+# null sink for the real-capture tests, then ruff, mypy and pytest. Extra arguments go to pytest.
+#
+# AADIFF_VENV=/path/to/venv: use that virtualenv as it is (CI: the one of the checkout this tree
+#   was cloned from, same commit, kept between runs); this tree is put first on the import path.
+# AADIFF_SETUP_ONLY=1: install, then stop before the checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,26 +21,31 @@ if [ -n "$need" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
 
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
+if [ -n "${AADIFF_VENV:-}" ]; then
+  VENV=$AADIFF_VENV
+  [ -x "$VENV/bin/python" ] || { echo "AADIFF_VENV=$VENV holds no virtualenv" >&2; exit 1; }
+  echo "== using the virtualenv $VENV with this tree first on the import path"
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+else
+  VENV=.venv
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  echo "== installing the project (torch==2.13.0 pinned: the CPU build)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+  "$VENV/bin/python" -m pip install -q -e '.[dev,ndi,virtualcam]'
+  # the GPU benchmark's peer (tools/bench_gpu.py); --no-deps: it pins diffusers 0.24, it runs with ours
+  "$VENV/bin/python" -m pip install -q --no-deps streamdiffusion==0.1.1
 fi
-echo "== installing the project (torch==2.13.0 pinned: the CPU build)"
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[dev,ndi,virtualcam]'
-# the GPU benchmark's peer (tools/bench_gpu.py); --no-deps: it pins diffusers 0.24, it runs with ours
-.venv/bin/python -m pip install -q --no-deps streamdiffusion==0.1.1
+[ "${AADIFF_SETUP_ONLY:-}" = 1 ] && exit 0
 
 echo "== PulseAudio null sink for the real-capture tests"
-if [ -x tools/start_pulse.sh ] || [ -f tools/start_pulse.sh ]; then
-  if ! bash tools/start_pulse.sh; then
-    if [ "${CI:-}" = "true" ]; then echo "PulseAudio failed to start in CI" >&2; exit 1; fi
-    echo "PulseAudio is not available: the capture tests will be skipped"
-  fi
+if ! bash tools/start_pulse.sh; then
+  if [ "${CI:-}" = "true" ]; then echo "PulseAudio failed to start in CI" >&2; exit 1; fi
+  echo "PulseAudio is not available: the capture tests will be skipped"
 fi
 
 echo "== ruff, mypy"
-.venv/bin/ruff check aadiff_live tests tools
-.venv/bin/mypy aadiff_live
+"$VENV/bin/ruff" check aadiff_live tests tools
+"$VENV/bin/mypy" aadiff_live
 echo "== pytest"
 export HF_HUB_OFFLINE=1 SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy MPLBACKEND=Agg
-exec .venv/bin/python -m pytest "$@"
+exec "$VENV/bin/python" -m pytest "$@"

@@ -1,8 +1,9 @@
 """A model folder in diffusers layout with random weights, built from a real checkpoint's configs.
 
 ``CONFIG_FOLDER`` is a hub repo's small files (``model_index.json``, ``unet/config.json``,
-``tokenizer/vocab.json``, ...; ``../shared/models`` holds those of SD 1.5, LCM Dreamshaper v7,
-SDXL-Turbo and SD 2.1-base). Full size: the real architecture (for timing: speed does not depend
+``tokenizer/vocab.json``, ...): a real checkpoint's, or those that
+:func:`aadiff_live.models.architectures.write_layout` writes for SD 1.5, LCM Dreamshaper v7, SD-Turbo
+and SDXL-Turbo. Full size: the real architecture (for timing: speed does not depend
 on the weights' values). ``shrink``: the same classes, block types, schedulers and real
 tokenizers with small widths and depths (for tests: seconds per frame). Either way the weights
 are random and the picture is noise, never imagery.
@@ -29,13 +30,6 @@ S_TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_att
 S_UNET_WIDTH = (32, 64, 64, 64)
 S_VAE_WIDTH = (16, 32, 32, 32)
 S_TIME_DIM = 8
-# sd-turbo's own scheduler (../shared/models/README.md): its files could not be found, SD 2.1-base's
-# are the same architecture with a PNDM scheduler; ``turbo=True`` writes this one instead
-SD_TURBO_SCHEDULER = {
-    "_class_name": "EulerDiscreteScheduler", "beta_start": 0.00085, "beta_end": 0.012,
-    "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "prediction_type": "epsilon",
-    "timestep_spacing": "trailing", "steps_offset": 1, "interpolation_type": "linear", "use_karras_sigmas": False,
-}
 
 
 def _json(path: Path) -> dict:
@@ -86,9 +80,8 @@ def _shrink_vae(cfg: dict) -> dict:
 
 
 def build_random_parts(config_dir: str | Path, *, shrink: bool = False, seed: int = 0,
-                       dtype: torch.dtype = torch.float32, turbo: bool = False) -> dict[str, Any]:
-    """Every part named in ``model_index.json`` that the renderer uses, with random weights
-    (``turbo``: sd-turbo's Euler "trailing" scheduler instead of the folder's)."""
+                       dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """Every part named in ``model_index.json`` that the renderer uses, with random weights."""
     import diffusers
     import transformers
     from transformers import CLIPTextConfig, CLIPTokenizer
@@ -130,7 +123,7 @@ def build_random_parts(config_dir: str | Path, *, shrink: bool = False, seed: in
         parts["vae"] = vae_cls.from_config(vae_cfg).eval()
     finally:
         torch.set_default_dtype(default)
-    sched_cfg = dict(SD_TURBO_SCHEDULER) if turbo else _json(src / "scheduler" / "scheduler_config.json")
+    sched_cfg = _json(src / "scheduler" / "scheduler_config.json")
     sched_cls = getattr(diffusers, str(sched_cfg.get("_class_name", "")), None)
     if sched_cls is None:
         raise UserError(f"scheduler {sched_cfg.get('_class_name')} in {src} is unknown to this diffusers")
@@ -139,11 +132,10 @@ def build_random_parts(config_dir: str | Path, *, shrink: bool = False, seed: in
     return parts
 
 
-def write_random_model(config_dir: str | Path, out: str | Path, *, shrink: bool = False, seed: int = 0,
-                       turbo: bool = False) -> Path:
+def write_random_model(config_dir: str | Path, out: str | Path, *, shrink: bool = False, seed: int = 0) -> Path:
     """Write :func:`build_random_parts` to ``out`` in diffusers layout (loadable with ``--model out``)."""
     src, out = Path(config_dir), Path(out)
-    parts = build_random_parts(src, shrink=shrink, seed=seed, turbo=turbo)
+    parts = build_random_parts(src, shrink=shrink, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     index = dict(parts.pop("model_index"))
     index["scheduler"] = ["diffusers", type(parts["scheduler"]).__name__]

@@ -31,6 +31,14 @@ def _words_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--clap-model", help="CLAP checkpoint (default laion/clap-htsat-unfused)")
 
 
+def _route_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--route", action="append", metavar="SOURCE=WORD[:W_MIN:W_MAX]",
+                   help="give one word of the prompt its own weight from one sound source, repeatable (at most 3): "
+                   "sources loudness, low, mid, high (features.bands), onset, onset:BAND, and offline drums, bass, "
+                   "vocals, other; e.g. --route low=thunder --route high=rain. --route auto: CLAP gives each source "
+                   "the word that sounds like it")
+
+
 def _envelope_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("envelope")
     g.add_argument("--fps", type=float, help="frames per second of the envelope and video (default 30)")
@@ -68,6 +76,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("frame atlas")
     g.add_argument("--levels", type=int, help="weight levels rendered once and blended (default 33); 0 = render "
                    "every frame exactly")
+    g.add_argument("--levels-2", type=int, help="with 2 routed words: levels per axis of the grid (default 9: 9x9)")
+    g.add_argument("--levels-3", type=int, help="with 3 routed words: levels per axis of the grid (default 5: 5x5x5)")
     g.add_argument("--atlas-mb", type=float, help="memory cap of the atlases in MB (default 512)")
     g.add_argument("--atlas-batch", type=int, help="levels per UNet call (default: 4 on CPU, 8 on CUDA)")
     p.add_argument("--config", help="YAML config (default ./config.yaml if present); CLI flags override it")
@@ -81,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("render", help="render a video from a sound file and a prompt")
     _model_args(r)
+    _route_args(r)
     r.add_argument("--audio", help="sound file: wav, flac, ogg, mp3 (any rate, mono or stereo)")
     r.add_argument("--demo", action="store_true", help="no download: --model tiny, a synthetic storm and a "
                    "picture (a sun over the sea) made in code, and a default prompt")
@@ -106,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     live = sub.add_parser("live", help="react to live input (the default command)")
     _model_args(live)
+    _route_args(live)
     live.add_argument("--input", help="'default', a device index, a device-name substring, or a sound file "
                       "played in real time")
     live.add_argument("--monitor", action="store_true", help="with a file --input: also play it to the speakers")
@@ -164,7 +176,8 @@ def _overrides(a: argparse.Namespace) -> dict[str, dict]:
         "model": {"model": g("model"), "steps": g("steps"), "guidance": g("guidance"), "seed": g("seed"),
                   "size": g("size"), "device": g("device"), "dtype": g("dtype"), "backend": g("backend"),
                   "vae": g("vae"), "strength": g("strength"), "compile": g("compile"), "loras": g("lora")},
-        "atlas": {"levels": g("levels"), "mb": g("atlas_mb"), "batch": g("atlas_batch")},
+        "atlas": {"levels": g("levels"), "levels_2": g("levels_2"), "levels_3": g("levels_3"), "mb": g("atlas_mb"),
+                  "batch": g("atlas_batch")},
         "live": {"input": g("input"), "fullscreen": g("fullscreen") or None, "display": g("display"),
                  "segment_minutes": g("segment_minutes"), "loop": g("loop") or None,
                  "display_fps": g("display_fps"), "stall_s": g("stall_s")},
@@ -239,6 +252,14 @@ def _dispatch(argv: list[str]) -> int:
     if a.command in ("render", "live", "analyse") and overrides["tokens"]["tokens"] is not None:
         overrides["tokens"]["tokens"] = [t for t in overrides["tokens"]["tokens"].split(",")]
     cfg = load_config(cfg_path, overrides)
+    if getattr(a, "route", None):
+        from aadiff_live.config import parse_route
+
+        parsed = [parse_route(t) for t in a.route]
+        named = [r for r in parsed if r != "auto"]
+        if len(named) < len(parsed) and len(parsed) > 1:
+            raise UserError("--route auto chooses every route itself; give it alone, or name the routes")
+        cfg.routes = named if named else "auto"  # --route flags replace config.yaml's routes
     if a.command == "download":
         return _download(a, cfg)
     if a.command == "render":

@@ -86,10 +86,18 @@ class LiveConfig(_Strict):
     stall_s: float = Field(20.0, gt=0)  # RENDER STALLED when the renderer makes no progress for this long
 
 
+MAX_ROUTES = 3  # routed words one atlas can vary: its cells grow as levels ** routes
+
+
 class AtlasConfig(_Strict):
-    """The frame atlas (docs/design.md §7): ``levels`` 0 renders every frame exactly (per weight)."""
+    """The frame atlas (docs/design.md §7, §8): ``levels`` 0 renders every frame exactly (per weight).
+
+    ``levels`` serves one weight (no route, or one); ``levels_2`` and ``levels_3`` are the levels per axis of
+    the grid for 2 and 3 routed words, chosen from the measured blend-error table (docs/sounds.md)."""
 
     levels: int = Field(33, ge=0, le=4097)
+    levels_2: int = Field(9, ge=2, le=65)
+    levels_3: int = Field(5, ge=2, le=17)
     mb: float = Field(512.0, gt=0)  # memory cap of all atlases kept (live: the LRU; offline: the one atlas)
     batch: int | None = Field(None, ge=1, le=256)  # levels per UNet call; None: by device (see atlas.default_batch)
     prefill_scenes: bool = True  # live: once the atlas on screen is complete, fill the scenes' atlases ahead
@@ -102,6 +110,19 @@ class AtlasConfig(_Strict):
         return v
 
 
+class RouteConfig(_Strict):
+    """One prompt word given its own weight by one sound source (docs/design.md §8). Unset values are the
+    envelope's (``w_min``, ``w_max``, ``gain``; ``attack_ms``/``release_ms``: the source's own smoothing)."""
+
+    source: str  # loudness, a band of features.bands (low, mid, high), onset, onset:BAND, or a stem
+    word: str  # a word of the prompt
+    w_min: float | None = None
+    w_max: float | None = None
+    gain: float | None = Field(None, ge=0)
+    attack_ms: float | None = Field(None, ge=0)  # given: this route's source follows attack/release
+    release_ms: float | None = Field(None, ge=0)
+
+
 class Config(_Strict):
     envelope: EnvelopeConfig = EnvelopeConfig()
     tokens: TokenConfig = TokenConfig()
@@ -112,6 +133,8 @@ class Config(_Strict):
     video_out: VideoOutConfig = VideoOutConfig()
     scenes: list[SceneConfig] = Field(default_factory=list, max_length=99)
     atlas: AtlasConfig = AtlasConfig()
+    # each an own word for a sound source (--route SOURCE=WORD[:W_MIN:W_MAX]); "auto": CLAP pairs them
+    routes: list[RouteConfig] | Literal["auto"] = Field(default_factory=list)
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(?:[x×]\s*(\d+))?\s*$")
@@ -130,9 +153,32 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+ROUTE_HELP = "SOURCE=WORD[:W_MIN:W_MAX], e.g. --route low=thunder or --route high=rain:0:1.5 (or --route auto)"
+
+
+def parse_route(text: str) -> RouteConfig | Literal["auto"]:
+    """``--route SOURCE=WORD[:W_MIN:W_MAX]``; ``auto`` lets CLAP give each source its word. A source may hold a
+    colon (``onset:low``): the source ends at the first ``=``."""
+    t = str(text).strip()
+    if t == "auto":
+        return "auto"
+    source, eq, rest = t.partition("=")
+    parts = rest.split(":")
+    if not eq or not source.strip() or not parts[0].strip() or len(parts) not in (1, 3):
+        raise UserError(f"--route {text!r}: expected {ROUTE_HELP}")
+    try:
+        lo, hi = (float(parts[1]), float(parts[2])) if len(parts) == 3 else (None, None)
+    except ValueError:
+        raise UserError(f"--route {text!r}: W_MIN and W_MAX must be numbers; expected {ROUTE_HELP}") from None
+    return RouteConfig(source=source.strip(), word=parts[0].strip(), w_min=lo, w_max=hi)
+
+
 def _describe(err: ValidationError, source: str) -> str:
-    e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"])
+    errors = err.errors()
+    # an unknown key says most (a misspelt key also reads as a missing one); a union's branch tags
+    # (``list[RouteConfig]``, ``literal['auto']``) are no part of where the value is
+    e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
+    loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and "[" in p))
     if e["type"] == "extra_forbidden":
         return f"{source}: unknown key '{loc}'; remove it or check its spelling against config.yaml"
     msg = e["msg"].removeprefix("Value error, ")

@@ -19,6 +19,7 @@ from aadiff_live.config import Config, parse_size
 from aadiff_live.errors import UserError, cannot_write
 from aadiff_live.output.sidecar import sidecar_path, write_json_atomic
 from aadiff_live.output.video import VideoWriter, check_writable
+from aadiff_live.rendering.atlas import OfflineAtlas, atlas_key, check_fits, default_batch, weight_range
 from aadiff_live.tokens.words import check_prompt
 
 log = logging.getLogger(__name__)
@@ -33,53 +34,6 @@ def _sigterm_as_interrupt():
 
     previous = signal.signal(signal.SIGTERM, handler)
     return lambda: signal.signal(signal.SIGTERM, previous)
-
-
-class OfflineAtlas:
-    """The atlas of one offline render, filled lazily: only the levels the clip's weights need, in the
-    order the frames first need them, ``batch`` levels per UNet call; at most ``levels`` renders."""
-
-    def __init__(self, renderer, prompt: str, positions: list[int], levels: int, weights: np.ndarray, cfg: Config,
-                 batch: int) -> None:
-        from aadiff_live.rendering.atlas import Atlas, atlas_key
-
-        e = cfg.envelope
-        lo = min(e.w_min, e.w_max, float(weights.min(initial=e.w_min)))
-        hi = max(e.w_min, e.w_max, float(weights.max(initial=e.w_max)))
-        self.renderer = renderer
-        self.positions = positions
-        self.batch = int(batch)
-        self.atlas = Atlas(atlas_key(renderer, prompt, positions, levels, lo, hi))
-        self.plan = [self.atlas.locate(float(w)) for w in weights]
-        need: dict[int, None] = {}
-        for a, b, t in self.plan:
-            need.setdefault(a)
-            if t > 0:
-                need.setdefault(b)
-        self.need = list(need)  # levels in the order the frames first need them
-        self._next = 0
-
-    def missing(self, i: int) -> bool:
-        a, b, t = self.plan[i]
-        return not self.atlas.has(a) or (t > 0 and not self.atlas.has(b))
-
-    def fill_next(self) -> int:
-        """Render the next ``batch`` needed levels (those of the current frame come first); how many."""
-        from aadiff_live.rendering.atlas import fill
-
-        todo = self.need[self._next:self._next + self.batch]
-        self._next += len(todo)
-        return fill(self.atlas, lambda ws: self.renderer.render_batch(ws, self.positions, profile=True), todo)
-
-    def frame(self, i: int) -> np.ndarray:
-        from aadiff_live.rendering.atlas import blend_frames
-
-        a, b, t = self.plan[i]
-        return self.atlas.frames[a] if t == 0 else blend_frames(self.atlas.frames[a], self.atlas.frames[b], t)
-
-    def sidecar(self, n: int) -> dict:
-        return {"level_lo": [p[0] for p in self.plan[:n]], "level_hi": [p[1] for p in self.plan[:n]],
-                "blend": [round(p[2], 6) for p in self.plan[:n]]}
 
 
 def _save_png(frame: np.ndarray, path: Path) -> None:
@@ -114,8 +68,6 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         log.warning("the audio is silent (below %.0f dBFS): the video will be a still picture", cfg.envelope.silence_db)
     levels = 0 if exact else cfg.atlas.levels
     if levels:  # before the model loads: a setting that cannot work fails at once
-        from aadiff_live.rendering.atlas import check_fits
-
         check_fits(levels, *parse_size(cfg.model.size), cfg.atlas.mb)
     from aadiff_live.models.loading import IN_PROCESS_RANDOM
     from aadiff_live.rendering.build import build_renderer  # torch and the models load only now
@@ -138,12 +90,11 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     choice = choose_tokens(prompt, components.tokenizer, pinned=tcfg.tokens, top_k=tcfg.top_k, clap_model=clap_model,
                            mono=clip.excerpt, samplerate=clip.samplerate, template=tcfg.text_template, ranker=ranker)
     weights = np.asarray(env.weights, dtype=np.float64)
-    plan = None
+    plan: OfflineAtlas | None = None
     if levels:
-        from aadiff_live.rendering.atlas import default_batch
-
-        plan = OfflineAtlas(renderer, prompt, choice.positions, levels, weights, cfg,
-                            cfg.atlas.batch or default_batch(renderer.backend))
+        e = cfg.envelope
+        key = atlas_key(renderer, prompt, choice.positions, levels, *weight_range(e.w_min, e.w_max, weights))
+        plan = OfflineAtlas(renderer, key, weights, choice.positions, cfg.atlas.batch or default_batch(renderer.backend))
         log.info("frame atlas: %d levels over w in [%g, %g], %d per UNet call; this clip needs %d of them "
                  "(--exact renders every frame)", levels, plan.atlas.key.w_lo, plan.atlas.key.w_hi, plan.batch,
                  len(plan.need))

@@ -482,3 +482,70 @@ class AtlasCache:
                 total -= self._atlases.pop(k).nbytes
                 self.evicted += 1
             return atlas
+
+
+def weight_range(w_min: float, w_max: float, weights: np.ndarray) -> tuple[float, float]:
+    """An axis's range: ``[w_min, w_max]`` widened to every weight that occurs (a gain over 1 goes beyond)."""
+    w = np.asarray(weights, dtype=np.float64)
+    return (min(w_min, w_max, float(w.min(initial=w_min))), max(w_min, w_max, float(w.max(initial=w_max))))
+
+
+class OfflineAtlas:
+    """The atlas of one offline render, filled lazily: only the cells the clip's weights need, in the order
+    the frames first need them, ``batch`` cells per UNet call; at most ``n_cells`` renders whatever the
+    clip's length.
+
+    ``points``: one weight per frame (``[n]``, one axis) or one weight vector per frame (``[n, k]``, a grid);
+    ``positions``: the token positions as :meth:`Renderer.render_batch` takes them (one group, or one per axis).
+    """
+
+    def __init__(self, renderer, key: AtlasKey, points: np.ndarray, positions, batch: int) -> None:
+        self.renderer = renderer
+        self.positions = positions
+        self.batch = int(batch)
+        self.atlas = Atlas(key)
+        pts = np.asarray(points, dtype=np.float64)
+        self.grid = self.atlas.k > 1
+        if self.grid:
+            pts = pts.reshape(len(pts), self.atlas.k)
+            self.where = [self.atlas.positions(tuple(p)) for p in pts]  # fractional index per axis, per frame
+            self.plan = [self.atlas._corners(x) for x in self.where]
+        else:
+            self.plan = [self._pair(self.atlas.locate(float(w))) for w in pts.reshape(-1)]
+            self.levels = [self.atlas.locate(float(w)) for w in pts.reshape(-1)]
+        need: dict[int, None] = {}
+        for cells, _ in self.plan:
+            for c in cells:
+                need.setdefault(c)
+        self.need = list(need)  # cells in the order the frames first need them
+        self._next = 0
+
+    @staticmethod
+    def _pair(loc: tuple[int, int, float]) -> tuple[list[int], list[float]]:
+        a, b, t = loc
+        return ([a], [1.0]) if t == 0 else ([a, b], [1.0 - t, t])
+
+    def missing(self, i: int) -> bool:
+        return not all(self.atlas.has(c) for c in self.plan[i][0])
+
+    def fill_next(self) -> int:
+        """Render the next ``batch`` needed cells (those of the current frame come first); how many."""
+        todo = self.need[self._next:self._next + self.batch]
+        self._next += len(todo)
+        return fill(self.atlas, lambda pts: self.renderer.render_batch(pts, self.positions, profile=True), todo)
+
+    def frame(self, i: int) -> np.ndarray:
+        cells, coeffs = self.plan[i]
+        if len(cells) == 1:
+            return self.atlas.frames[cells[0]]
+        if not self.grid:
+            return blend_frames(self.atlas.frames[cells[0]], self.atlas.frames[cells[1]], coeffs[1])
+        return blend_many([self.atlas.frames[c] for c in cells], coeffs)
+
+    def sidecar(self, n: int) -> dict:
+        """Per frame, what it shows. One axis: ``(1 - blend) * level_lo + blend * level_hi``; a grid: the
+        fractional level index on every axis (the frame is the multilinear blend of the cell around it)."""
+        if self.grid:
+            return {"grid_position": [[round(float(x), 6) for x in w] for w in self.where[:n]]}
+        return {"level_lo": [p[0] for p in self.levels[:n]], "level_hi": [p[1] for p in self.levels[:n]],
+                "blend": [round(p[2], 6) for p in self.levels[:n]]}

@@ -136,14 +136,25 @@ def why_no_positions(word: str, all_positions: list[int], n_tokens: int = TEXT_T
     return f"'{word}' maps to no token of the diffusion model's tokenizer"
 
 
-def require_positions(tokenizer, prompt: str, words: list[str], n_tokens: int = TEXT_TOKENS) -> list[int]:
+def require_positions(tokenizer, prompt: str, words: list[str], n_tokens: int = TEXT_TOKENS,
+                      flag: str = "--tokens") -> list[int]:
     """Positions of pinned ``words``; a one-line error if any of them has none in the window."""
+    return sorted({p for g in route_groups(tokenizer, prompt, words, n_tokens, flag) for p in g})
+
+
+def route_groups(tokenizer, prompt: str, words: list[str], n_tokens: int = TEXT_TOKENS,
+                 flag: str = "--route") -> list[list[int]]:
+    """Each word's own positions inside the window (one group per routed word, in order); a one-line error
+    naming ``flag`` if a word has none there."""
     found = word_positions(tokenizer, prompt, words)
-    for w, ps in found.items():
+    groups = []
+    for w in words:
+        ps = found[_key(w)]
         if not in_window(ps, n_tokens):
-            raise UserError(f"--tokens: {why_no_positions(w, ps, n_tokens)}; shorten the prompt or move the word "
+            raise UserError(f"{flag}: {why_no_positions(_key(w), ps, n_tokens)}; shorten the prompt or move the word "
                             f"nearer its start")
-    return in_window(sorted({p for ps in found.values() for p in ps}), n_tokens)
+        groups.append(in_window(ps, n_tokens))
+    return groups
 
 
 def reachable_scores(tokenizer, prompt: str, scores: dict[str, float], top_k: int, n_tokens: int = TEXT_TOKENS,

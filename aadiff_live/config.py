@@ -34,6 +34,31 @@ class EnvelopeConfig(_Strict):
     gain: float = Field(1.0, ge=0)
 
 
+RESERVED_SOURCES = ("loudness", "onset", "drums", "bass", "vocals", "other")
+_BAND_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class FeaturesConfig(_Strict):
+    """Sources besides the loudness (docs/design.md §1.5): frequency bands and onsets, from the same STFT."""
+
+    bands: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {"low": (20.0, 200.0), "mid": (200.0, 2000.0), "high": (2000.0, 16000.0)})
+    onset_decay_ms: float = Field(150.0, gt=0)  # an onset is a flash: 1 at once, then down with this time constant
+    onset_delta: float = Field(0.1, ge=0)  # peak picking: how far above the recent mean (per unit of recent peak)
+    onset_wait_ms: float = Field(60.0, ge=0)  # at least this long between two onsets of one source
+
+    @field_validator("bands")
+    @classmethod
+    def _bands_ok(cls, v: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for name, (lo, hi) in v.items():
+            if not _BAND_NAME.match(name) or name in RESERVED_SOURCES:
+                raise ValueError(f"band name {name!r}: use lower-case letters, digits and _, and none of "
+                                 f"{', '.join(RESERVED_SOURCES)}")
+            if not 0 <= lo < hi:
+                raise ValueError(f"band {name!r} [{lo:g}, {hi:g}] Hz: need 0 <= low < high")
+        return v
+
+
 class TokenConfig(_Strict):
     clap_model: str = "laion/clap-htsat-unfused"
     top_k: int = Field(1, ge=1)
@@ -125,6 +150,7 @@ class RouteConfig(_Strict):
 
 class Config(_Strict):
     envelope: EnvelopeConfig = EnvelopeConfig()
+    features: FeaturesConfig = FeaturesConfig()
     tokens: TokenConfig = TokenConfig()
     model: ModelConfig = ModelConfig()
     live: LiveConfig = LiveConfig()

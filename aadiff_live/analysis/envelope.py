@@ -46,6 +46,12 @@ class FrameSTFT:
 
     def push(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Feed mono samples; return (magnitude, rms_db) of every frame completed by them."""
+        _, mag, rms_db = self.push_spectra(block)
+        return mag, rms_db
+
+    def push_spectra(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As :meth:`push`, and first the frames' magnitude spectra ``|rfft|`` (``[frames, n_fft // 2 + 1]``,
+        not divided by the window's norm): what the other sources (:mod:`aadiff_live.analysis.sources`) read."""
         block = np.asarray(block, dtype=np.float64).reshape(-1)
         start = self._received
         total = start + block.size
@@ -59,23 +65,34 @@ class FrameSTFT:
             ends = self.frame_end(np.arange(first, first + count)) - (start - self.n_fft)
             idx = ends[:, None] - self.n_fft + np.arange(self.n_fft)[None, :]
             frames = data[idx] * self.window
-            mag = np.abs(np.fft.rfft(frames, axis=1)).mean(axis=1) / self._norm
+            spectra = np.abs(np.fft.rfft(frames, axis=1))
+            mag = spectra.mean(axis=1) / self._norm
             power = np.sum(frames**2, axis=1) / (self._norm**2)
             rms_db = 10.0 * np.log10(np.maximum(power, 1e-20))
             self._next += count
         else:
+            spectra = np.zeros((0, self.n_fft // 2 + 1))
             mag = np.zeros(0)
             rms_db = np.zeros(0)
         self._buf = data[-self.n_fft :].copy()
         self._received = total
-        return mag, rms_db
+        return spectra, mag, rms_db
+
+    @property
+    def norm(self) -> float:
+        """``sqrt(sum(window**2))``: magnitudes divided by it read in the envelope's units."""
+        return self._norm
 
     def flush(self, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
         """Zero-pad the end of a finite clip so that exactly ``n_frames`` frames exist in all."""
+        _, mag, rms_db = self.flush_spectra(n_frames)
+        return mag, rms_db
+
+    def flush_spectra(self, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         missing = int(self.frame_end(n_frames - 1)) - self._received if n_frames > self._next else 0
         if missing <= 0:
-            return np.zeros(0), np.zeros(0)
-        return self.push(np.zeros(missing))
+            return np.zeros((0, self.n_fft // 2 + 1)), np.zeros(0), np.zeros(0)
+        return self.push_spectra(np.zeros(missing))
 
 
 class TrailingMean:

@@ -6,7 +6,9 @@ In: a UDP server on its own thread (127.0.0.1 unless ``--osc-host``), one handle
 values, oversized strings, datagrams that are not OSC: one (rate-limited) log line, never a crash.
 
 Out: per displayed frame ``/aadiff/envelope``, ``/aadiff/weight``, ``/aadiff/level_db``,
-``/aadiff/latency_ms`` (floats) and ``/aadiff/words`` (a string) when the words change.
+``/aadiff/latency_ms`` (floats) and ``/aadiff/words`` (a string) when the words change; per analysis
+hop (100 a second), from the analysis thread, ``/aadiff/source/<name> f`` for every source (``loudness``,
+``low``, ``onset:low``, ...) and ``/aadiff/onset s`` (the onset source's name) at each onset event.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aadiff_live.control.params import PARAMS, ControlInbox
 from aadiff_live.errors import UserError
+
+if TYPE_CHECKING:
+    from aadiff_live.live.ring import WeightSample
 
 log = logging.getLogger(__name__)
 _WILDCARDS = frozenset("*?[]{}")  # characters of an OSC address pattern
@@ -155,3 +160,15 @@ class OscSender:
             return
         self._words = words
         self.sent += 1
+
+    def send_sources(self, sample: WeightSample) -> None:
+        """Every source's value, and one ``/aadiff/onset`` per onset event (called by the analysis thread)."""
+        try:
+            for name, value in sample.sources.items():
+                self.client.send_message(f"/aadiff/source/{name}", float(value))
+            for name in sample.onsets:
+                self.client.send_message("/aadiff/onset", name)
+        except OSError as exc:
+            self.failed += 1
+            if self.failed == 1:
+                log.warning("OSC out to %s:%d failed (%s); still trying every frame", self.host, self.port, exc)

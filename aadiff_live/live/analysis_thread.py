@@ -9,17 +9,23 @@ attack, release and the AGC are defined in time (the config's ``window`` is in v
 ``envelope.fps``), so the envelope looks the same whatever the hop. Audio that is already stale
 (a backlog of more than :data:`MAX_BACKLOG_S`, e.g. at start-up while the first atlas level
 renders) is skipped: the analysis jumps to the newest audio instead of catching up through it.
+
+Every hop also steps every live source (bands, onsets: :class:`~aadiff_live.analysis.sources.SourceStepper`)
+on the same STFT frame; the posted sample carries their values, and ``on_hop`` (OSC out) gets every hop's.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
 from aadiff_live.analysis.envelope import FrameSTFT, LiveNormaliser, make_causal_smoother, to_weight
-from aadiff_live.config import EnvelopeConfig, LiveConfig
+from aadiff_live.analysis.sources import LOUDNESS, Smoothing, SourceStepper
+from aadiff_live.config import EnvelopeConfig, FeaturesConfig, LiveConfig
 from aadiff_live.live.ring import RingBuffer, RingReader, WeightSample
 from aadiff_live.live.supervisor import Supervisor
 from aadiff_live.mailbox import Mailbox
@@ -39,7 +45,8 @@ def live_smoothing_mode(mode: str) -> str:
 
 class AnalysisThread(threading.Thread):
     def __init__(self, ring: RingBuffer, env: EnvelopeConfig, live: LiveConfig, out: Mailbox[WeightSample],
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, *, features: FeaturesConfig | None = None,
+                 on_hop: Callable[[WeightSample], None] | None = None) -> None:
         super().__init__(name="analysis", daemon=False)
         self.ring = ring
         self.out = out
@@ -51,6 +58,10 @@ class AnalysisThread(threading.Thread):
         self.stft = FrameSTFT(ring.samplerate, self.fps, n_fft, fit=False)
         self.smoother = self.make_smoother(env.window, env.attack_ms, env.release_ms)
         self.normaliser = LiveNormaliser(self.fps, live.agc_release_s, live.gate_db)
+        self.sources = SourceStepper(features or FeaturesConfig(), ring.samplerate, n_fft, self.stft.norm, self.fps,
+                                     Smoothing(self.mode, env.window, env.attack_ms, env.release_ms),
+                                     video_fps=env.fps, agc_release_s=live.agc_release_s, gate_db=live.gate_db)
+        self.on_hop = on_hop  # called on this thread with every hop's sample (OSC out of the sources)
         self.skipped = 0  # stale samples skipped (start-up backlog, a stall)
         self.w_min, self.w_max = env.w_min, env.w_max
         self.gain = float(env.gain)  # NB: written by the display thread (+/- keys), read here per frame
@@ -82,20 +93,29 @@ class AnalysisThread(threading.Thread):
 
     def step(self, mono: np.ndarray, first_sample: int) -> WeightSample | None:
         """Push samples (the first at absolute ring index ``first_sample``); the newest completed frame."""
-        mags, dbs = self.stft.push(mono)
+        spectra, mags, dbs = self.stft.push_spectra(mono)
         newest = None
         # ring index = STFT sample index + samples lost to overruns before this block
         offset = first_sample - self._pushed
         self._pushed += mono.size
-        for mag, db in zip(mags, dbs, strict=True):
+        fired: list[str] = []
+        for spectrum, mag, db in zip(spectra, mags, dbs, strict=True):
             i = self.n_frames
             smoothed = self.smoother.step(float(mag))
             e = self.normaliser.step(smoothed, float(db))
             w = float(to_weight(e, self.w_min, self.w_max, self.gain))
             last_sample = int(self.stft.frame_end(i)) - 1 + offset
             t = self.ring.capture_time(last_sample)
-            newest = WeightSample(i, w, e, float(db), float(t) if t is not None else 0.0)
+            values = self.sources.step(spectrum, float(db))
+            values[LOUDNESS] = e  # the envelope's own smoother (the rig may change it live)
+            fired += self.sources.fired
+            newest = WeightSample(i, w, e, float(db), float(t) if t is not None else 0.0, values,
+                                  tuple(self.sources.fired))
+            if self.on_hop is not None:
+                self.on_hop(newest)
             self.n_frames += 1
+        if newest is not None and fired != list(newest.onsets):
+            newest = replace(newest, onsets=tuple(dict.fromkeys(fired)))  # every onset since the last post
         return newest
 
     def run(self) -> None:

@@ -169,7 +169,9 @@ class LiveApp:
         self.requests: Mailbox[RenderRequest] = Mailbox()
         self.frames: Mailbox[Frame] = Mailbox()
         self.views: Mailbox[AtlasView] = Mailbox()
-        self.analysis = AnalysisThread(ring, self.cfg.envelope, live, self.weights, self.stop)
+        osc_out = self.rig.osc_out
+        self.analysis = AnalysisThread(ring, self.cfg.envelope, live, self.weights, self.stop, features=self.cfg.features,
+                                       on_hop=osc_out.send_sources if osc_out is not None else None)
         acfg = self.cfg.atlas
         self.levels = acfg.levels
         if self.levels:

@@ -12,7 +12,8 @@ for about half a block (:meth:`RingReader.wait`), so a quit wakes them at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -122,3 +123,5 @@ class WeightSample:
     normalised: float
     rms_db: float
     capture_time: float  # monotonic s of the last audio sample the frame saw
+    sources: Mapping[str, float] = field(default_factory=dict)  # every live source's value in [0, 1]
+    onsets: tuple[str, ...] = ()  # the onset sources that fired since the previous sample posted

@@ -1,5 +1,6 @@
-"""``aadiff-live analyse clip.wav``: the envelope, the weights, CLAP's ranking and their statistics, without
-rendering (tune ``--window`` / ``--gain`` before a long render).
+"""``aadiff-live analyse clip.wav``: the envelope, the weights, CLAP's ranking and their statistics, and every
+source (bands, onsets; stems with ``--stems``), without rendering (tune ``--window`` / ``--gain`` before a long
+render).
 
 The clip is read in blocks (:func:`aadiff_live.analysis.clip.analyse_clip`): memory does not grow with its
 length. No diffusion model is loaded; CLAP is loaded only when there is a prompt whose words it should rank.
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from aadiff_live.analysis.clip import analyse_clip, envelope_stats
+from aadiff_live.analysis.sources import STEMS, SourceFrames, is_onset, is_stem, known_sources
 from aadiff_live.audio.source import source_for
 from aadiff_live.config import Config
 from aadiff_live.errors import UserError
@@ -59,8 +61,30 @@ def report_lines(stats: dict, ranking: dict[str, float] | None, pinned: list[str
     return lines
 
 
+def source_lines(frames: SourceFrames) -> list[str]:
+    """One line of the level sources' medians and 95th percentiles, one of the onset counts."""
+    levels = [n for n in frames.names if not is_onset(n)]
+    onsets = [n for n in frames.names if is_onset(n)]
+    lines = ["sources (median / p95): " + "  ".join(
+        f"{n} {np.median(frames.values[n]):.2f}/{np.percentile(frames.values[n], 95):.2f}" for n in levels)]
+    if onsets:
+        dur = max(frames.n_frames / frames.fps, 1e-9)
+        lines.append("onsets: " + "  ".join(f"{n} {frames.onsets[n].size} ({frames.onsets[n].size / dur:.1f}/s)"
+                                            for n in onsets))
+    return lines
+
+
+def sources_json(frames: SourceFrames, cfg: Config) -> dict:
+    f = cfg.features
+    return {"names": frames.names, "bands_hz": {k: list(v) for k, v in f.bands.items()},
+            "onset_decay_ms": f.onset_decay_ms, "onset_hz": cfg.live.analysis_hz,
+            "stem_model": f.stem_model if any(is_stem(n) for n in frames.names) else None,
+            "values": frames.values, "raw": {n: v for n, v in frames.raw.items() if not is_onset(n)},
+            "onsets_s": frames.onsets}
+
+
 def run_analyse(cfg: Config, *, audio_path: str | None, prompt: str | None, json_out: str | None = None,
-                plot: str | bool = False, demo: bool = False) -> int:
+                plot: str | bool = False, demo: bool = False, stems: bool = False) -> int:
     if prompt is not None:
         prompt = check_prompt(prompt)
     if cfg.tokens.tokens is not None and prompt is None:
@@ -75,14 +99,25 @@ def run_analyse(cfg: Config, *, audio_path: str | None, prompt: str | None, json
         png = Path(plot) if isinstance(plot, str) else (
             json_path.with_name(json_path.name + ".png") if json_path else Path(f"{name}.envelope.png"))
         check_writable(png, "--plot", "envelope.png")
+    names = known_sources(cfg.features, live=True) + (list(STEMS) if stems else [])
+    separator = None
+    if stems:
+        from aadiff_live.analysis.stems import load_separator, require_demucs
+
+        require_demucs()
     t0 = time.perf_counter()
     source = source_for(audio_path, demo, arg="`aadiff-live analyse`")
-    clip = analyse_clip(source, cfg.envelope)
+    if stems:
+        separator = load_separator(cfg.features.stem_model)
+    clip = analyse_clip(source, cfg.envelope, features=cfg.features, sources=names, onset_hz=cfg.live.analysis_hz,
+                        separator=separator)
+    frames = clip.sources
+    assert frames is not None
     t_analysis = time.perf_counter() - t0
     env = clip.envelope
     stats = envelope_stats(env)
     ranking = _rank(cfg, prompt, clip.excerpt, clip.samplerate) if prompt is not None and pinned is None else None
-    for line in report_lines(stats, ranking, pinned, cfg.tokens.top_k):
+    for line in report_lines(stats, ranking, pinned, cfg.tokens.top_k) + source_lines(frames):
         print(line)
     if json_path is not None:
         e = cfg.envelope
@@ -100,12 +135,13 @@ def run_analyse(cfg: Config, *, audio_path: str | None, prompt: str | None, json
             "timing_s": {"analysis": t_analysis},
             "frames": {"time": env.times, "raw": env.raw, "smoothed": env.smoothed, "normalised": env.normalised,
                        "rms_db": env.rms_db, "weight": env.weights},
+            "sources": sources_json(frames, cfg),
         }
         log.info("wrote %s", write_json_atomic(json_path, data))
     if png is not None:
-        from aadiff_live.output.plot import plot_envelope
+        from aadiff_live.output.plot import plot_sources
 
         words = pinned or (list(ranking)[:cfg.tokens.top_k] if ranking else [])
         title = f"{prompt}  [{', '.join(words)}]" if prompt else ("demo" if demo else str(audio_path))
-        log.info("plot: %s", plot_envelope(env, png, title=title))
+        log.info("plot: %s", plot_sources(frames, env, png, title=title))
     return 0

@@ -109,9 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--demo", action="store_true", help="the demo's synthetic storm instead of a file")
     _words_args(an)
     _envelope_args(an)
-    an.add_argument("--json", metavar="OUT", help="write the statistics, the ranking and every frame's values here")
+    an.add_argument("--json", metavar="OUT", help="write the statistics, the ranking, every frame's values and every "
+                    "source's (loudness, bands, onsets with their event times) here")
     an.add_argument("--plot", nargs="?", const=True, default=False, metavar="PNG",
-                    help="plot the envelope and weight (default file: OUT.json.png with --json, else CLIP.envelope.png)")
+                    help="plot every source (one panel each, onsets marked) and the weight (default file: OUT.json.png "
+                    "with --json, else CLIP.envelope.png)")
+    an.add_argument("--stems", action="store_true", help="also the stem sources drums, bass, vocals, other (Demucs, "
+                    "features.stem_model; pip install \"aadiff-live[stems]\")")
     an.add_argument("--config", help="YAML config (default ./config.yaml if present); CLI flags override it")
     an.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -279,7 +283,8 @@ def _dispatch(argv: list[str]) -> int:
             raise UserError("analyse takes either a sound file or --demo, not both")
         from aadiff_live.analyse import run_analyse
 
-        return run_analyse(cfg, audio_path=a.clip, prompt=a.prompt, json_out=a.json, plot=a.plot, demo=a.demo)
+        return run_analyse(cfg, audio_path=a.clip, prompt=a.prompt, json_out=a.json, plot=a.plot, demo=a.demo,
+                           stems=a.stems)
     if a.command == "live":
         from aadiff_live.live.app import run_live
 

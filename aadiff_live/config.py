@@ -46,6 +46,7 @@ class FeaturesConfig(_Strict):
     onset_decay_ms: float = Field(150.0, gt=0)  # an onset is a flash: 1 at once, then down with this time constant
     onset_delta: float = Field(0.1, ge=0)  # peak picking: how far above the recent mean (per unit of recent peak)
     onset_wait_ms: float = Field(60.0, ge=0)  # at least this long between two onsets of one source
+    stem_model: str = "htdemucs"  # Demucs separator of the stem sources (offline; pip install "aadiff-live[stems]")
 
     @field_validator("bands")
     @classmethod

@@ -224,3 +224,28 @@ def test_osc_out_sends_every_source_and_each_onset(wait_until):
     assert [g[1] for g in got if g[0] == "/aadiff/source/low"] == [0.25, 0.125]
     assert [g[1] for g in got if g[0] == "/aadiff/source/onset:low"] == [1.0, 0.5]
     assert [g for g in got if g[0] == "/aadiff/onset"] == [("/aadiff/onset", "onset:low")]
+
+
+def test_analyse_writes_every_source_and_the_onset_times(drums, tmp_path):
+    import json
+
+    import soundfile as sf
+
+    from aadiff_live.analyse import run_analyse
+
+    mix, _, _, kick_t, hat_t = drums
+    wav = tmp_path / "drums.wav"
+    sf.write(str(wav), mix.astype(np.float32), SR)
+    cfg = Config()
+    assert run_analyse(cfg, audio_path=str(wav), prompt=None, json_out=str(tmp_path / "a.json"),
+                       plot=str(tmp_path / "a.png")) == 0
+    data = json.loads((tmp_path / "a.json").read_text())
+    src = data["sources"]
+    assert src["names"] == known_sources(cfg.features, live=True)
+    n = data["stats"]["frames"]
+    assert all(len(src["values"][name]) == n for name in src["names"])
+    assert src["values"]["loudness"] == pytest.approx(data["frames"]["normalised"])
+    expected = sources_offline(mix.astype(np.float32), SR, cfg.envelope, cfg.features)
+    assert src["onsets_s"]["onset:low"] == pytest.approx(expected.onsets["onset:low"].tolist())
+    assert len(src["onsets_s"]["onset"]) == kick_t.size + hat_t.size
+    assert (tmp_path / "a.png").stat().st_size > 10_000

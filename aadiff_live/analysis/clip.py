@@ -5,17 +5,23 @@ each block goes through the streaming STFT and is dropped; what stays is two flo
 and CLAP's excerpt. CLAP ranks on the whole clip cut into 10 s chunks when it has at most
 :data:`CLAP_CHUNKS` of them; a longer clip contributes that many chunks spread evenly over its length
 (a two-hour set: 12 ten-second looks, not 720).
+
+With ``sources`` the same pass computes the other sources too (:mod:`aadiff_live.analysis.sources`):
+bands and onsets stream like the envelope; stems (:mod:`aadiff_live.analysis.stems`) need the whole
+clip, which is then kept in memory for the separator.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from aadiff_live.analysis.envelope import Envelope, envelope_from_raw, raw_envelope_blocks
+from aadiff_live.analysis.envelope import Envelope, envelope_from_raw
+from aadiff_live.analysis.sources import LOUDNESS, OfflineSources, Smoothing, SourceFrames, is_stem
 from aadiff_live.audio.stream import AudioSource
-from aadiff_live.config import EnvelopeConfig
+from aadiff_live.config import EnvelopeConfig, FeaturesConfig
 
 CLAP_CHUNKS = 12
 CLAP_CHUNK_S = 10.0
@@ -29,6 +35,7 @@ class ClipAnalysis:
     n_samples: int
     excerpt: np.ndarray  # mono float32 at ``samplerate``: what CLAP ranks the words on
     excerpt_starts_s: list[float]  # where its chunks come from
+    sources: SourceFrames | None = None  # the sources asked for (always with the loudness), per video frame
 
     @property
     def duration(self) -> float:
@@ -43,7 +50,22 @@ def _chunk_picks(n_samples: int, chunk: int, max_chunks: int) -> np.ndarray:
 
 
 def analyse_clip(source: AudioSource, env: EnvelopeConfig, *, max_chunks: int = CLAP_CHUNKS,
-                 chunk_s: float = CLAP_CHUNK_S) -> ClipAnalysis:
+                 chunk_s: float = CLAP_CHUNK_S, features: FeaturesConfig | None = None,
+                 sources: Sequence[str] = (), onset_hz: float = 100.0, smoothing: Mapping[str, Smoothing] | None = None,
+                 separator=None) -> ClipAnalysis:
+    """``sources``: names of :func:`~aadiff_live.analysis.sources.known_sources` to compute besides the envelope
+    (``onset_hz``: the live analysis rate, so that the onsets are the live ones; ``smoothing``: per source,
+    else the envelope's); stems need ``separator`` (:func:`~aadiff_live.analysis.stems.load_separator`)."""
+    features = features or FeaturesConfig()
+    stem_names = [n for n in sources if is_stem(n)]
+    stream_names = list(dict.fromkeys([LOUDNESS, *(n for n in sources if not is_stem(n))]))
+    if stem_names:
+        from aadiff_live.analysis.stems import require_demucs
+
+        require_demucs()
+        if separator is None:
+            raise ValueError("stem sources need a separator")
+    kept: list[np.ndarray] = []  # the clip itself, only for the separator
     sr = source.samplerate
     n_total = source.frames
     if n_total is None:  # the container does not say: count it first (a decode pass, flat memory)
@@ -60,6 +82,8 @@ def analyse_clip(source: AudioSource, env: EnvelopeConfig, *, max_chunks: int = 
     def mono_blocks():
         pos = 0
         for b in source.blocks():
+            if stem_names:
+                kept.append(np.asarray(b, dtype=np.float32))
             mono = b.mean(axis=1, dtype=np.float32) if b.shape[1] > 1 else b[:, 0]
             end = pos + mono.size
             for k, s in enumerate(starts):  # copy what falls into CLAP's chunks
@@ -70,12 +94,26 @@ def analyse_clip(source: AudioSource, env: EnvelopeConfig, *, max_chunks: int = 
             yield mono
         seen["n"] = pos
 
-    raw, rms_db = raw_envelope_blocks(mono_blocks(), sr, env.fps, env.n_fft)
+    analyser = OfflineSources(sr, env, features, stream_names, onset_hz)
+    for mono in mono_blocks():
+        analyser.push(mono)
+    frames = analyser.finish(None, smoothing)
+    raw, rms_db = frames.raw[LOUDNESS], frames.rms_db
     n = seen["n"]
+    if stem_names:
+        from aadiff_live.analysis.stems import separate, stem_values
+
+        audio = np.concatenate(kept) if kept else np.zeros((0, source.channels), np.float32)
+        kept.clear()
+        stems, stem_sr = separate(separator, audio, sr)
+        del audio
+        values, stem_raw = stem_values(stems, stem_sr, env, features, stem_names, frames.n_frames, smoothing)
+        frames = replace(frames, values={**frames.values, **values}, raw={**frames.raw, **stem_raw})
     envelope = envelope_from_raw(raw, rms_db, fps=env.fps, window=env.window, mode=env.mode,
                                  attack_ms=env.attack_ms, release_ms=env.release_ms, percentile=env.norm_percentile,
                                  silence_db=env.silence_db, w_min=env.w_min, w_max=env.w_max, gain=env.gain)
-    return ClipAnalysis(envelope, sr, source.channels, n, excerpt, [float(s) / sr for s in starts])
+    return ClipAnalysis(envelope, sr, source.channels, n, excerpt, [float(s) / sr for s in starts],
+                        frames if sources else None)
 
 
 def envelope_stats(env: Envelope) -> dict:

@@ -1,10 +1,12 @@
-"""``--plot``: raw and smoothed envelope and the token weight over time (matplotlib, no display)."""
+"""``--plot``: raw and smoothed envelope and the token weight over time; ``analyse --plot``: every source
+(matplotlib, no display)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from aadiff_live.analysis.envelope import Envelope
+from aadiff_live.analysis.sources import LOUDNESS, ONSET, SourceFrames, is_onset
 from aadiff_live.errors import cannot_write
 
 
@@ -32,4 +34,40 @@ def plot_envelope(env: Envelope, path: str | Path, title: str = "") -> Path:
         raise cannot_write(path, exc) from None
     finally:
         plt.close(fig)
+    return Path(path)
+
+
+def plot_sources(frames: SourceFrames, env: Envelope, path: str | Path, title: str = "") -> Path:
+    """One panel per level source (loudness, each band, each stem): its raw value (grey, relative) and its value
+    in [0, 1], with the onset events of its onset source marked (``onset`` on the loudness, ``onset:<band>`` on
+    the band); then the weight."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = [n for n in frames.names if not is_onset(n)]
+    fig, axes = plt.subplots(len(levels) + 1, 1, figsize=(10, 1.3 * len(levels) + 2.2), sharex=True,
+                             constrained_layout=True)
+    for k, (ax, name) in enumerate(zip(axes, levels, strict=False)):
+        raw = frames.raw[name]
+        ax.plot(frames.times, raw / max(float(raw.max(initial=0.0)), 1e-12), lw=0.6, color="0.7")
+        ax.fill_between(frames.times, frames.values[name], lw=0, color=f"C{k}", alpha=0.55)
+        ax.plot(frames.times, frames.values[name], lw=1.0, color=f"C{k}")
+        onset = ONSET if name == LOUDNESS else f"{ONSET}:{name}"
+        events = frames.onsets.get(onset)
+        label = name
+        if events is not None and events.size:
+            ax.vlines(events, 0.0, 1.05, color="k", lw=0.7, alpha=0.8)
+            label += f"\n{events.size} onsets"
+        ax.set_ylim(0, 1.08)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center")
+        ax.set_yticks([0, 1])
+    axes[-1].plot(env.times, env.weights, lw=1.4, color="C3")
+    axes[-1].set_ylabel("weight w_t\n(loudness)", rotation=0, ha="right", va="center")
+    axes[-1].set_xlabel("time (s)")
+    if title:
+        axes[0].set_title(title)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
     return Path(path)

@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-from aadiff_live.backends.base import Backend
+from aadiff_live.backends.base import Backend, EngineLoadError
 from aadiff_live.backends.hardware import cpu_has_bf16, importable
 from aadiff_live.errors import UserError
 
@@ -91,12 +91,27 @@ def make_backend(name: str, components, device: torch.device, dtype: torch.dtype
         from aadiff_live.backends.torch_backend import torch_backend
 
         return torch_backend(components, device, dtype, compile=kw.get("compile"))
-    if name == "onnxruntime":
-        from aadiff_live.backends.onnx_backend import onnx_backend
-
-        return onnx_backend(components, device, dtype, **kw)
-    if name == "tensorrt":
-        from aadiff_live.backends.tensorrt_backend import tensorrt_backend
-
-        return tensorrt_backend(components, device, dtype, **kw)
+    if name in ("onnxruntime", "tensorrt"):
+        if name == "onnxruntime":
+            from aadiff_live.backends.onnx_backend import onnx_backend as build
+        else:
+            from aadiff_live.backends.tensorrt_backend import tensorrt_backend as build
+        try:
+            return build(components, device, dtype, **kw)
+        except EngineLoadError as exc:  # the load boundary only: the show runs on torch instead, loudly
+            return _torch_instead(name, exc, components, device, dtype, kw.get("compile"))
     raise UserError(f"--backend {name!r} is unknown; use auto, torch, onnxruntime or tensorrt")
+
+
+def _torch_instead(name: str, exc: EngineLoadError, components, device: torch.device, dtype: torch.dtype,
+                   compile: bool | None) -> Backend:
+    """The torch backend standing in for an engine that did not load, saying so (log and HUD)."""
+    from aadiff_live.backends.torch_backend import torch_backend
+
+    alert = f"ENGINE FAILED, running torch: {exc}"
+    log.warning("%s; the show goes on with --backend torch (slower; `aadiff-live build-engine --backend %s "
+                "--force` rebuilds the engine)", alert, name)
+    backend = torch_backend(components, device, dtype, compile=compile)
+    backend.alert = alert
+    backend.description += f" (instead of {name}: its engine did not load)"
+    return backend

@@ -33,3 +33,11 @@ class Backend:
     device: torch.device
     dtype: torch.dtype
     graphs: bool = False  # the renderer may capture unet and decode as CUDA graphs (static shapes and buffers)
+    # compiled backends: the same modules uncompiled, run if compiling or capturing fails (rendering/static.py)
+    eager_unet: Callable[..., torch.Tensor] | None = None
+    eager_decode: Callable[..., torch.Tensor] | None = None
+    alert: str | None = None  # a fault the show carries on through (an engine that failed to load): HUD, log
+
+
+class EngineLoadError(RuntimeError):
+    """A built engine (ONNX, TensorRT plan) could not be loaded on this machine: the caller falls back to torch."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aadiff_live.backends.base import Backend
+from aadiff_live.backends.base import Backend, EngineLoadError
 from aadiff_live.backends.engines import (
     Engine,
     EngineSpec,
@@ -208,7 +208,11 @@ def _load_session(engine: Engine, providers: list[str], rebuild):
         log.warning("engine %s could not be loaded by onnxruntime (%s); rebuilding it", engine.folder,
                     str(exc).splitlines()[0][:160])
     engine = rebuild()
-    return _session(engine.files["onnx"], providers), engine
+    try:
+        return _session(engine.files["onnx"], providers), engine
+    except (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile) as exc:  # make_backend falls back to torch
+        raise EngineLoadError(f"onnxruntime cannot load {engine.files['onnx']} even after a rebuild "
+                              f"({str(exc).splitlines()[0][:160]})") from exc
 
 
 def onnx_backend(components, device: torch.device, dtype: torch.dtype, *, width: int, height: int,

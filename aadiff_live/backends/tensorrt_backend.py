@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from aadiff_live.backends.base import Backend
+from aadiff_live.backends.base import Backend, EngineLoadError
 from aadiff_live.backends.engines import Engine, check_engine, default_engines_dir, ensure_engine
 from aadiff_live.backends.onnx_backend import engine_specs, ensure_onnx_engines
 from aadiff_live.errors import UserError
@@ -110,9 +110,12 @@ class TrtRunner:
         trt = _trt()
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(plan.read_bytes())
+        try:  # the load boundary: a plan from another TensorRT or GPU, a damaged file
+            self.engine = self.runtime.deserialize_cuda_engine(plan.read_bytes())
+        except Exception as exc:  # noqa: BLE001 - make_backend falls back to torch and says so
+            raise EngineLoadError(f"TensorRT could not load {plan} ({type(exc).__name__}: {exc})") from exc
         if self.engine is None:
-            raise RuntimeError(f"TensorRT could not load {plan}; delete its folder and run build-engine again")
+            raise EngineLoadError(f"TensorRT could not load {plan}; delete its folder and run build-engine again")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -145,9 +148,9 @@ def tensorrt_backend(components, device: torch.device, dtype: torch.dtype, *, wi
     _check_device(device)
     unet_e, dec_e = ensure_tensorrt_engines(components, device, dtype, width=width, height=height,
                                             engines_dir=engines_dir, force=force)
+    unet, decode = TrtRunner(unet_e.files["plan"], device), TrtRunner(dec_e.files["plan"], device)
     return Backend(
         name="tensorrt",
         description=(f"TensorRT {trt.__version__} on {torch.cuda.get_device_name(device)} ({unet_e.spec.precision}), "
                      f"engines {unet_e.folder.parent} [least-tested path]"),
-        unet=TrtRunner(unet_e.files["plan"], device), decode=TrtRunner(dec_e.files["plan"], device),
-        device=device, dtype=dtype)
+        unet=unet, decode=decode, device=device, dtype=dtype)

@@ -106,4 +106,5 @@ def torch_backend(components, device: torch.device, dtype: torch.dtype, compile:
         decode_fn = torch.compile(decoder, dynamic=False)
         desc += ", torch.compile + CUDA graphs (--no-compile: eager)"
     return Backend(name="torch", description=desc, unet=unet_fn, decode=decode_fn, device=device, dtype=dtype,
-                   graphs=bool(compile))
+                   graphs=bool(compile), eager_unet=unet if compile else None,
+                   eager_decode=decoder if compile else None)

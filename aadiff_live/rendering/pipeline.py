@@ -21,7 +21,7 @@ import torch
 from aadiff_live.backends.base import Backend
 from aadiff_live.errors import UserError
 from aadiff_live.models.components import Components, text_length, vae_scale_factor
-from aadiff_live.rendering.static import ScaleBuffer, StaticGraph, ToImage
+from aadiff_live.rendering.static import FastPath, ScaleBuffer, StaticGraph, ToImage
 from aadiff_live.tokens.words import check_prompt
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,15 @@ class Renderer:
                          "minute, once); --no-compile turns this off")
             self._unet = StaticGraph(backend.unet, capture=self.graphs)
             self._image = StaticGraph(self._to_image, capture=self.graphs)
+        self.fast_path = FastPath(self._fell_back)
+        if self.graphs or backend.eager_unet is not None:  # compiled or captured: eager stands by
+            eager_unet = backend.eager_unet or backend.unet
+            eager_image = ToImage(backend.eager_decode or backend.decode, self.scaling_factor, self.shift_factor,
+                                  self.dtype)
+            self._unet = self.fast_path.wrap(
+                self._unet, StaticGraph(eager_unet, capture=False) if self.static else eager_unet, "the UNet")
+            self._image = self.fast_path.wrap(
+                self._image, StaticGraph(eager_image, capture=False) if self.static else eager_image, "the decoder")
         self._scale = ScaleBuffer(2 if self.cfg else 1, self.n_tokens, self.dtype, self.device)
         self._timesteps_dev: list[torch.Tensor] = []
         self._host: torch.Tensor | None = None  # pinned frame buffer (CUDA)
@@ -341,12 +350,25 @@ class Renderer:
         torch.cuda.current_stream(self.device).synchronize()
         return self._host.numpy().copy()
 
+    def _fell_back(self, failure: str) -> None:
+        self.graphs = False
+        log.warning("COMPILE FAILED (%s): running eager from now on (slower); the show goes on "
+                    "(--no-compile skips compiling)", failure)
+
+    @property
+    def alert(self) -> str | None:
+        """A fault the show carries on through, for the HUD: the fast path fell back, or an engine did not load."""
+        if self.fast_path.failure is not None:
+            return f"COMPILE FAILED, running eager: {self.fast_path.failure}"
+        return self.backend.alert
+
     def warm_up(self) -> None:
         """Render one frame so that compilation and CUDA-graph capture happen now, not during the show."""
         if self.graphs:
             t0 = time.perf_counter()
             self.render(1.0, [])
-            log.info("CUDA graphs ready in %.0f s", time.perf_counter() - t0)
+            if self.graphs:  # still: not fallen back to eager
+                log.info("CUDA graphs ready in %.0f s", time.perf_counter() - t0)
 
     def render(self, weight: Point, positions: Positions, profile: bool = False) -> np.ndarray:
         """One frame as ``[height, width, 3]`` uint8. ``profile`` records UNet and VAE seconds."""

@@ -11,6 +11,11 @@ the CPU (and with capture off) the very same buffer logic runs the function eage
 how the tests check it.
 
 The returned tensor is the graph's output buffer: valid until the next call of the same graph.
+
+:class:`FastPath` keeps an eager path standing by: if compiling (torch.compile) or capturing a
+CUDA graph fails on a user's card or driver, every part switches to eager for good, with one
+warning (log and HUD), and the show goes on. Only failures of *building* the fast path fall back;
+an error the eager code would raise too propagates as it is.
 """
 
 from __future__ import annotations
@@ -66,6 +71,14 @@ class StaticGraph:
         e = _Entry(inputs=bufs, seen=list(inputs), versions=[x._version for x in inputs])
         if not self.capture:
             return e
+        try:
+            e.graph, e.output = self._capture(bufs)
+        except Exception as exc:  # noqa: BLE001 - the compile/capture boundary: FastPath falls back to eager
+            raise CaptureFailed(f"{type(exc).__name__}: {_first_line(exc)}") from exc
+        return e
+
+    def _capture(self, bufs: list[torch.Tensor]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        """Warm up (compiles) and capture ``fn`` over ``bufs``: the graph and its output buffer."""
         # warm up on a side stream (compiles, autotunes, initialises cuBLAS/cuDNN), then capture
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -73,10 +86,63 @@ class StaticGraph:
             for _ in range(self.warmup):
                 self.fn(*bufs)
         torch.cuda.current_stream().wait_stream(side)
-        e.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(e.graph):
-            e.output = self.fn(*bufs)
-        return e
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            output = self.fn(*bufs)
+        return graph, output
+
+
+class CaptureFailed(RuntimeError):
+    """Warming up (compiling) or capturing a CUDA graph failed; the eager path can still run."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0][:200] if text else "") or type(exc).__name__
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: first line`` of what really failed (a capture's or a compile's inner error, when there is one)."""
+    inner = exc.__cause__ if isinstance(exc, CaptureFailed) else getattr(exc, "inner_exception", None)
+    if isinstance(inner, BaseException):
+        return f"{type(exc).__name__} ({type(inner).__name__}: {_first_line(inner)})"
+    return f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+def _fast_path_errors() -> tuple[type[BaseException], ...]:
+    """What building the fast path raises: a failed capture, and torch.compile's own errors (dynamo's
+    ``BackendCompilerFailed`` for an inductor or Triton failure, ...)."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    return (CaptureFailed, TorchDynamoException)
+
+
+class FastPath:
+    """A compiled and/or captured path with an eager one standing by.
+
+    ``wrap(fast, eager, what)`` returns a callable that runs ``fast`` until building it fails
+    (:class:`CaptureFailed`, torch.compile's errors), then ``eager`` from then on; the first failure
+    switches every wrapped part (the UNet and the decoder) at once and calls ``on_fallback`` once with
+    what failed. Any other error propagates: it is not the fast path's fault.
+    """
+
+    def __init__(self, on_fallback: Callable[[str], None]) -> None:
+        self.failure: str | None = None  # NB: set by the rendering thread, read by the HUD
+        self._on_fallback = on_fallback
+        self._errors = _fast_path_errors()
+
+    def wrap(self, fast: Callable[..., torch.Tensor], eager: Callable[..., torch.Tensor],
+             what: str) -> Callable[..., torch.Tensor]:
+        def run(*inputs: torch.Tensor) -> torch.Tensor:
+            if self.failure is None:
+                try:
+                    return fast(*inputs)
+                except self._errors as exc:
+                    self.failure = f"{what}: {_describe(exc)}"
+                    self._on_fallback(self.failure)
+            return eager(*inputs)
+
+        return run
 
 
 class ToImage:

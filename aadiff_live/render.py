@@ -6,21 +6,40 @@ import logging
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from aadiff_live.analysis.clip import analyse_clip
+from aadiff_live.analysis.routes import (
+    AutoRoutes,
+    Route,
+    auto_routes,
+    band_audio,
+    resolve_routes,
+    route_weights,
+)
+from aadiff_live.analysis.sources import is_stem
 from aadiff_live.audio.rates import AAC_RATES
 from aadiff_live.audio.source import source_for
 from aadiff_live.audio.stream import AudioFeed
-from aadiff_live.config import Config, parse_size
+from aadiff_live.config import MAX_ROUTES, Config, parse_size
 from aadiff_live.errors import UserError, cannot_write
 from aadiff_live.output.sidecar import sidecar_path, write_json_atomic
 from aadiff_live.output.video import VideoWriter, check_writable
-from aadiff_live.rendering.atlas import OfflineAtlas, atlas_key, check_fits, default_batch, weight_range
-from aadiff_live.tokens.words import check_prompt
+from aadiff_live.rendering.atlas import (
+    Axis,
+    OfflineAtlas,
+    check_fits,
+    default_batch,
+    grid_key,
+    grid_label,
+    weight_range,
+)
+from aadiff_live.tokens.choose import TokenChoice, choose_tokens
+from aadiff_live.tokens.words import check_prompt, route_groups
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +55,31 @@ def _sigterm_as_interrupt():
     return lambda: signal.signal(signal.SIGTERM, previous)
 
 
+def _resolve_routes(cfg: Config, prompt: str) -> list[Route]:
+    """The routes of config.yaml or --route, checked against the prompt and the known sources (none: [])."""
+    if cfg.routes == "auto":
+        if cfg.tokens.tokens:
+            raise UserError("--tokens and --route auto both choose the weighted words; give one of them")
+        return []
+    if not cfg.routes:
+        return []
+    from aadiff_live.analysis.sources import known_sources
+
+    return resolve_routes(cfg.routes, cfg.envelope, prompt, known_sources(cfg.features), pinned=cfg.tokens.tokens)
+
+
+def _auto_routes(cfg: Config, prompt: str, tokenizer, ranker, clip, names: list[str]) -> AutoRoutes:
+    """``--route auto``: CLAP ranks the prompt's words on each band's own audio (the clip's CLAP excerpt
+    band-filtered); each band gets its best word, no word twice."""
+    from aadiff_live.tokens.words import content_words, reachable_scores
+
+    words = list(reachable_scores(tokenizer, prompt, dict.fromkeys(content_words(prompt), 0.0), 0))
+    audio = {n: band_audio(clip.excerpt, clip.samplerate, *cfg.features.bands[n]) for n in names}
+    picked = auto_routes(ranker, audio, clip.samplerate, words, cfg.envelope, cfg.tokens.text_template)
+    log.info("--route auto (CLAP on each band's own sound): %s", picked.table())
+    return picked
+
+
 def _save_png(frame: np.ndarray, path: Path) -> None:
     from PIL import Image
 
@@ -44,6 +88,28 @@ def _save_png(frame: np.ndarray, path: Path) -> None:
     except OSError as exc:
         path.unlink(missing_ok=True)
         raise cannot_write(path, exc, "the video's partial file was removed") from None
+
+
+def levels_for(cfg: Config, n_routes: int, exact: bool) -> tuple[int, ...]:
+    """The atlas's levels per axis: ``()`` for exact rendering, one axis with no route or one, else a grid."""
+    if exact or cfg.atlas.levels == 0:
+        return ()
+    if n_routes <= 1:
+        return (cfg.atlas.levels,)
+    return (cfg.atlas.levels_2 if n_routes == 2 else cfg.atlas.levels_3,) * n_routes
+
+
+def auto_sources(cfg: Config) -> list[str]:
+    """The sources ``--route auto`` gives words to: the bands of features.bands (at most 3)."""
+    return list(cfg.features.bands)[:MAX_ROUTES]
+
+
+def _route_smoothing(cfg: Config, routes: list[Route]) -> dict:
+    """Per source: the attack/release its routes ask for (the envelope's smoothing otherwise)."""
+    from aadiff_live.analysis.sources import Smoothing
+
+    return {r.source: replace(Smoothing.of(cfg.envelope, r.attack_ms, r.release_ms), mode="attack-release")
+            for r in routes if r.attack_ms is not None or r.release_ms is not None}
 
 
 def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, frames_dir: str | None = None,
@@ -59,25 +125,37 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
             raise UserError(f"cannot create --frames folder {fdir} ({exc.strerror}); choose another folder") from None
     if image and not Path(image).is_file():
         raise UserError(f"image {image} not found; check the path passed to --image")
+    auto = cfg.routes == "auto"
+    routes = _resolve_routes(cfg, prompt)
+    names = auto_sources(cfg) if auto else list(dict.fromkeys(r.source for r in routes))
+    shape = levels_for(cfg, len(names), exact)
+    if shape:  # before the model loads: a setting that cannot work fails at once
+        check_fits(shape, *parse_size(cfg.model.size), cfg.atlas.mb)
+    separator = None
+    if any(is_stem(n) for n in names):
+        from aadiff_live.analysis.stems import load_separator, require_demucs
+
+        require_demucs()  # before anything is read: the install command, not a traceback
     t0 = time.perf_counter()
     source = source_for(audio_path, demo)
-    clip = analyse_clip(source, cfg.envelope)  # one streaming pass: memory does not grow with the length
+    if any(is_stem(n) for n in names):
+        separator = load_separator(cfg.features.stem_model)
+    # one streaming pass (the envelope and the routes' sources): memory does not grow with the length
+    clip = analyse_clip(source, cfg.envelope, features=cfg.features, sources=names, onset_hz=cfg.live.analysis_hz,
+                        smoothing=_route_smoothing(cfg, routes), separator=separator)
     env = clip.envelope
+    sources = clip.sources
     t_analysis = time.perf_counter() - t0
     if float(np.max(env.normalised, initial=0.0)) == 0.0:
         log.warning("the audio is silent (below %.0f dBFS): the video will be a still picture", cfg.envelope.silence_db)
-    levels = 0 if exact else cfg.atlas.levels
-    if levels:  # before the model loads: a setting that cannot work fails at once
-        check_fits(levels, *parse_size(cfg.model.size), cfg.atlas.mb)
     from aadiff_live.models.loading import IN_PROCESS_RANDOM
     from aadiff_live.rendering.build import build_renderer  # torch and the models load only now
-    from aadiff_live.tokens.choose import choose_tokens
     from aadiff_live.tokens.clap import ClapRanker, clap_model_for
 
     tcfg = cfg.tokens
     clap_model = clap_model_for(cfg.model.model in IN_PROCESS_RANDOM, tcfg.clap_model)
     # CLAP first: a missing CLAP checkpoint is reported before the slow diffusion model load
-    ranker = ClapRanker(clap_model) if tcfg.tokens is None else None
+    ranker = ClapRanker(clap_model) if tcfg.tokens is None and not routes else None  # --route auto: CLAP too
     base: str | np.ndarray | None = image
     image_label = image
     if demo and image is None:
@@ -87,30 +165,54 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         image_label = "demo:sun-over-the-sea"
         log.info("demo picture: a sun over the sea drawn in code, the base of every frame")
     components, renderer = build_renderer(cfg, prompt, base)
-    choice = choose_tokens(prompt, components.tokenizer, pinned=tcfg.tokens, top_k=tcfg.top_k, clap_model=clap_model,
-                           mono=clip.excerpt, samplerate=clip.samplerate, template=tcfg.text_template, ranker=ranker)
-    weights = np.asarray(env.weights, dtype=np.float64)
+    picked: AutoRoutes | None = None
+    if auto:
+        picked = _auto_routes(cfg, prompt, components.tokenizer, ranker, clip, names)
+        routes = picked.routes
+        shape = levels_for(cfg, len(routes), exact)
+        if shape:
+            check_fits(shape, renderer.width, renderer.height, cfg.atlas.mb)
+    levels = shape[0] if shape else 0
+    if routes:
+        assert sources is not None
+        choice = TokenChoice([r.word for r in routes], {}, [], pinned=True)
+        groups = route_groups(components.tokenizer, prompt, choice.words)
+        route_w = route_weights(sources.values, routes)  # [frames, routes]
+        for r in routes:
+            log.info("route %s: weight in [%g, %g], gain %g", r.label, r.w_min, r.w_max, r.gain)
+    else:
+        choice = choose_tokens(prompt, components.tokenizer, pinned=tcfg.tokens, top_k=tcfg.top_k,
+                               clap_model=clap_model, mono=clip.excerpt, samplerate=clip.samplerate,
+                               template=tcfg.text_template, ranker=ranker)
+        groups = [choice.positions]
+        route_w = np.asarray(env.weights, dtype=np.float64)[:, None]
+    ranges = [weight_range(r.w_min, r.w_max, route_w[:, j]) for j, r in enumerate(routes)] or \
+        [weight_range(cfg.envelope.w_min, cfg.envelope.w_max, route_w[:, 0])]
+    # one weight: a weight per frame and one group of positions (as before routes); a grid: vectors and groups
+    grid = len(groups) > 1
+    points = route_w if grid else route_w[:, 0]
+    positions: list[int] | list[list[int]] = groups if grid else groups[0]
     plan: OfflineAtlas | None = None
-    if levels:
-        e = cfg.envelope
-        key = atlas_key(renderer, prompt, choice.positions, levels, *weight_range(e.w_min, e.w_max, weights))
-        plan = OfflineAtlas(renderer, key, weights, choice.positions, cfg.atlas.batch or default_batch(renderer.backend))
-        log.info("frame atlas: %d levels over w in [%g, %g], %d per UNet call; this clip needs %d of them "
-                 "(--exact renders every frame)", levels, plan.atlas.key.w_lo, plan.atlas.key.w_hi, plan.batch,
-                 len(plan.need))
+    if shape:
+        axes = [Axis(tuple(g), lo, hi, n) for g, (lo, hi), n in zip(groups, ranges, shape, strict=True)]
+        plan = OfflineAtlas(renderer, grid_key(renderer, prompt, axes), points, positions,
+                            cfg.atlas.batch or default_batch(renderer.backend))
+        log.info("frame atlas: %s %s over %s, %d per UNet call; this clip needs %d of them (--exact renders every "
+                 "frame)", grid_label(shape), "cells" if grid else "levels",
+                 " x ".join(f"[{lo:g}, {hi:g}]" for lo, hi in ranges), plan.batch, len(plan.need))
     rate = clip.samplerate if clip.samplerate in AAC_RATES else 48000
     writer = VideoWriter(out_path, env.fps, renderer.width, renderer.height,
                          audio=np.zeros((0, min(2, clip.channels)), np.float32), samplerate=rate)
     audio_feed = AudioFeed(source, writer, rate)  # the audio is read again, block by block, as frames are written
     restore = _sigterm_as_interrupt()
-    cache: dict[float, np.ndarray] = {}
+    cache: dict[float | tuple[float, ...], np.ndarray] = {}
     t_unet = t_vae = t_encode = 0.0
     t_loop = time.perf_counter()
     n_rendered = 0
     interrupted = False
     try:
         for i in tqdm(range(env.n_frames), desc="rendering", unit="frame", dynamic_ncols=True):
-            w = float(weights[i])
+            w: float | tuple[float, ...] = tuple(float(x) for x in points[i]) if grid else float(points[i])
             if plan is not None:
                 if plan.missing(i):
                     n_rendered += plan.fill_next()
@@ -122,7 +224,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
                 if cached is not None:
                     frame = cached
                 else:
-                    frame = renderer.render(w, choice.positions, profile=True)
+                    frame = renderer.render(w, positions, profile=True)
                     t_unet += renderer.last_timing["unet"]
                     t_vae += renderer.last_timing["vae"]
                     n_rendered += 1
@@ -159,12 +261,17 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         "loras": components.extra.get("loras", []), "strength": cfg.model.strength if base is not None else None,
         "backend": renderer.backend.description,
         "clap_model": None if choice.pinned else clap_model, "top_k": tcfg.top_k,
-        "levels": levels, "atlas_range": [plan.atlas.key.w_lo, plan.atlas.key.w_hi] if plan else None,
+        "levels": levels, "grid": list(shape) if grid else None,
+        "atlas_range": (ranges if grid else list(ranges[0])) if plan else None,
+        "routes": [{"source": r.source, "word": r.word, "w_min": r.w_min, "w_max": r.w_max, "gain": r.gain,
+                    "attack_ms": r.attack_ms, "release_ms": r.release_ms} for r in routes],
+        # --route auto: what CLAP heard in each source's own audio (source -> word -> similarity)
+        "route_auto_scores": picked.scores if picked is not None else None,
         "atlas_batch": plan.batch if plan else None,
     }
     data = {
         "settings": settings,
-        "tokens": {"words": choice.words, "pinned": choice.pinned, "positions": choice.positions,
+        "tokens": {"words": choice.words, "pinned": choice.pinned, "positions": positions,
                    "clap_scores": choice.scores},
         "audio": {"samplerate": clip.samplerate, "channels": clip.channels, "duration_s": clip.duration,
                   "clap_excerpt_starts_s": clip.excerpt_starts_s},
@@ -172,7 +279,11 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         "timing_s": {"analysis": t_analysis, "unet": t_unet, "vae": t_vae, "encode_mux": t_encode,
                      "loop_total": t_loop, "frames_rendered": n_rendered},
         "frames": {"time": env.times[:n_done], "raw": env.raw[:n_done], "smoothed": env.smoothed[:n_done],
-                   "normalised": env.normalised[:n_done], "weight": env.weights[:n_done],
+                   "normalised": env.normalised[:n_done],
+                   # no route: the weighted words' one weight; routes: each source's value and each word's weight
+                   **({"sources": {k: v[:n_done] for k, v in sources.values.items()},
+                       "weights": {r.word: route_w[:n_done, j] for j, r in enumerate(routes)}}
+                      if sources is not None else {"weight": env.weights[:n_done]}),
                    # per frame: (1 - blend) * level_lo + blend * level_hi (level_lo == level_hi: a level itself)
                    **(plan.sidecar(n_done) if plan is not None else {})},
     }

@@ -115,3 +115,46 @@ def test_route_groups_one_per_word_and_the_77_token_window(tiny_components):
 def test_cli_route_errors_exit_2(cli, tmp_path, args, needle):
     code, _, err = cli("render", "--demo", "--out", tmp_path / "x.mp4", *args)
     assert code == 2 and err.strip().count("\n") == 0 and needle in err, err
+
+
+class FakeRanker:
+    """CLAP stand-in: fixed similarities per source, told apart by the audio's own first sample."""
+
+    def __init__(self, table: dict[float, dict[str, float]]) -> None:
+        self.table = table
+        self.calls = 0
+
+    def rank(self, mono, samplerate, words, template):
+        from aadiff_live.tokens.clap import Ranking
+
+        self.calls += 1
+        return Ranking({w: self.table[float(mono[0])][w] for w in words})
+
+
+def test_auto_routes_give_each_source_a_different_word_for_the_best_total():
+    from aadiff_live.analysis.routes import auto_routes
+
+    # greedy (low takes its best, thunder) would leave high with rain: 0.9 + 0.1; the best total is 0.8 + 0.85
+    ranker = FakeRanker({1.0: {"thunder": 0.9, "rain": 0.8, "sea": 0.0}, 2.0: {"thunder": 0.85, "rain": 0.1, "sea": 0.2}})
+    audio = {"low": np.full(10, 1.0), "high": np.full(10, 2.0)}
+    got = auto_routes(ranker, audio, 16000, ["thunder", "rain", "sea"], ENV, "{word}")
+    assert [(r.source, r.word) for r in got.routes] == [("low", "rain"), ("high", "thunder")]
+    assert got.routes[0] == Route("low", "rain", ENV.w_min, ENV.w_max, ENV.gain)
+    assert got.scores["high"]["thunder"] == 0.85 and "low → rain (+0.800)" in got.table()
+    # fewer words than sources: as many routes as words
+    got = auto_routes(ranker, audio, 16000, ["sea"], ENV, "{word}")
+    assert [(r.source, r.word) for r in got.routes] == [("high", "sea")]
+    with pytest.raises(UserError, match="no content word"):
+        auto_routes(ranker, audio, 16000, [], ENV, "{word}")
+
+
+def test_band_audio_keeps_its_band_only():
+    from aadiff_live.analysis.routes import band_audio
+
+    sr = 32000
+    t = np.arange(sr) / sr
+    low, high = np.sin(2 * np.pi * 60 * t), np.sin(2 * np.pi * 8000 * t)
+    rms = lambda x: float(np.sqrt(np.mean(x[sr // 10:-sr // 10] ** 2)))  # noqa: E731
+    assert rms(band_audio(low + high, sr, 20, 200) - low) < 0.05 * rms(low)
+    assert rms(band_audio(low + high, sr, 2000, 16000) - high) < 0.05 * rms(high)
+    assert rms(band_audio(low, sr, 2000, 16000)) < 0.01

@@ -3,12 +3,12 @@ levels per axis, and the time to fill a grid.
 
 Sections (``--sections``, all by default):
 
-- ``blend``: on the tiny model, for 2 and 3 routed words, the frames on a fine grid (``--fine2`` levels per
-  axis for 2 words, ``--fine3`` for 3), every grid that is a subset of it (every 2nd, 4th, ... level per
-  axis), and at ``--n`` seeded random weight vectors the multilinear blend of the 2^k corners against the
-  exact render there: mean absolute error over all pixels, the worst frame's mean and the worst pixel (in
-  1/255), beside the error no blend can remove (a cell rendered in a batch against the same weights
-  rendered alone) and how far the picture moves.
+- ``blend``: on the tiny model, for 1, 2 and 3 routed words, grids of several levels per axis
+  (``--levels1/2/3``; a cell shared by two grids is rendered once), and at ``--n`` seeded random weight
+  vectors the multilinear blend of the 2^k corners against the exact render there: mean absolute error
+  over all pixels, the worst frame's mean and the worst pixel (in 1/255), beside the error no blend can
+  remove (a cell rendered in a batch against the same weights rendered alone) and how far each word
+  moves the picture.
 - ``fill``: the full-size SD-Turbo architecture (random weights) at 256x256, bf16, TAESD: the time to
   fill a grid for two routed words (``--fill-levels`` per axis, the default of ``atlas.levels_2``), in
   batches of the app's size, from a cold start and after a warm-up call.
@@ -23,7 +23,6 @@ Random weights draw noise, not pictures: the figures measure smoothness in the w
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import logging
 import os
@@ -87,72 +86,64 @@ def groups_for(components, k: int) -> list[list[int]]:
     return [found[w] for w in WORDS[:k]]
 
 
-def subgrids(fine: int) -> list[int]:
-    """Levels per axis that are subsets of ``fine`` (every 2nd, 4th, ... level): 17 -> 17, 9, 5, 3."""
-    out, n = [], fine
-    while n >= 3:
-        out.append(n)
-        if (n - 1) % 2:
-            break
-        n = (n - 1) // 2 + 1
-    return out
-
-
-def blend_k(renderer, components, k: int, fine: int, n: int, batch: int, lo: float, hi: float) -> dict:
-    from aadiff_live.rendering.atlas import Atlas, Axis, blend_many, fill, grid_key
+def blend_k(renderer, components, k: int, level_list: list[int], n: int, batch: int, lo: float, hi: float) -> dict:
+    """The blend error of grids with each of ``level_list`` levels per axis against exact renders at ``n``
+    random weight vectors (cells shared by two grids are rendered once)."""
+    from aadiff_live.rendering.atlas import Atlas, Axis, blend_frames, blend_many, grid_key
 
     groups = groups_for(components, k)
-    axes = [Axis(tuple(g), lo, hi, fine) for g in groups]
-    atlas = Atlas(grid_key(renderer, PROMPT, axes))
-
-    def render(points: list) -> np.ndarray:
-        return renderer.render_batch(points, groups)
+    atlases = {L: Atlas(grid_key(renderer, PROMPT, [Axis(tuple(g), lo, hi, L) for g in groups])) for L in level_list}
+    positions = groups[0] if k == 1 else groups
 
     def work() -> dict:
-        render([(lo,) * k])  # warm-up
+        renderer.render_batch([lo if k == 1 else (lo,) * k], positions)  # warm-up
+        cache: dict[tuple, np.ndarray] = {}
         t0 = time.perf_counter()
-        cells = list(range(atlas.n_cells))
-        for s in range(0, len(cells), batch):
-            fill(atlas, render, cells[s:s + batch])
+        for atlas in atlases.values():
+            todo = [atlas.point(i) for i in range(atlas.n_cells)]
+            keys = [tuple(np.round(np.atleast_1d(p), 9)) for p in todo]
+            new = [p for p, key in zip(todo, keys, strict=True) if key not in cache]
+            for s in range(0, len(new), batch):
+                part = new[s:s + batch]
+                for p, f in zip(part, renderer.render_batch(part, positions), strict=True):
+                    cache[tuple(np.round(np.atleast_1d(p), 9))] = f
+            for i, key in enumerate(keys):
+                atlas.put(i, cache[key])
         fill_s = time.perf_counter() - t0
         rng = np.random.default_rng(k)
         pts = rng.uniform(lo, hi, size=(n, k))
-        exact = [renderer.render(tuple(p), groups).astype(np.float32) for p in pts]
-        corners = [0, atlas.n_cells // 2, atlas.n_cells - 1]
-        floor = [np.abs(renderer.render(atlas.point(c), groups).astype(np.float32) - atlas.frames[c]) for c in corners]
-        return {"fill_s": fill_s, "pts": pts, "exact": exact, "floor": floor}
+        exact = [renderer.render(float(p[0]) if k == 1 else tuple(p), positions).astype(np.float32) for p in pts]
+        big = atlases[max(level_list)]
+        corners = [0, big.n_cells // 2, big.n_cells - 1]
+        floor = [np.abs(renderer.render(big.point(c), positions).astype(np.float32) - big.frames[c]) for c in corners]
+        return {"fill_s": fill_s, "cells": len(cache), "pts": pts, "exact": exact, "floor": floor}
 
     r = in_worker(work)
     assert isinstance(r, dict)
-    frames = atlas.frames.reshape(*atlas.shape, *atlas.frames.shape[1:])
     rows = []
-    for L in subgrids(fine):
-        step = (fine - 1) // (L - 1)
-        sub = frames[(slice(None, None, step),) * k]
+    for L in sorted(level_list, reverse=True):
+        atlas = atlases[L]
         errs = []
         for p, ex in zip(r["pts"], r["exact"], strict=True):
-            x = (p - lo) / (hi - lo) * (L - 1)
-            i = np.minimum(np.floor(x).astype(int), L - 2)
-            t = x - i
-            imgs, coeffs = [], []
-            for bits in itertools.product((0, 1), repeat=k):
-                idx = tuple(int(i[a] + b) for a, b in enumerate(bits))
-                imgs.append(sub[idx])
-                coeffs.append(float(np.prod([t[a] if b else 1 - t[a] for a, b in enumerate(bits)])))
-            errs.append(np.abs(blend_many(imgs, coeffs).astype(np.float32) - ex))
+            if k == 1:
+                a, b, t = atlas.locate(float(p[0]))
+                img = atlas.frames[a] if t == 0 else blend_frames(atlas.frames[a], atlas.frames[b], t)
+            else:
+                cells, coeffs = atlas.corners(tuple(p))
+                img = blend_many([atlas.frames[c] for c in cells], coeffs)
+            errs.append(np.abs(img.astype(np.float32) - ex))
         e = np.stack(errs)
         rows.append({"levels_per_axis": L, "cells": L ** k, "mean_255": round(float(e.mean()), 4),
                      "worst_frame_255": round(float(e.mean(axis=(1, 2, 3)).max()), 4),
                      "worst_pixel_255": float(e.max()), "p999_pixel_255": float(np.percentile(e, 99.9))})
-    f32 = frames.astype(np.float32)
-    axis_moves = []
-    for a in range(k):
-        first = f32[(0,) * k]
-        last = f32[tuple(fine - 1 if b == a else 0 for b in range(k))]
-        axis_moves.append(round(float(np.abs(last - first).mean()), 3))
+    big = atlases[max(level_list)]
+    f32 = big.frames.astype(np.float32).reshape(*big.shape, *big.frames.shape[1:])
+    top = max(level_list) - 1
+    axis_moves = [round(float(np.abs(f32[tuple(top if b == a else 0 for b in range(k))] - f32[(0,) * k]).mean()), 3)
+                  for a in range(k)]
     fl = np.stack(r["floor"])
-    return {"k": k, "words": list(WORDS[:k]), "fine_levels": fine, "n_test_points": n, "w_range": [lo, hi],
-            "rows": rows, "fill_fine_s": round(r["fill_s"], 1), "s_per_cell": round(r["fill_s"] / atlas.n_cells, 4),
+    return {"k": k, "words": list(WORDS[:k]), "n_test_points": n, "w_range": [lo, hi], "rows": rows,
+            "cells_rendered": r["cells"], "s_per_cell": round(r["fill_s"] / max(1, r["cells"]), 4),
             "floor": {"mean_255": round(float(fl.mean()), 4), "worst_pixel_255": float(fl.max())},
             "change_255_per_axis_w_lo_to_w_hi": axis_moves}
 
@@ -196,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the results to this JSON file")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"any of {', '.join(SECTIONS)}")
     p.add_argument("--size", type=int, default=128, help="blend: the tiny model's picture size")
-    p.add_argument("--fine2", type=int, default=17, help="blend, 2 words: levels per axis of the fine grid")
-    p.add_argument("--fine3", type=int, default=9, help="blend, 3 words: levels per axis of the fine grid")
+    p.add_argument("--levels1", default="9,17,33,65", help="blend, 1 word: the levels compared")
+    p.add_argument("--levels2", default="3,5,9,17,33", help="blend, 2 words: levels per axis compared")
+    p.add_argument("--levels3", default="3,5,7,9", help="blend, 3 words: levels per axis compared")
     p.add_argument("--n", type=int, default=24, help="blend: random weight vectors per k")
     p.add_argument("--batch", type=int, help="cells per UNet call (default: the app's, atlas.default_batch)")
     p.add_argument("--fill-model", default="random-sd-turbo")
@@ -216,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     dlog.set_verbosity_error()
     sections = [s.strip() for s in a.sections.split(",") if s.strip()]
     if a.smoke:
-        a.size, a.fine2, a.fine3, a.n = 64, 5, 3, 2
+        a.size, a.levels1, a.levels2, a.levels3, a.n = 64, "5,9", "3,5", "3", 2
         a.fill_model, a.fill_size, a.fill_dtype, a.fill_vae, a.fill_levels = "tiny", 64, "float32", "auto", 3
     res: dict = {"what": (__doc__ or "").splitlines()[0], "random_weights": True, "prompt": PROMPT,
                  "machine": machine(), "smoke": a.smoke}
@@ -231,9 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         b = a.batch or default_batch(renderer.backend)
         lo, hi = cfg.envelope.w_min, cfg.envelope.w_max
         res["blend"] = {"model": f"tiny {a.size}x{a.size} float32", "batch": b}
-        for k, fine in ((2, a.fine2), (3, a.fine3)):
-            print(f"== blend, {k} words, {fine} levels per axis", file=sys.stderr, flush=True)
-            res["blend"][f"k{k}"] = blend_k(renderer, components, k, fine, a.n, b, lo, hi)
+        for k, text in ((1, a.levels1), (2, a.levels2), (3, a.levels3)):
+            level_list = [int(x) for x in text.split(",") if x.strip()]
+            print(f"== blend, {k} word(s), levels per axis {level_list}", file=sys.stderr, flush=True)
+            res["blend"][f"k{k}"] = blend_k(renderer, components, k, level_list, a.n, b, lo, hi)
             save()
     if "fill" in sections:
         levels = a.fill_levels or AtlasConfig().levels_2
@@ -249,7 +242,7 @@ def print_table(res: dict) -> None:
     m = res["machine"]
     print(f"\ngrid atlas benchmark: {m['cpu']} ({m['cpu_count']} cores, torch {m['torch']}), load average "
           f"{m['loadavg'][0]:.1f} at start, {m.get('loadavg_end', m['loadavg'])[0]:.1f} at end; random weights\n")
-    for key in ("k2", "k3"):
+    for key in ("k1", "k2", "k3"):
         b = res.get("blend", {}).get(key)
         if not b:
             continue

@@ -132,3 +132,51 @@ class LiveRoutes:
 
     def set_range(self, word: str, w_min: float, w_max: float) -> Route:
         return self._set(word, lambda r: replace(r, w_min=float(w_min), w_max=float(w_max)))
+
+
+def band_audio(mono: np.ndarray, samplerate: int, lo: float, hi: float) -> np.ndarray:
+    """The part of ``mono`` between ``lo`` and ``hi`` Hz: a 4th-order Butterworth band-pass run forwards and
+    backwards (no phase shift), a low-pass from 0 Hz, a high-pass up to the Nyquist frequency."""
+    from scipy.signal import butter, sosfiltfilt
+
+    x = np.asarray(mono, dtype=np.float64)
+    nyq = samplerate / 2.0
+    lo_ok, hi_ok = lo > 0.0, hi < 0.98 * nyq
+    if x.size < 64 or not (lo_ok or hi_ok):
+        return x.astype(np.float32)
+    if lo_ok and hi_ok:
+        sos = butter(4, [lo, hi], btype="bandpass", fs=samplerate, output="sos")
+    elif lo_ok:
+        sos = butter(4, min(lo, 0.98 * nyq), btype="highpass", fs=samplerate, output="sos")
+    else:
+        sos = butter(4, hi, btype="lowpass", fs=samplerate, output="sos")
+    return sosfiltfilt(sos, x).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class AutoRoutes:
+    """``--route auto``: the routes CLAP chose and every source's scores (source -> word -> similarity)."""
+
+    routes: list[Route]
+    scores: dict[str, dict[str, float]]
+
+    def table(self) -> str:
+        return "; ".join(f"{r.label} ({self.scores[r.source][r.word]:+.3f})" for r in self.routes)
+
+
+def auto_routes(ranker, audio: Mapping[str, np.ndarray], samplerate: int, words: Sequence[str], env: EnvelopeConfig,
+                template: str) -> AutoRoutes:
+    """Each source's own audio (``audio``: source name -> mono signal, a band's filtered signal or a stem)
+    ranked by CLAP against ``words``, and one word given to each source so that the sum of the similarities is
+    the largest (no word on two routes; at most :data:`MAX_ROUTES` sources, as many as there are words)."""
+    from scipy.optimize import linear_sum_assignment
+
+    names = list(audio)[:MAX_ROUTES]
+    words = list(words)
+    if not words:
+        raise UserError("--route auto: the prompt has no content word to route; add nouns such as 'thunder'")
+    scores = {n: ranker.rank(audio[n], samplerate, words, template).scores for n in names}
+    m = np.array([[scores[n][w] for w in words] for n in names])
+    rows, cols = linear_sum_assignment(-m)
+    routes = [Route(names[r], words[c], env.w_min, env.w_max, env.gain) for r, c in sorted(zip(rows, cols, strict=True))]
+    return AutoRoutes(routes, scores)

@@ -28,14 +28,26 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from aadiff_live.analysis.routes import LiveRoutes
 from aadiff_live.live.clap_thread import WordChoice, initial_words
 from aadiff_live.live.rig import RenderRequest
 from aadiff_live.live.ring import WeightSample
 from aadiff_live.live.supervisor import Supervisor
 from aadiff_live.live.watchdog import StallWatchdog
 from aadiff_live.mailbox import Mailbox
-from aadiff_live.rendering.atlas import Atlas, AtlasCache, Lookup, atlas_key, fill
-from aadiff_live.tokens.words import token_positions
+from aadiff_live.rendering.atlas import (
+    Atlas,
+    AtlasCache,
+    AtlasKey,
+    Axis,
+    Lookup,
+    atlas_key,
+    fill,
+    grid_key,
+    grid_label,
+    render_positions,
+)
+from aadiff_live.tokens.words import route_groups, token_positions
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +126,21 @@ class RenderThread(threading.Thread):
                  batch: int = 1, views: Mailbox[AtlasView] | None = None,
                  w_range: Callable[[], tuple[float, float]] = lambda: (0.0, 2.0),
                  newest_weight: Callable[[], float | None] = lambda: None,
-                 watchdog: StallWatchdog | None = None, restarts: int = 3) -> None:
+                 watchdog: StallWatchdog | None = None, restarts: int = 3, routes: LiveRoutes | None = None,
+                 grid_levels: int = 9) -> None:
+        """``routes``: each routed word its own weight (docs/design.md §8): the words are the routes' (CLAP's
+        choice is not used), the atlas has one axis per route over that route's range (a grid of ``grid_levels``
+        per axis from two routes on), and ``newest_weight`` gives a weight vector."""
         super().__init__(name="renderer", daemon=False)
         self.components = components
         self.renderer = renderer
         self.prompt = prompt
-        self.words = list(words)
+        self.words = list(routes.words if routes is not None else words)
         self.pinned = pinned
         self.top_k = top_k
+        self.routes = routes  # NB: its gains and ranges are changed by the control thread (OSC)
+        self.grid_levels = int(grid_levels)
+        self.groups: list[list[int]] = []  # with routes: each routed word's token positions in the prompt
         self.weights, self.choices, self.requests, self.frames = weights, choices, requests, frames
         self.last_choice: WordChoice | None = None  # CLAP's newest, kept while words are pinned
         self.scene: str | None = None
@@ -150,7 +169,18 @@ class RenderThread(threading.Thread):
         self.supervisor = Supervisor("renderer", stop, restarts=restarts, on_give_up=self._give_up)
 
     def _positions(self) -> list[int]:
+        if self.routes is not None:  # the union, for display; each route's own positions are in the atlas key
+            self.groups = route_groups(self.components.tokenizer, self.prompt, self.routes.words)
+            return sorted({p for g in self.groups for p in g})
         return token_positions(self.components.tokenizer, self.prompt, self.words)
+
+    def _key(self, prompt: str, positions: list[int]) -> AtlasKey:
+        """The atlas for ``prompt``: one axis over the envelope's range, or one per route over its own range."""
+        if self.routes is None:
+            return atlas_key(self.renderer, prompt, positions, self.levels, *self.w_range())
+        levels = self.levels if len(self.routes.routes) == 1 else self.grid_levels
+        axes = [Axis(tuple(g), lo, hi, levels) for g, (lo, hi) in zip(self.groups, self.routes.ranges(), strict=True)]
+        return grid_key(self.renderer, prompt, axes)
 
     def _apply_request(self, req: RenderRequest) -> bool:
         """A new prompt (latents kept), pinned words (or back to CLAP) or seed (a new base); True if changed."""
@@ -189,7 +219,11 @@ class RenderThread(threading.Thread):
         req = self.requests.get(timeout=0)
         if req is not None:
             changed = self._apply_request(req)
-        if choice is not None and not self.pinned and choice.prompt == self.prompt and list(choice.words) != self.words:
+        if self.routes is not None:  # routed words stay whatever CLAP hears or a scene names
+            words = self.routes.words
+            changed = changed or words != self.words
+            self.words = words
+        elif choice is not None and not self.pinned and choice.prompt == self.prompt and list(choice.words) != self.words:
             self.words = list(choice.words)
             changed = True
         if changed:
@@ -219,15 +253,15 @@ class RenderThread(threading.Thread):
     def _view(self) -> AtlasView:
         """The atlas for the current prompt, words, seed and weight range (from the cache, or new and empty)."""
         assert self.cache is not None
-        w_lo, w_hi = self.w_range()
-        key = atlas_key(self.renderer, self.prompt, self.positions, self.levels, w_lo, w_hi)
+        key = self._key(self.prompt, self.positions)
         cur = self.target
         if cur is not None and cur.atlas.key == key and cur.scene == self.scene and cur.words == tuple(self.words):
             return cur
         pinned = [self.shown.atlas.key] if self.shown is not None else []
         atlas = self.cache.get(key, pinned=pinned)  # the same atlas when only the scene name or words' order changed
         if cur is None or atlas is not cur.atlas:
-            log.info("atlas: %d levels over w in [%g, %g] for \"%s\" (%s)%s", atlas.n_levels, w_lo, w_hi, self.prompt,
+            ranges = " x ".join(f"[{a.w_lo:g}, {a.w_hi:g}]" for a in key.axes)
+            log.info("atlas: %s levels over w in %s for \"%s\" (%s)%s", grid_label(key.shape), ranges, self.prompt,
                      ", ".join(self.words), "" if atlas.n_filled == 0 else f", {atlas.n_filled} levels kept")
         return AtlasView(atlas, tuple(self.words), self.prompt, tuple(self.positions), self.scene)
 
@@ -254,7 +288,7 @@ class RenderThread(threading.Thread):
                 self.first_fill_s = time.monotonic() - self._t0
                 log.info("atlas complete: %d levels in %.1f s", atlas.n_levels, self.first_fill_s)
             return self._prefill_step()
-        self._render_into(atlas, list(view.positions), todo)
+        self._render_into(atlas, render_positions(atlas.key), todo)
         self._publish_if_ready(view)
         return True
 
@@ -267,7 +301,7 @@ class RenderThread(threading.Thread):
         self.busy_s += seconds
         self.n_rendered += n
 
-    def _render_into(self, atlas: Atlas, positions: list[int], levels: list[int]) -> int:
+    def _render_into(self, atlas: Atlas, positions: list[int] | list[list[int]], levels: list[int]) -> int:
         t0 = time.perf_counter()
         n = fill(atlas, lambda ws: self.renderer.render_batch(ws, positions), levels)
         self._count(time.perf_counter() - t0, n)
@@ -278,6 +312,8 @@ class RenderThread(threading.Thread):
         something new comes), so that switching to it is instant. Only into free room of the memory cap: a
         prefill never evicts an atlas. False when there is nothing (more) to prefill."""
         assert self.cache is not None
+        if self.routes is not None:  # scenes name words, routes name theirs: nothing to fill ahead
+            return False
         w_lo, w_hi = self.w_range()
         for req in self.prefill:
             positions = self._scene_positions(req)

@@ -89,6 +89,14 @@ class AtlasKey:
         return math.prod(self.shape)
 
 
+def render_positions(key: AtlasKey) -> list[int] | list[list[int]]:
+    """The token positions to render ``key``'s cells with, as ``Renderer.render_batch`` takes them: one group
+    (one axis) or one group per axis (a grid)."""
+    if len(key.more) == 0:
+        return list(key.positions)
+    return [list(a.positions) for a in key.axes]
+
+
 def image_identity(image) -> str | None:
     """A path names itself; a picture drawn in code (the demo's) is named by a digest of its pixels."""
     if image is None or isinstance(image, str):

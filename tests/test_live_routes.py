@@ -1,0 +1,92 @@
+"""Live with routes: the renderer thread fills a grid atlas (one axis per routed word) nearest the newest
+weight vector first; OSC's gain and range changes reach the weights and the atlas."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from aadiff_live.analysis.routes import LiveRoutes, Route  # noqa: E402
+from aadiff_live.backends import make_backend  # noqa: E402
+from aadiff_live.live.render_thread import RenderThread  # noqa: E402
+from aadiff_live.mailbox import Mailbox  # noqa: E402
+from aadiff_live.rendering.pipeline import Renderer  # noqa: E402
+
+PROMPT = "a fire in the rain"
+
+
+@pytest.fixture()
+def routed(tiny_components):
+    backend = make_backend("torch", tiny_components, torch.device("cpu"), torch.float32)
+    r = Renderer(tiny_components, backend, width=64, height=64, seed=3)
+    r.prepare(PROMPT)
+    routes = LiveRoutes([Route("low", "fire", 0.0, 2.0, 1.0), Route("high", "rain", 0.0, 2.0, 1.0)])
+    values = {"low": 0.65, "high": 0.2}
+    t = RenderThread(tiny_components, r, prompt=PROMPT, words=["fire"], pinned=False, top_k=1,
+                     weights=Mailbox(), choices=Mailbox(), requests=Mailbox(), frames=Mailbox(),
+                     stop=threading.Event(), levels=33, atlas_mb=64, batch=2, views=Mailbox(),
+                     newest_weight=lambda: routes.weights(values), routes=routes, grid_levels=3)
+    return t, routes, values
+
+
+def fill_until_idle(t: RenderThread, limit: int = 20) -> int:
+    steps = 0
+    while t.step_atlas():
+        steps += 1
+        assert steps < limit
+    return steps
+
+
+def test_grid_atlas_fills_the_newest_cell_first_and_blends_weight_vectors(routed):
+    t, routes, values = routed
+    assert t.words == ["fire", "rain"] and len(t.groups) == 2
+    assert t.step_atlas()
+    view = t.views.get(timeout=0)
+    atlas = view.atlas
+    assert atlas.shape == (3, 3) and view.words == ("fire", "rain")
+    # weights (1.3, 0.4): levels 1.3 and 0.4 of 0..2 -> the cell (1..2, 0..1); its nearest corners come first
+    first = [tuple(int(x) for x in np.unravel_index(c, (3, 3))) for c in np.flatnonzero(atlas.filled())]
+    assert set(first) <= {(1, 0), (1, 1), (2, 0), (2, 1)} and len(first) == 2
+    fill_until_idle(t)
+    assert atlas.complete and t.n_rendered == 9
+    img, look = atlas.blend(routes.weights(values))
+    assert len(look.cells) == 4 and not look.stand_in
+    # the cells are the renderer's frames for each weight vector
+    exact = t.renderer.render(atlas.point(4), t.groups)
+    assert np.abs(atlas.frames[4].astype(int) - exact).max() <= 1
+
+
+def test_a_new_range_makes_a_new_atlas_and_words_stay_routed(routed):
+    from aadiff_live.live.clap_thread import WordChoice
+
+    t, routes, values = routed
+    fill_until_idle(t)
+    old = t.target.atlas
+    t.choices.put(WordChoice(PROMPT, ["rain"], {}))  # CLAP's choice does not move routed words
+    routes.set_range("rain", 0.5, 1.5)
+    assert t.step_atlas()
+    assert t.words == ["fire", "rain"] and t.target.atlas is not old
+    assert t.target.atlas.key.axes[1].w_lo == 0.5 and t.target.atlas.key.axes[0].w_hi == 2.0
+    routes.set_gain("fire", 0.5)
+    assert routes.weights(values) == pytest.approx((0.65, 0.5 + 0.2))
+
+
+def test_one_route_is_a_one_axis_atlas(tiny_components):
+    backend = make_backend("torch", tiny_components, torch.device("cpu"), torch.float32)
+    r = Renderer(tiny_components, backend, width=64, height=64, seed=3)
+    r.prepare(PROMPT)
+    routes = LiveRoutes([Route("onset", "rain", 0.0, 3.0, 1.0)])
+    t = RenderThread(tiny_components, r, prompt=PROMPT, words=["fire"], pinned=False, top_k=1,
+                     weights=Mailbox(), choices=Mailbox(), requests=Mailbox(), frames=Mailbox(),
+                     stop=threading.Event(), levels=5, atlas_mb=64, batch=5, views=Mailbox(),
+                     newest_weight=lambda: routes.weights({"onset": 0.5})[0], routes=routes)
+    t.step_atlas()
+    atlas = t.target.atlas
+    assert atlas.k == 1 and atlas.complete and atlas.key.w_hi == 3.0 and t.words == ["rain"]
+    assert list(atlas.key.positions) == t.groups[0]

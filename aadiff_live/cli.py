@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--record", help="record the frames as shown, with the captured audio, to this .mp4")
     live.add_argument("--stall-s", type=float, help="show RENDER STALLED when the renderer makes no progress for "
                       "this many seconds (default 20)")
+    live.add_argument("--wait-for-device", type=float, metavar="SECONDS",
+                      help="wait up to this long for a missing --input device (an interface that appears after "
+                      "boot), looking again every few seconds; then exit 3 (default 0: exit 2 at once)")
     live.add_argument("--segment-minutes", type=float, help="with --record: close the file every N minutes and "
                       "start the next (names carry the start time, e.g. set_20261126T210000Z.mp4)")
     rig = live.add_argument_group("VJ rig (README: In a VJ rig); nothing listens unless asked")
@@ -184,7 +187,8 @@ def _overrides(a: argparse.Namespace) -> dict[str, dict]:
                   "batch": g("atlas_batch")},
         "live": {"input": g("input"), "fullscreen": g("fullscreen") or None, "display": g("display"),
                  "segment_minutes": g("segment_minutes"), "loop": g("loop") or None,
-                 "display_fps": g("display_fps"), "stall_s": g("stall_s")},
+                 "display_fps": g("display_fps"), "stall_s": g("stall_s"),
+                 "wait_for_device_s": g("wait_for_device")},
         "osc": {"port": g("osc_port"), "host": g("osc_host"), "send": g("osc_send")},
         "midi": {"port": g("midi")},
         "video_out": {"targets": g("output"), "hud": g("output_hud") or None},

@@ -110,6 +110,7 @@ class LiveConfig(_Strict):
     clap_retry_max_s: float = Field(60.0, gt=0)  # a failing CLAP is retried after every_s, doubling up to this
     thread_restarts: int = Field(3, ge=0, le=1000)  # restarts of a failing analysis/CLAP/renderer thread, then stop
     stall_s: float = Field(20.0, gt=0)  # RENDER STALLED when the renderer makes no progress for this long
+    wait_for_device_s: float = Field(0.0, ge=0)  # a missing input device is waited for this long (then exit 3)
 
 
 MAX_ROUTES = 3  # routed words one atlas can vary: its cells grow as levels ** routes

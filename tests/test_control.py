@@ -26,14 +26,14 @@ def test_the_address_table_is_the_issues():
 
 
 @pytest.mark.parametrize("name,args,why", [
-    ("gain", (1,), "takes a float (f), got int"),
     ("gain", ("loud",), "takes a float (f), got str"),
     ("gain", (1.0, 2.0), "takes one argument (f), got 2"),
     ("gain", (), "takes one argument (f), got 0"),
     ("gain", (-0.5,), "-0.5 is outside 0..100"),
     ("gain", (float("nan"),), "nan is outside 0..100"),
-    ("scene", (1.0,), "takes an int (i), got float"),
-    ("freeze", (True,), "takes an int (i), got bool"),
+    ("scene", (1.5,), "takes a whole number, got 1.5 (not a whole number)"),
+    ("scene", (True,), "takes an int (i), got bool"),
+    ("gain", (True,), "takes a float (f), got bool"),
     ("freeze", (2,), "2 is outside 0..1"),
     ("seed", (-1,), "-1 is outside 0..4.29497e+09"),
     ("prompt", (3,), "takes a string (s), got int"),
@@ -50,6 +50,10 @@ def test_good_values_pass():
     assert check_value("w_min", (-1.0,)) == -1.0
     assert check_value("scene", (3,)) == 3
     assert check_value("words", ("",)) == ""
+    # what controllers send: a float for an integer when it is whole, a boolean for a switch, an int for a float
+    assert check_value("scene", (2.0,)) == 2 and type(check_value("scene", (2.0,))) is int
+    assert check_value("freeze", (True,)) == 1 and check_value("hud", (0.0,)) == 0
+    assert check_value("gain", (1,)) == 1.0 and type(check_value("gain", (1,))) is float
 
 
 def test_inbox_coalesces_newest_wins():
@@ -105,7 +109,7 @@ def test_osc_in_takes_good_messages_and_survives_bad_ones(osc_server, caplog, wa
     c = SimpleUDPClient("127.0.0.1", server.port)
     raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with caplog.at_level(logging.WARNING):
-        c.send_message("/aadiff/gain", 1)  # int for a float
+        c.send_message("/aadiff/scene", 2.5)  # not a whole number for an int
         c.send_message("/aadiff/nope", 1.0)  # unknown address
         c.send_message("/aadiff/gain", 500.0)  # out of range
         c.send_message("/aadiff/prompt", "x" * 60000)  # oversized (the largest a UDP datagram carries)
@@ -117,7 +121,7 @@ def test_osc_in_takes_good_messages_and_survives_bad_ones(osc_server, caplog, wa
         time.sleep(0.1)
     assert box.take() == {"gain": 2.5, "prompt": "a fire in the snow"}
     text = caplog.text
-    assert "takes a float (f), got int" in text and "unknown address '/aadiff/nope'" in text
+    assert "takes a whole number, got 2.5" in text and "unknown address '/aadiff/nope'" in text
     assert "500.0 is outside 0..100" in text and "60000 characters, more than 1000" in text
     assert "not OSC" in text and "malformed OSC datagram" in text
     assert "Traceback" not in text

@@ -2,7 +2,9 @@
 
 The mapping comes from ``midi:`` in config.yaml (:class:`MidiConfig`). rtmidi calls
 :meth:`MidiInput._on_message` on its own thread; it maps the message and stores the value in
-the :class:`ControlInbox` (newest wins), nothing more. mido is imported only when MIDI is used.
+the :class:`ControlInbox` (newest wins), nothing more. A knob on a parameter that starts a new
+atlas (seed, scene) is held until it comes to rest (``midi.settle_ms`` after its last tick), so a
+sweep of the knob builds one atlas, not one per tick. mido is imported only when MIDI is used.
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from aadiff_live.control.params import PARAMS, ControlInbox
-from aadiff_live.control.settings import DEFAULT_CC, MIDI_PARAMS, CcMap, MidiConfig
+from aadiff_live.control.settings import (
+    DEFAULT_CC,
+    MIDI_PARAMS,
+    REBUILD_PARAMS,
+    CcMap,
+    MidiConfig,
+    idle_params,
+)
 from aadiff_live.errors import UserError
 from aadiff_live.mailbox import Mailbox
 
@@ -138,7 +147,7 @@ def write_mapping(path: Path, cc: dict[int, CcMap]) -> Path | None:
 class MidiInput:
     """An open input port feeding the inbox; ``close`` at quit."""
 
-    def __init__(self, part: str, cfg: MidiConfig, inbox: ControlInbox) -> None:
+    def __init__(self, part: str, cfg: MidiConfig, inbox: ControlInbox, smoothing: str | None = None) -> None:
         mido = _mido()
         self.name = find_port(part, input_names(f"--midi {part!r}: "))
         self.mapper = MidiMapper(cfg)
@@ -150,14 +159,20 @@ class MidiInput:
         except Exception as exc:  # noqa: BLE001 - rtmidi's errors are not typed
             raise UserError(f"--midi: cannot open {self.name!r} ({exc})") from None
         log.info("MIDI: %s (%d knobs, %d pads mapped)", self.name, len(cfg.cc), len(cfg.notes))
+        idle = [f"CC {n} ({m.param})" for n, m in sorted(cfg.cc.items())
+                if smoothing is not None and m.param in idle_params(smoothing)]
+        if idle:
+            log.warning("MIDI: %s change nothing with smoothing '%s' (map them to something else: L, MIDI learn)",
+                        ", ".join(idle), smoothing)
 
     def _on_message(self, msg: Any) -> None:
         # NB: runs on rtmidi's thread; only maps and stores
         self.received += 1
         if self.learn.offer(msg):
             return
+        settle = self.mapper.cfg.settle_ms / 1000.0 if msg.type == "control_change" else 0.0
         for name, args in self.mapper.map(msg):
-            self.inbox.offer("midi", name, args)
+            self.inbox.offer("midi", name, args, settle if name in REBUILD_PARAMS else 0.0)
 
     def close(self) -> None:
         self.port.close()

@@ -4,7 +4,8 @@ OSC, MIDI and the keys all end in :class:`ControlInbox`: a keyed latest-value ma
 thread (the OSC server, the MIDI callback) only checks a value and stores it under its name;
 the display loop takes everything once per frame. A flood of messages therefore costs one dict
 store each and coalesces (newest wins): the display never sees more than one change per name
-per frame. A message that fails a check is dropped with one log line (rate-limited, so a flood
+per frame. A value may also be held until it settles (``settle_s``: a knob that rebuilds the atlas
+acts once it comes to rest, not on every tick of its travel). A message that fails a check is dropped with one log line (rate-limited, so a flood
 of bad messages cannot flood the log either).
 """
 
@@ -62,15 +63,7 @@ def check_value(name: str, args: tuple[Any, ...]) -> float | int | str:
         raise ControlError(f"unknown parameter '{name}'")
     if len(args) != 1:
         raise ControlError(f"{p.address} takes one argument ({p.kind}), got {len(args)}")
-    v = args[0]
-    if p.kind == "f":
-        ok = isinstance(v, float)
-    elif p.kind == "i":
-        ok = isinstance(v, int) and not isinstance(v, bool)
-    else:
-        ok = isinstance(v, str)
-    if not ok:
-        raise ControlError(f"{p.address} takes {_KIND[p.kind]}, got {type(v).__name__}")
+    v = _coerce(p, args[0])
     if isinstance(v, str):
         if len(v) > MAX_TEXT:
             raise ControlError(f"{p.address}: {len(v)} characters, more than {MAX_TEXT}")
@@ -81,6 +74,26 @@ def check_value(name: str, args: tuple[Any, ...]) -> float | int | str:
 
 
 _KIND = {"f": "a float (f)", "i": "an int (i)", "s": "a string (s)"}
+
+
+def _coerce(p: Param, v: Any) -> float | int | str:
+    """Controllers send what they send (TouchOSC: floats; a toggle: True/False): an integer parameter takes a
+    whole float (2.0 -> 2) or, for a 0..1 switch, a boolean; a float parameter takes an int. Else ControlError."""
+    if p.kind == "s":
+        if isinstance(v, str):
+            return v
+    elif isinstance(v, bool):
+        if p.kind == "i" and p.lo == 0 and p.hi == 1:
+            return int(v)
+    elif p.kind == "f" and isinstance(v, int | float):
+        return float(v)
+    elif p.kind == "i" and isinstance(v, int):
+        return v
+    elif p.kind == "i" and isinstance(v, float):
+        if v.is_integer():
+            return int(v)
+        raise ControlError(f"{p.address} takes a whole number, got {v:g} (not a whole number)")
+    raise ControlError(f"{p.address} takes {_KIND[p.kind]}, got {type(v).__name__}")
 
 
 def _fmt(x: float | None) -> str:
@@ -126,32 +139,48 @@ class IgnoredLog:
 class ControlInbox:
     """Keyed latest-value mailbox: ``put`` from any thread, ``take`` (all pending, newest each) per frame."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock=time.monotonic) -> None:
         self._lock = threading.Lock()
+        self.clock = clock
         self._pending: dict[str, Any] = {}
+        self._due: dict[str, float] = {}  # name -> when its pending value may be taken (held until it settles)
         self.received = 0  # NB: counted by the source threads, read by tests and the summary
         self.coalesced = 0  # values replaced by a newer one before the display took them
         self.ignored = IgnoredLog()
 
-    def put(self, name: str, value: Any) -> None:
+    def put(self, name: str, value: Any, settle_s: float = 0.0) -> None:
+        """Store ``value`` (newest wins); ``settle_s`` > 0: hold it until no newer value came for that long."""
+        due = self.clock() + settle_s if settle_s > 0 else None
         with self._lock:
             self.received += 1
             if name in self._pending:
                 self.coalesced += 1
             self._pending[name] = value
+            if due is None:
+                self._due.pop(name, None)
+            else:
+                self._due[name] = due
 
-    def offer(self, source: str, name: str, args: tuple[Any, ...]) -> bool:
+    def offer(self, source: str, name: str, args: tuple[Any, ...], settle_s: float = 0.0) -> bool:
         """Check and store; a message that fails a check is logged and dropped. True if stored."""
         try:
             value = check_value(name, args)
         except ControlError as exc:
             self.ignored(source, str(exc))
             return False
-        self.put(name, value)
+        self.put(name, value, settle_s)
         return True
 
     def take(self) -> dict[str, Any]:
+        """Everything pending, except values still settling."""
         with self._lock:
-            out, self._pending = self._pending, {}
+            if not self._due:
+                out, self._pending = self._pending, {}
+            else:
+                now = self.clock()
+                out = {k: v for k, v in self._pending.items() if self._due.get(k, now) <= now}
+                for k in out:
+                    del self._pending[k]
+                    self._due.pop(k, None)
         self.ignored.flush()
         return out

@@ -23,6 +23,14 @@ class VideoOutConfig(_Strict):
 
 
 MIDI_PARAMS = tuple(n for n, p in PARAMS.items() if p.kind in ("f", "i"))
+# parameters that start a new atlas (a new base picture to render): from a knob they act once it comes to rest
+REBUILD_PARAMS = ("seed", "scene")
+
+
+def idle_params(smoothing: str) -> tuple[str, ...]:
+    """Parameters that change nothing under live smoothing ``smoothing`` (live turns 'centred' into
+    'attack-release'): the trailing window under attack-release, the time constants under trailing."""
+    return ("attack_ms", "release_ms") if smoothing == "trailing" else ("window", "window_ms")
 
 
 class CcMap(_Strict):
@@ -41,14 +49,14 @@ class CcMap(_Strict):
         return self
 
 
-# A generic 8-knob controller (Akai LPD8 / MPK mini style): knobs send CC 1-8, pads notes 36-43.
+# A generic 8-knob controller (Akai LPD8 / MPK mini style): knobs send CC 1-8, pads notes 36-43. Only knobs
+# that act under the default live settings (attack-release smoothing): knob 6 is left free (MIDI learn: L).
 DEFAULT_CC: dict[int, CcMap] = {
     1: CcMap(param="gain", min=0.0, max=4.0),
     2: CcMap(param="w_min", min=-1.0, max=1.0),
     3: CcMap(param="w_max", min=0.0, max=4.0),
     4: CcMap(param="attack_ms", min=0.0, max=200.0),
     5: CcMap(param="release_ms", min=20.0, max=2000.0),
-    6: CcMap(param="window_ms", min=0.0, max=2000.0),
     7: CcMap(param="seed", min=0, max=127),
     8: CcMap(param="freeze", min=0, max=1),
 }
@@ -68,6 +76,7 @@ class MidiConfig(_Strict):
     channel: int | None = Field(None, ge=1, le=16)  # null: every channel
     cc: dict[int, CcMap] = Field(default_factory=lambda: dict(DEFAULT_CC))
     notes: dict[int, int] = Field(default_factory=lambda: dict(DEFAULT_NOTES))
+    settle_ms: float = Field(250.0, ge=0, le=5000)  # a knob on seed or scene acts this long after its last tick
 
     @field_validator("cc")
     @classmethod

@@ -134,7 +134,8 @@ class LiveApp:
         ring_s = max(self.cfg.live.clap_window_s * 2 + 2.0, 8.0)
         # the input first: a missing device is reported before a model is loaded
         self.capture: Capture = open_capture(live.input, samplerate=live.samplerate, blocksize=live.blocksize,
-                                             ring_seconds=ring_s, monitor=self.monitor, loop=live.loop)
+                                             ring_seconds=ring_s, monitor=self.monitor, loop=live.loop,
+                                             wait_s=live.wait_for_device_s)
         # OSC, MIDI and video out next (no listener unless asked): a missing port is reported before a model loads
         self.rig = Rig(self.cfg, prompt=self.prompt, pinned=self.pinned, has_clap=self.pinned is None,
                        headless=self.no_display, config_path=self.config_path)

@@ -21,7 +21,7 @@ import numpy as np
 
 from aadiff_live.audio.rates import AAC_RATES
 from aadiff_live.errors import UserError
-from aadiff_live.live.devices import InputDevice, resolve_input, sounddevice_module
+from aadiff_live.live.devices import InputDevice, resolve_input, sounddevice_module, wait_for_input
 from aadiff_live.live.ring import RingBuffer
 
 log = logging.getLogger(__name__)
@@ -278,7 +278,8 @@ class FileCapture(Capture):
 
 
 def open_capture(spec: str, *, samplerate: int | None, blocksize: int, ring_seconds: float,
-                 monitor: bool, loop: bool = False) -> Capture:
+                 monitor: bool, loop: bool = False, wait_s: float = 0.0) -> Capture:
+    """A file played in real time, or the input device (waited for up to ``wait_s`` seconds if it is missing)."""
     from pathlib import Path
 
     from aadiff_live.live.devices import is_file_input
@@ -290,4 +291,5 @@ def open_capture(spec: str, *, samplerate: int | None, blocksize: int, ring_seco
         return FileCapture(spec, blocksize, ring_seconds, monitor=monitor, loop=loop)
     if monitor:
         log.warning("--monitor only applies to a sound file --input; ignored for a device")
-    return DeviceCapture(resolve_input(spec), samplerate, blocksize, ring_seconds, spec=spec)
+    device = wait_for_input(spec, wait_s, rescan=lambda: rescan_portaudio(sounddevice_module()))
+    return DeviceCapture(device, samplerate, blocksize, ring_seconds, spec=spec)

@@ -20,7 +20,7 @@ import numpy as np
 from aadiff_live.config import Config, parse_size
 from aadiff_live.control.apply import KEEP, apply_changes
 from aadiff_live.control.params import ControlInbox
-from aadiff_live.control.settings import CcMap, SceneConfig
+from aadiff_live.control.settings import CcMap, SceneConfig, idle_params
 from aadiff_live.errors import UserError
 from aadiff_live.live.clap_thread import initial_words
 from aadiff_live.tokens.words import content_words, parse_pinned, require_positions
@@ -87,7 +87,7 @@ class Rig:
             if cfg.midi.port:
                 from aadiff_live.control.midi import MidiInput
 
-                self.midi = MidiInput(cfg.midi.port, cfg.midi, self.inbox)
+                self.midi = MidiInput(cfg.midi.port, cfg.midi, self.inbox, smoothing=cfg.envelope.mode)
             if cfg.video_out.targets:
                 from aadiff_live.output.share import ShareThread, open_share
 
@@ -203,7 +203,7 @@ class Rig:
             a.w_min = float(values["w_min"])  # NB: read by the analysis thread per frame
         if "w_max" in values:
             a.w_max = float(values["w_max"])
-        idle = ("window", "window_ms") if a.mode != "trailing" else ("attack_ms", "release_ms")
+        idle = idle_params(a.mode)
         unused = [k for k in values if k in idle]
         if unused:
             log.info("%s kept, but smoothing is '%s': it takes effect under %s", "/".join(unused), a.mode,

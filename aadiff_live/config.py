@@ -117,7 +117,7 @@ MAX_ROUTES = 3  # routed words one atlas can vary: its cells grow as levels ** r
 
 
 class AtlasConfig(_Strict):
-    """The frame atlas (docs/design.md §7, §8): ``levels`` 0 renders every frame exactly (per weight).
+    """The frame atlas (docs/design.md §1.6, §7): ``levels`` 0 renders every frame exactly (per weight).
 
     ``levels`` serves one weight (no route, or one); ``levels_2`` and ``levels_3`` are the levels per axis of
     the grid for 2 and 3 routed words, chosen from the measured blend-error table (docs/sounds.md)."""
@@ -138,7 +138,7 @@ class AtlasConfig(_Strict):
 
 
 class RouteConfig(_Strict):
-    """One prompt word given its own weight by one sound source (docs/design.md §8). Unset values are the
+    """One prompt word given its own weight by one sound source (docs/design.md §1.6). Unset values are the
     envelope's (``w_min``, ``w_max``, ``gain``; ``attack_ms``/``release_ms``: the source's own smoothing)."""
 
     source: str  # loudness, a band of features.bands (low, mid, high), onset, onset:BAND, or a stem

@@ -1,4 +1,4 @@
-"""The grid atlas (docs/design.md §8): k routed words, one axis each, multilinear blends of 2^k corners."""
+"""The grid atlas (docs/design.md §7): k routed words, one axis each, multilinear blends of 2^k corners."""
 
 from __future__ import annotations
 

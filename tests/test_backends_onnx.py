@@ -53,7 +53,7 @@ def test_graph_matches_torch_for_several_weights_without_reexport(engines):
 
 
 def test_graph_takes_one_scale_per_routed_word_unchanged(engines):
-    """Routed words (docs/design.md §8): each row of ``token_scale`` carries several different values at
+    """Routed words (docs/design.md §1.6): each row of ``token_scale`` carries several different values at
     different token positions; the graph exported once for one weight takes them as they are."""
     import onnx
     import onnxruntime as ort

@@ -1,4 +1,4 @@
-"""Grid-atlas benchmark (several routed words, docs/design.md §8): the blend-error table that chooses the
+"""Grid-atlas benchmark (several routed words, docs/design.md §7): the blend-error table that chooses the
 levels per axis, and the time to fill a grid.
 
 Sections (``--sections``, all by default):

@@ -1,4 +1,4 @@
-"""Routes: one prompt word driven by one sound source, each with its own weight (docs/design.md §8).
+"""Routes: one prompt word driven by one sound source, each with its own weight (docs/design.md §1.6).
 
 A route maps a source's value ``e`` in [0, 1] (the loudness, a band, an onset flash, a stem) to its
 word's weight ``w = w_min + (w_max - w_min) * gain * e``, with its own range and gain (the

@@ -128,7 +128,7 @@ class RenderThread(threading.Thread):
                  newest_weight: Callable[[], float | None] = lambda: None,
                  watchdog: StallWatchdog | None = None, restarts: int = 3, routes: LiveRoutes | None = None,
                  grid_levels: int = 9) -> None:
-        """``routes``: each routed word its own weight (docs/design.md §8): the words are the routes' (CLAP's
+        """``routes``: each routed word its own weight (docs/design.md §1.6): the words are the routes' (CLAP's
         choice is not used), the atlas has one axis per route over that route's range (a grid of ``grid_levels``
         per axis from two routes on), and ``newest_weight`` gives a weight vector."""
         super().__init__(name="renderer", daemon=False)

@@ -1,4 +1,4 @@
-"""The frame atlas (docs/design.md §7, §8): frames at weight levels, every other weight a blend.
+"""The frame atlas (docs/design.md §1.6, §7): frames at weight levels, every other weight a blend.
 
 For a fixed base (model, prompt, weighted token positions, seed, size, steps, guidance, image), a
 frame is a deterministic, smooth function of the token weight. An :class:`Atlas` holds the frames
@@ -7,7 +7,7 @@ blend, a weight outside the range clamps to the end level. Levels are filled coa
 ends, the middle, the quarters, ...), the level nearest the weight on screen first when it is
 missing; until both neighbours of a weight exist, the nearest rendered level stands in.
 
-With ``k`` routed words (each its own weight, docs/design.md §8) the atlas is a grid: one axis per
+With ``k`` routed words (each its own weight, docs/design.md §1.6) the atlas is a grid: one axis per
 word, ``L_1 x ... x L_k`` cells, and a weight vector shows the multilinear blend of the ``2^k``
 corners of the cell that holds it. Cells are filled corners of the cell on screen first, then a
 coarse grid (ends, middles, quarters of every axis), then the rest; a missing corner is replaced by

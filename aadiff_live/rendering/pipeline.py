@@ -270,7 +270,7 @@ class Renderer:
         rows (all 1) then ``n`` conditional rows; without, ``n`` rows. Row ``i`` weights ``weights[i]``.
 
         ``positions`` is one group of token positions (one weight per frame) or ``k`` groups, one per routed
-        word (docs/design.md §8): then each ``weights[i]`` holds ``k`` values, value ``j`` at group ``j``."""
+        word (docs/design.md §1.6): then each ``weights[i]`` holds ``k`` values, value ``j`` at group ``j``."""
         groups = position_groups(positions)
         n = len(weights)
         rows = 2 * n if self.cfg else n

@@ -90,3 +90,59 @@ def test_one_route_is_a_one_axis_atlas(tiny_components):
     atlas = t.target.atlas
     assert atlas.k == 1 and atlas.complete and atlas.key.w_hi == 3.0 and t.words == ["rain"]
     assert list(atlas.key.positions) == t.groups[0]
+
+
+def test_osc_in_steers_a_routes_gain_and_range(wait_until, caplog):
+    import logging
+    import time
+
+    from pythonosc.udp_client import SimpleUDPClient
+
+    from aadiff_live.control.apply import apply_route_changes
+    from aadiff_live.control.osc import OscServer
+    from aadiff_live.control.params import ControlInbox
+
+    routes = LiveRoutes([Route("low", "thunder", 0.0, 2.0, 1.0), Route("high", "rain", 0.0, 2.0, 1.0)])
+    box = ControlInbox()
+    server = OscServer(box, "127.0.0.1", 0, route_words=routes.words)
+    server.start()
+    try:
+        c = SimpleUDPClient("127.0.0.1", server.port)
+        with caplog.at_level(logging.WARNING):
+            c.send_message("/aadiff/route/thunder/gain", -1.0)  # a gain below 0
+            c.send_message("/aadiff/route/rain/range", 1.0)  # one value for a range
+            c.send_message("/aadiff/route/sea/gain", 1.0)  # no such route
+            c.send_message("/aadiff/route/thunder/gain", 2.5)
+            c.send_message("/aadiff/route/rain/range", [0.5, 3.0])
+            assert wait_until(lambda: box.received >= 2)
+            time.sleep(0.1)
+        changes = box.take()
+    finally:
+        server.close()
+    assert changes == {"route:thunder:gain": 2.5, "route:rain:range": (0.5, 3.0)}
+    assert box.ignored.total == 3 and "Traceback" not in caplog.text
+    assert "unknown address '/aadiff/route/sea/gain'" in caplog.text
+    apply_route_changes(changes, routes)
+    assert routes.routes[0].gain == 2.5 and routes.ranges()[1] == (0.5, 3.0)
+    assert routes.weights({"low": 0.4, "high": 1.0}) == pytest.approx((2.0, 3.0))
+
+
+def test_osc_out_sends_each_routed_words_weight(wait_until):
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+
+    from aadiff_live.control.osc import OscSender
+
+    got: list[tuple] = []
+    d = Dispatcher()
+    d.map("/aadiff/weight/*", lambda addr, *a: got.append((addr, *a)))
+    srv = ThreadingOSCUDPServer(("127.0.0.1", 0), d)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        OscSender(f"127.0.0.1:{srv.server_address[1]}").send_weights({"thunder": 1.5, "rain": 0.25})
+        assert wait_until(lambda: len(got) >= 2)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert sorted(got) == [("/aadiff/weight/rain", 0.25), ("/aadiff/weight/thunder", 1.5)]

@@ -40,9 +40,13 @@ def scene_of(scenes: list[SceneConfig], number: int) -> SceneConfig | None:
 
 
 def apply_changes(changes: dict[str, Any], target: Target, scenes: list[SceneConfig],
-                  inbox: ControlInbox) -> None:
+                  inbox: ControlInbox, routes=None) -> None:
+    """``routes``: the show's routes (``set_gain(word, g)``, ``set_range(word, lo, hi)``), steered by
+    ``route:<word>:gain`` / ``route:<word>:range`` changes (OSC ``/aadiff/route/<word>/...``)."""
     if not changes:
         return
+    if routes is not None:
+        apply_route_changes(changes, routes)
     if "scene" in changes:
         n = int(changes["scene"])
         scene = scene_of(scenes, n)
@@ -84,3 +88,13 @@ def apply_changes(changes: dict[str, Any], target: Target, scenes: list[SceneCon
         target.set_freeze(bool(changes["freeze"]))
     if "hud" in changes:
         target.set_hud(bool(changes["hud"]))
+
+
+def apply_route_changes(changes: dict[str, Any], routes) -> None:
+    """Each ``route:<word>:gain`` (a float) or ``route:<word>:range`` ((w_min, w_max)) change to ``routes``."""
+    for name, value in changes.items():
+        if not name.startswith("route:"):
+            continue
+        _, word, what = name.split(":", 2)
+        route = routes.set_gain(word, value) if what == "gain" else routes.set_range(word, *value)
+        log.info("route %s: gain %g, weight in [%g, %g]", route.label, route.gain, route.w_min, route.w_max)

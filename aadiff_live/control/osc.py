@@ -3,22 +3,26 @@
 In: a UDP server on its own thread (127.0.0.1 unless ``--osc-host``), one handler per address of
 :data:`~aadiff_live.control.params.PARAMS`; each message is checked and stored in the
 :class:`ControlInbox` (newest wins), nothing more. Wrong types, unknown addresses, out-of-range
-values, oversized strings, datagrams that are not OSC: one (rate-limited) log line, never a crash.
+values, oversized strings, datagrams that are not OSC: one (rate-limited) log line, never a crash. With routes,
+``/aadiff/route/<word>/gain f`` and ``/aadiff/route/<word>/range f f`` steer each routed word.
 
 Out: per displayed frame ``/aadiff/envelope``, ``/aadiff/weight``, ``/aadiff/level_db``,
 ``/aadiff/latency_ms`` (floats) and ``/aadiff/words`` (a string) when the words change; per analysis
 hop (100 a second), from the analysis thread, ``/aadiff/source/<name> f`` for every source (``loudness``,
-``low``, ``onset:low``, ...) and ``/aadiff/onset s`` (the onset source's name) at each onset event.
+``low``, ``onset:low``, ...) and ``/aadiff/onset s`` (the onset source's name) at each onset event. With routes,
+per displayed frame ``/aadiff/weight/<word> f`` for each routed word.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import threading
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from aadiff_live.control.params import PARAMS, ControlInbox
+from aadiff_live.control.params import PARAMS, ControlError, ControlInbox
 from aadiff_live.errors import UserError
 
 if TYPE_CHECKING:
@@ -42,10 +46,29 @@ def check_port(port: int, flag: str = "--osc-port") -> int:
     return int(port)
 
 
+def route_address(word: str, what: str) -> str:
+    """``/aadiff/route/<word>/gain`` (one float, at least 0) or ``.../range`` (two floats: w_min, w_max)."""
+    return f"/aadiff/route/{word}/{what}"
+
+
+def check_route_value(address: str, what: str, args: tuple[Any, ...]) -> float | tuple[float, float]:
+    """A route's gain (one number >= 0) or range (two numbers); else :class:`ControlError`."""
+    want = 1 if what == "gain" else 2
+    if len(args) != want or not all(isinstance(a, int | float) and not isinstance(a, bool) for a in args):
+        raise ControlError(f"{address} takes {'one float (f)' if want == 1 else 'two floats (f f)'}, got {args!r:.60}")
+    vals = [float(a) for a in args]
+    if not all(math.isfinite(v) for v in vals) or (what == "gain" and vals[0] < 0):
+        raise ControlError(f"{address}: {args!r:.60} is not a {'gain >= 0' if want == 1 else 'pair of finite weights'}")
+    return vals[0] if want == 1 else (vals[0], vals[1])
+
+
 class OscServer:
     """Listens for control messages; ``start`` / ``close``; the bound port is ``self.port``."""
 
-    def __init__(self, inbox: ControlInbox, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, inbox: ControlInbox, host: str = "127.0.0.1", port: int = 0,
+                 route_words: Sequence[str] = ()) -> None:
+        """``route_words``: the routed words, each steerable at ``/aadiff/route/<word>/gain f`` and
+        ``/aadiff/route/<word>/range f f`` (stored in ``inbox`` as ``route:<word>:gain`` / ``:range``)."""
         from pythonosc import osc_packet
         from pythonosc.dispatcher import Dispatcher
         from pythonosc.osc_server import BlockingOSCUDPServer
@@ -81,6 +104,10 @@ class OscServer:
         disp = _Dispatcher()
         for name in PARAMS:
             exact[PARAMS[name].address] = disp.map(PARAMS[name].address, self._handler(name))
+        for word in route_words:
+            for what in ("gain", "range"):
+                address = route_address(word, what)
+                exact[address] = disp.map(address, self._route_handler(word, what))
         disp.set_default_handler(self._unknown)
 
         class _Server(BlockingOSCUDPServer):
@@ -110,6 +137,17 @@ class OscServer:
     def _handler(self, name: str):
         def handle(address: str, *args: Any) -> None:
             self.inbox.offer("osc", name, args)
+
+        return handle
+
+    def _route_handler(self, word: str, what: str):
+        def handle(address: str, *args: Any) -> None:
+            try:
+                value = check_route_value(address, what, args)
+            except ControlError as exc:
+                self.inbox.ignored("osc", str(exc))
+                return
+            self.inbox.put(f"route:{word}:{what}", value)
 
         return handle
 
@@ -160,6 +198,16 @@ class OscSender:
             return
         self._words = words
         self.sent += 1
+
+    def send_weights(self, weights: Mapping[str, float]) -> None:
+        """``/aadiff/weight/<word> f`` for every routed word (per displayed frame)."""
+        try:
+            for word, w in weights.items():
+                self.client.send_message(f"/aadiff/weight/{word}", float(w))
+        except OSError as exc:
+            self.failed += 1
+            if self.failed == 1:
+                log.warning("OSC out to %s:%d failed (%s); still trying every frame", self.host, self.port, exc)
 
     def send_sources(self, sample: WeightSample) -> None:
         """Every source's value, and one ``/aadiff/onset`` per onset event (called by the analysis thread)."""

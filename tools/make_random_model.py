@@ -34,10 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="make_random_model: %(message)s")
+    if a.source not in FAMILIES and not Path(a.source).is_dir():
+        print(f"make_random_model: error: {a.source!r} is neither a family ({', '.join(FAMILIES)}) nor a folder",
+              file=sys.stderr)
+        return 2
     try:
         with tempfile.TemporaryDirectory(prefix="layout-") as tmp:
             src = write_layout(a.source, Path(tmp) / a.source, CLIP_BPE) if a.source in FAMILIES else a.source
-            out = write_random_model(src, a.out, shrink=a.shrink, seed=a.seed)
+            out = write_random_model(src, a.out, shrink=a.shrink, seed=a.seed, source=a.source)
     except UserError as exc:
         print(f"make_random_model: error: {exc}", file=sys.stderr)
         return 2

@@ -132,8 +132,10 @@ def build_random_parts(config_dir: str | Path, *, shrink: bool = False, seed: in
     return parts
 
 
-def write_random_model(config_dir: str | Path, out: str | Path, *, shrink: bool = False, seed: int = 0) -> Path:
-    """Write :func:`build_random_parts` to ``out`` in diffusers layout (loadable with ``--model out``)."""
+def write_random_model(config_dir: str | Path, out: str | Path, *, shrink: bool = False, seed: int = 0,
+                       source: str | None = None) -> Path:
+    """Write :func:`build_random_parts` to ``out`` in diffusers layout (loadable with ``--model out``);
+    ``source`` names the architecture in the note the folder carries (default: ``config_dir``)."""
     src, out = Path(config_dir), Path(out)
     parts = build_random_parts(src, shrink=shrink, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -149,6 +151,6 @@ def write_random_model(config_dir: str | Path, out: str | Path, *, shrink: bool 
             index[name] = [None, None]  # safety checker, feature extractor: not written, not used
     (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     (out / RANDOM_NOTE_FILE).write_text(
-        f"Random weights ({'shrunk' if shrink else 'full size'}, seed {seed}) built from the configs in {src}.\n"
+        f"Random weights ({'shrunk' if shrink else 'full size'}, seed {seed}) built from the configs of {source or src}.\n"
         "It draws noise, not pictures: never present its output as imagery.\n", encoding="utf-8")
     return out

@@ -6,7 +6,7 @@ LAION settings (48 kHz, 10 s chunks, rand_trunc for the unfused model), saved to
 loaded back through ClapRanker (the CLI's loader); ranks a prompt's words on a 30 s clip (three
 10 s chunks) and on the live window (5 s). Asserts the shapes; times one ranking on the CPU.
 
-    flock /work/bench.lock python tools/bench_clap.py [--out docs/bench_clap.json]
+    python tools/bench_clap.py [--out docs/bench_clap.json]
 
 Random weights: the scores are meaningless; the shapes and the cost are what is measured.
 """

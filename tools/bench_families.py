@@ -1,6 +1,6 @@
 """One frame of each full-size architecture with random weights, at a small size: time and peak memory.
 
-    flock /work/bench.lock python tools/bench_families.py [--families sd15 sdxl-turbo] [--size 64]
+    python tools/bench_families.py [--families sd15 sdxl-turbo] [--size 64]
         [--dtype float32] [--dtype-of sdxl-turbo=bfloat16] [--out docs/bench_families.json]
 
 Each family runs in its own process (so peak RSS is that family's): the architecture is built

@@ -6,7 +6,7 @@ Writes a generated test file (bursty noise with a slow swell, 16-bit stereo, blo
 temporary folder, runs the product's CLI on it in child processes, and reads each child's peak RSS
 (``VmHWM``, reported by the child at exit) and its RSS every few seconds (``/proc/PID/status``). Linux only.
 
-    flock /work/bench.lock python tools/bench_long.py --analyse-minutes 60 --render-minutes 10 120 --json docs/long_cpu.json
+    python tools/bench_long.py --analyse-minutes 60 --render-minutes 10 120 --json docs/long_cpu.json
 """
 
 from __future__ import annotations

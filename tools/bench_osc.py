@@ -6,7 +6,7 @@ displayed frame); a flooder in another process sends 10,000 messages on demand (
 coalesced; half out of range, refused with a rate-limited log line). Each timed call waits for the next
 ``--frames`` displayed frames: A quietly, B while a flood is sent. Paired, alternating calls with an A/A
 control (tools/benchstats.py). Also: the cost of handling one datagram, our dispatcher against python-osc's.
-Run it alone: ``flock /work/bench.lock python tools/bench_osc.py``.
+Run it alone (nothing else busy on the machine): ``python tools/bench_osc.py``.
 """
 
 from __future__ import annotations

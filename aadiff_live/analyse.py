@@ -21,7 +21,8 @@ from aadiff_live.config import Config
 from aadiff_live.errors import UserError
 from aadiff_live.output.sidecar import write_json_atomic
 from aadiff_live.output.video import check_writable
-from aadiff_live.tokens.words import check_prompt, content_words, parse_pinned
+from aadiff_live.tokens.choose import require_content_words
+from aadiff_live.tokens.words import check_prompt, parse_pinned
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,7 @@ def _rank(cfg: Config, prompt: str, excerpt: np.ndarray, samplerate: int) -> dic
     from aadiff_live.models.loading import IN_PROCESS_RANDOM
     from aadiff_live.tokens.clap import ClapRanker, clap_model_for
 
-    words = content_words(prompt)
-    if not words:
-        raise UserError(f"the prompt \"{prompt}\" has no content words to rank; add a noun such as 'fire'")
+    words = require_content_words(prompt)
     model = clap_model_for(cfg.model.model in IN_PROCESS_RANDOM, cfg.tokens.clap_model)
     if model == "tiny":
         log.warning("CLAP 'tiny' has random weights: its ranking is noise, not a judgement of the sound")

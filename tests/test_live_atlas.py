@@ -15,8 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from aadiff_live.backends import make_backend  # noqa: E402
 from aadiff_live.config import Config, load_config  # noqa: E402
 from aadiff_live.live.analysis_thread import AnalysisThread  # noqa: E402
+from aadiff_live.live.messages import RenderRequest  # noqa: E402
 from aadiff_live.live.render_thread import RenderThread  # noqa: E402
-from aadiff_live.live.rig import RenderRequest  # noqa: E402
 from aadiff_live.live.ring import RingBuffer, RingReader  # noqa: E402
 from aadiff_live.live.screen import AtlasScreen  # noqa: E402
 from aadiff_live.mailbox import Mailbox  # noqa: E402

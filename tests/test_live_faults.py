@@ -16,83 +16,31 @@ import pytest
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from helpers import bursts_wav, run_watched  # noqa: E402
+
 from aadiff_live.errors import UserError  # noqa: E402
 from aadiff_live.live import capture as capture_mod  # noqa: E402
-from aadiff_live.live.devices import InputDevice  # noqa: E402
-
-
-class FakeStream:
-    """Stands in for ``sounddevice.InputStream``: calls back every 5 ms until 'unplugged'."""
-
-    plugged = True
-    opened = 0
-    latency: str | float | None = None
-
-    def __init__(self, *, device, channels, samplerate, blocksize, dtype, callback, latency=None):
-        if not FakeStream.plugged:
-            raise capture_mod.sounddevice_module().PortAudioError("device unavailable")
-        FakeStream.opened += 1
-        FakeStream.latency = latency
-        self.callback, self.blocksize, self.channels = callback, blocksize, channels
-        self.active = False
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, name="fake-portaudio")
-
-    def _run(self):
-        block = np.zeros((self.blocksize, self.channels), np.float32)
-        info = SimpleNamespace(inputBufferAdcTime=0.0, currentTime=0.0)
-        while not self._stop.wait(0.005):
-            if not FakeStream.plugged:
-                self.active = False  # PortAudio stops the stream when its device goes away
-                return
-            self.callback(block, self.blocksize, info, 0)
-
-    def start(self):
-        self.active = True
-        self._t.start()
-
-    def close(self, ignore_errors=True):
-        self._stop.set()
-        self._t.join(timeout=1)
 
 
 def test_device_vanishing_reports_no_input_and_reopens(monkeypatch):
     sd = capture_mod.sounddevice_module()
-    monkeypatch.setattr(sd, "InputStream", FakeStream)
-    dev = InputDevice(3, "USB Mic", 1, 48000.0, True)
-
-    def resolve(name):
-        if not FakeStream.plugged:
-            raise UserError("no audio input device")
-        return dev
-
-    monkeypatch.setattr(capture_mod, "resolve_input", resolve)
+    pa = FakePortAudio(sd, monkeypatch)
     monkeypatch.setattr(capture_mod, "STALL_S", 0.3)
     monkeypatch.setattr(capture_mod, "RETRY_S", 0.1)
-    FakeStream.plugged, FakeStream.opened = True, 0
-    cap = capture_mod.DeviceCapture(dev, None, 256, 2.0)
-    FakeStream.latency = None
+    cap = capture_mod.open_capture("USB Audio", samplerate=None, blocksize=256, ring_seconds=2.0, monitor=False)
     cap.start()
-    assert FakeStream.latency == "low"  # PortAudio's low input latency, not sounddevice's default 'high'
+    assert pa.streams[0].latency == "low"  # PortAudio's low input latency, not sounddevice's default 'high'
     try:
-        deadline = time.monotonic() + 3
-        while cap.status != "ok" and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert cap.status == "ok" and cap.ring.written > 0
-        FakeStream.plugged = False
-        deadline = time.monotonic() + 3
-        while cap.status != "no input" and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert cap.status == "no input"
-        FakeStream.plugged = True
-        deadline = time.monotonic() + 3
-        while cap.status != "ok" and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert cap.status == "ok" and FakeStream.opened == 2
+        assert _wait(lambda: cap.status == "ok") and cap.ring.written > 0
+        pa.unplug(3)
+        assert _wait(lambda: cap.status == "no input")
+        pa.plug(3, "USB Audio (hw:2,0)")  # back where it was
+        assert _wait(lambda: cap.status == "ok") and len(pa.streams) == 2
     finally:
         t0 = time.monotonic()
         cap.stop()
         assert time.monotonic() - t0 < 1.5
+    assert all(s.closed for s in pa.streams)
     assert not any(t.name in ("capture-watchdog", "fake-portaudio") for t in threading.enumerate())
 
 
@@ -113,7 +61,7 @@ def test_ctrl_c_finalises_the_recording(tmp_path):
             lines.append(line)
             if "live: headless" in line:
                 break
-        time.sleep(2.0)
+        assert _wait(lambda: _rows(tmp_path / "ctrlc.mp4.frames.jsonl") >= 5, 30)  # frames are being recorded
         proc.send_signal(signal.SIGINT)
         _, rest = proc.communicate(timeout=40)
     finally:
@@ -135,28 +83,6 @@ def test_unknown_device_name_lists_devices(monkeypatch, cli, spec):
     assert code == 2 and "0: Built-in Microphone" in err
 
 
-def _bursts_wav(path, seconds):
-    import soundfile as sf
-
-    sr = 48000
-    t = np.arange(int(seconds * sr)) / sr
-    x = (0.3 * ((t % 1.0) < 0.5) * np.random.default_rng(0).standard_normal(t.size)).astype(np.float32)
-    sf.write(str(path), x, sr)
-
-
-def _run_watched(app, watch, *cleanup) -> int:
-    """``app.run()`` while ``watch`` runs in a thread (it stops the app when it has seen enough)."""
-    w = threading.Thread(target=watch)
-    w.start()
-    try:
-        return app.run()
-    finally:
-        for c in cleanup:
-            c()
-        app.stop.set()
-        w.join()
-
-
 def _tiny_cfg(src, **live):
     from aadiff_live.config import load_config
 
@@ -170,7 +96,7 @@ def test_recorder_disk_error_shows_in_hud_and_exit_code_while_the_show_goes_on(t
     from aadiff_live.output import video
 
     src = tmp_path / "in.wav"
-    _bursts_wav(src, 30.0)
+    bursts_wav(src, 30.0)
     real_write = video.VideoWriter.write
     count = {"n": 0}
 
@@ -195,10 +121,10 @@ def test_recorder_disk_error_shows_in_hud_and_exit_code_while_the_show_goes_on(t
 
     def stop_after_frames():  # however loaded the machine: stop once the show has gone on for a while
         while not app.stop.wait(0.1):
-            if getattr(app, "stats", None) and app.stats.n_shown >= 12 and alerts:
+            if app.present.stats.n_shown >= 12 and alerts:
                 app.stop.set()
 
-    code = _run_watched(app, stop_after_frames)
+    code = run_watched(app, stop_after_frames)
     assert code == 1  # loud at the end ...
     assert any("RECORDING FAILED" in a and "No space left" in a for a in alerts)  # ... and on screen
     assert "recording failed" in caplog.text and "cannot keep up" not in caplog.text
@@ -211,7 +137,7 @@ def test_finish_raising_still_closes_the_window_and_restores_sigterm(tmp_path, m
     from aadiff_live.live.recorder import Recorder
 
     src = tmp_path / "in.wav"
-    _bursts_wav(src, 10.0)
+    bursts_wav(src, 10.0)
 
     def boom(self, summary):
         raise RuntimeError("simulated finish failure")
@@ -250,7 +176,7 @@ def test_stop_mid_segment_leaves_playable_files_with_audio(tmp_path, sig):
     import json
 
     src = tmp_path / "in.wav"
-    _bursts_wav(src, 60.0)
+    bursts_wav(src, 60.0)
     out = tmp_path / "set.mp4"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "SDL_VIDEODRIVER": "dummy"}
     proc = subprocess.Popen([sys.executable, "-m", "aadiff_live", "live", "--model", "tiny", "--size", "64",
@@ -263,7 +189,9 @@ def test_stop_mid_segment_leaves_playable_files_with_audio(tmp_path, sig):
             lines.append(line)
             if "recording segment 2" in line:  # the first file is closed and the second is open
                 break
-        time.sleep(1.5)  # mid-segment
+        # mid-segment: the second file has recorded 1 s (a segment is 3 s)
+        assert _wait(lambda: len(files := sorted(tmp_path.glob("set_*Z.mp4.frames.jsonl"))) >= 2
+                     and _span_s(files[-1]) >= 1.0, 30)
         proc.send_signal(sig)
         _, rest = proc.communicate(timeout=40)
     finally:
@@ -325,6 +253,7 @@ class FakePAStream:
         if pa.system.get(device) != pa.seen.get(device) or device not in pa.system:
             raise pa.sd.PortAudioError(f"Invalid device {device}")
         self.pa, self.device, self.callback, self.blocksize, self.channels = pa, device, callback, blocksize, channels
+        self.latency = latency
         self.active = False
         self.closed = False
         self._stop = threading.Event()
@@ -351,6 +280,25 @@ class FakePAStream:
             self._t.join(timeout=1)
 
 
+def _rows(path) -> int:
+    """Lines in a recording's frames file so far (0 before it exists)."""
+    try:
+        return len(path.read_text().splitlines())
+    except OSError:
+        return 0
+
+
+def _span_s(path) -> float:
+    """Seconds between the first and the last frame recorded so far in a frames file (0 before two exist)."""
+    import json
+
+    try:
+        times = [json.loads(line)["display_time"] for line in path.read_text().splitlines() if line.endswith("}")]
+    except OSError:
+        return 0.0
+    return times[-1] - times[0] if len(times) > 1 else 0.0
+
+
 def _wait(cond, timeout=5.0):
     end = time.monotonic() + timeout
     while not cond() and time.monotonic() < end:
@@ -369,7 +317,8 @@ def test_replugged_usb_interface_is_found_again_by_name(monkeypatch):
         assert _wait(lambda: cap.status == "ok")
         pa.unplug(3)
         assert _wait(lambda: cap.status == "no input")
-        time.sleep(0.5)  # a few failed tries while it is away
+        inits = pa.inits
+        assert _wait(lambda: pa.inits >= inits + 2)  # a few failed tries while it is away
         pa.plug(5, "USB Audio (hw:3,0)")  # back, with another index and card number
         assert _wait(lambda: cap.status == "ok"), "the replugged interface was not found again"
         assert cap.device.index == 5 and cap.device.name == "USB Audio (hw:3,0)" and pa.inits >= 1
@@ -408,12 +357,9 @@ def test_stop_during_a_reopen_leaves_no_stream_running(monkeypatch):
     finally:
         cap.stop()  # gives up waiting for the watchdog after 1 s
         release.set()
-    time.sleep(0.5)
-    written = cap.ring.written
-    time.sleep(0.3)
-    assert cap.ring.written == written, "a stream opened after stop() is still writing into the ring"
-    assert all(s.closed for s in pa.streams)
+    # the slow open returns after stop(): its stream must be closed at once, so no thread writes into the ring
     assert _wait(lambda: not any(t.name in ("capture-watchdog", "fake-portaudio") for t in threading.enumerate()))
+    assert len(pa.streams) == 2 and all(s.closed for s in pa.streams), "a stream opened after stop() was left open"
 
 
 # ---------------------------------------------------------------- failing threads: CLAP, analysis (supervisor)
@@ -475,7 +421,7 @@ def test_clap_that_raises_keeps_the_words_says_so_and_retries_with_backoff(tmp_p
     monkeypatch.setattr(clap, "ClapRanker", _FlakyClap)
     caplog.set_level(logging.INFO)
     src = tmp_path / "in.wav"
-    _bursts_wav(src, 60.0)
+    bursts_wav(src, 60.0)
     cfg = load_config(None, {"model": {"model": "tiny", "size": "64"},
                              "live": {"input": str(src), "clap_every_s": 0.2, "clap_window_s": 1.0}})
     stats: dict = {}
@@ -485,16 +431,14 @@ def test_clap_that_raises_keeps_the_words_says_so_and_retries_with_backoff(tmp_p
 
     def watch():
         while not app.stop.wait(0.02):
-            if not hasattr(app, "render_thread"):
-                continue
-            alerts = app.alerts()
+            alerts = app.health.alerts()
             seen["alerts"] += alerts
             if any("CLAP FAILED" in a for a in alerts):
                 seen["words_while_failing"].add(tuple(app.render_thread.words))
             if len(_FlakyClap.calls) >= 5:  # recovered and ranked again
                 app.stop.set()
 
-    code = _run_watched(app, watch)
+    code = run_watched(app, watch)
     calls = _FlakyClap.calls
     assert len(calls) >= 5, "CLAP was not retried: the show stopped at its failure"
     # back-off: 0.2 s after the 1st failure, 0.4 s after the 2nd (doubling from clap_every_s)
@@ -513,7 +457,7 @@ def test_analysis_thread_is_restarted_then_the_app_exits_non_zero(tmp_path, monk
 
     monkeypatch.setattr(supervisor, "BACKOFF_S", 0.05)
     src = tmp_path / "in.wav"
-    _bursts_wav(src, 60.0)
+    bursts_wav(src, 60.0)
     real_step = analysis_thread.AnalysisThread.step
     fail = {"n": 0, "from": 20, "times": 1}
 
@@ -531,12 +475,11 @@ def test_analysis_thread_is_restarted_then_the_app_exits_non_zero(tmp_path, monk
 
     def watch():
         while not app.stop.wait(0.02):
-            if hasattr(app, "analysis"):
-                alerts.extend(app.alerts())
-                if app.analysis.supervisor.restarts and app.analysis.n_frames >= fail["from"] + 30:
-                    app.stop.set()
+            alerts.extend(app.health.alerts())
+            if app.analysis.supervisor.restarts and app.analysis.n_frames >= fail["from"] + 30:
+                app.stop.set()
 
-    code = _run_watched(app, watch)
+    code = run_watched(app, watch)
     assert app.analysis.n_frames >= fail["from"] + 30  # it went on analysing after the restart
     assert any(a.startswith("ANALYSIS RESTARTED (1/2): FloatingPointError") for a in alerts)
     assert "the analysis thread failed (FloatingPointError: bad block); restarting it" in caplog.text
@@ -560,7 +503,7 @@ def _stall_setup(tmp_path, stall_s: float):
     from aadiff_live.rendering.build import build_renderer
 
     src = tmp_path / "in.wav"
-    _bursts_wav(src, 60.0)
+    bursts_wav(src, 60.0)
     cfg = _tiny_cfg(src, stall_s=stall_s)
     components, renderer = build_renderer(cfg, "a fire")
     return cfg, components, renderer, threading.Event()
@@ -594,9 +537,7 @@ def test_a_renderer_that_hangs_shows_render_stalled_once_then_recovers(tmp_path,
     def watch():
         t_stall = None
         while not app.stop.wait(0.05):
-            if not hasattr(app, "watchdog"):
-                continue
-            stalled = [a for a in app.alerts() if a.startswith("RENDER STALLED")]
+            stalled = [a for a in app.health.alerts() if a.startswith("RENDER STALLED")]
             if hung.is_set() and t_stall is None and stalled:
                 t_stall = time.monotonic()
             if t_stall is not None and not release.is_set():
@@ -608,7 +549,7 @@ def test_a_renderer_that_hangs_shows_render_stalled_once_then_recovers(tmp_path,
                 if len(seen["after"]) > 20:
                     app.stop.set()
 
-    code = _run_watched(app, watch, release.set)
+    code = run_watched(app, watch, release.set)
     assert seen["stalled"] and all("no progress for" in a for a in seen["stalled"])
     assert caplog.text.count("RENDER STALLED") == 1  # logged once per stall, not per check
     assert "making progress again" in caplog.text
@@ -635,7 +576,7 @@ def test_a_renderer_that_raises_once_is_restarted_and_the_show_goes_on(tmp_path,
 
     monkeypatch.setattr(supervisor, "BACKOFF_S", 0.05)
     src = tmp_path / "in.wav"
-    _bursts_wav(src, 60.0)
+    bursts_wav(src, 60.0)
     real = Renderer.render_batch
     calls = {"n": 0}
 
@@ -651,12 +592,11 @@ def test_a_renderer_that_raises_once_is_restarted_and_the_show_goes_on(tmp_path,
 
     def watch():
         while not app.stop.wait(0.02):
-            if hasattr(app, "render_thread"):
-                alerts.extend(app.alerts())
-                if calls["n"] >= 6:  # rendering again after the restart
-                    app.stop.set()
+            alerts.extend(app.health.alerts())
+            if calls["n"] >= 6:  # rendering again after the restart
+                app.stop.set()
 
-    code = _run_watched(app, watch)
+    code = run_watched(app, watch)
     assert calls["n"] >= 6 and not app.render_thread.failed.is_set()
     assert any(a.startswith("RENDERER RESTARTED (1/3): RuntimeError") for a in alerts)
     assert code == 1 and "the renderer thread was restarted 1 time(s)" in caplog.text
@@ -678,10 +618,13 @@ def test_a_renderer_still_stalled_when_the_show_stops_makes_the_exit_code_1(tmp_
 
     def watch():
         while not app.stop.wait(0.05):
-            if getattr(app, "stalled", False):
+            if app.health.stalled:
                 app.stop.set()
-        time.sleep(0.2)
-        release.set()  # let the hung render return so the thread can be joined
+        # once the display loop has ended (the stall is what it last saw), let the hung render return so the
+        # thread can be joined
+        while app.running.is_set():
+            time.sleep(0.01)
+        release.set()
 
-    code = _run_watched(app, watch, release.set)
+    code = run_watched(app, watch, release.set)
     assert code == 1 and "still stalled when the show stopped" in caplog.text

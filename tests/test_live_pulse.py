@@ -10,11 +10,11 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 
 import numpy as np
 import pytest
+from helpers import run_watched
 
 from aadiff_live.output.sidecar import read_frames
 
@@ -54,10 +54,7 @@ def test_capture_from_pulse_matches_the_played_file(tmp_path, audio_dir):
     app = LiveApp(cfg, prompt="rain on a tin roof", no_display=True, duration=60, record=str(out), monitor=False)
     player: dict = {}
 
-    def play():
-        # wait until the capture is running (the model loads first), then play into the null sink
-        while not app.stop.is_set() and getattr(getattr(app, "capture", None), "status", "starting") == "starting":
-            app.stop.wait(0.05)
+    def play():  # the show is on (the capture runs): play into the null sink
         app.stop.wait(0.3)
         player["rc"] = subprocess.run(["paplay", "--device=v", str(wav)], timeout=40).returncode
         # the first block of an idle null sink can arrive up to 2 s late: wait for the capture to catch up
@@ -67,13 +64,7 @@ def test_capture_from_pulse_matches_the_played_file(tmp_path, audio_dir):
         app.stop.wait(0.5)
         app.stop.set()
 
-    t = threading.Thread(target=play, name="test-player")
-    t.start()
-    try:
-        code = app.run()
-    finally:
-        app.stop.set()
-        t.join(timeout=60)
+    code = run_watched(app, play)
     assert code == 0 and player.get("rc") == 0
     side = json.loads((tmp_path / "pulse.mp4.json").read_text())
     assert side["summary"]["threads_stuck"] == [] and side["n_frames"] > 50

@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 
+from aadiff_live.live.messages import Frame, WeightSample
 from aadiff_live.live.recorder import Recorder
-from aadiff_live.live.render_thread import Frame
-from aadiff_live.live.ring import RingBuffer, WeightSample
+from aadiff_live.live.ring import RingBuffer
 from aadiff_live.output.sidecar import read_frames
 
 SR = 48000
@@ -32,7 +32,7 @@ def make_ring(seconds: float, capacity_s: float = 8.0, seed: int = 0) -> tuple[R
 def frame(i: int, fps: float = 30.0, size: int = 64) -> Frame:
     img = np.full((size, size, 3), (i * 7) % 256, np.uint8)
     cap = T0 + i / fps
-    return Frame(img, WeightSample(i, 1.0 + (i % 2), 0.5, -20.0, cap), ("fire",), "a fire", 0.01, cap + 0.02)
+    return Frame(img, WeightSample(i, 1.0 + (i % 2), 0.5, -20.0, cap), ("fire",), "a fire", 0.01)
 
 
 def decode(path):

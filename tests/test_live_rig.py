@@ -15,20 +15,13 @@ import pytest
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from helpers import bursts_wav, run_watched  # noqa: E402
+
 from aadiff_live.config import load_config  # noqa: E402
 from aadiff_live.live.app import LiveApp  # noqa: E402
 from aadiff_live.output.sidecar import read_frames  # noqa: E402
 
 SR = 16000
-
-
-def bursts(path, seconds, period=1.0):
-    import soundfile as sf
-
-    t = np.arange(int(seconds * SR)) / SR
-    on = ((t % period) < period / 2).astype(np.float32)
-    x = 0.3 * on * np.random.default_rng(0).standard_normal(t.size).astype(np.float32)
-    sf.write(str(path), x, SR)
 
 
 def free_udp_port() -> int:
@@ -78,7 +71,7 @@ def test_osc_steers_a_running_instance_and_the_sidecar_says_when(tmp_path, caplo
     from pythonosc.udp_client import SimpleUDPClient
 
     src = tmp_path / "bursts.wav"
-    bursts(src, seconds=10.0)
+    bursts_wav(src, 10.0, SR)
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("scenes:\n  - {name: blizzard, prompt: a fire in a blizzard, gain: 0.5}\n")
     mixer = Listener()
@@ -92,39 +85,41 @@ def test_osc_steers_a_running_instance_and_the_sidecar_says_when(tmp_path, caplo
                                  "osc": {"port": port, "send": f"127.0.0.1:{mixer.port}"}})
     out = tmp_path / "rig.mp4"
     app = LiveApp(cfg, prompt="a fire in the rain", no_display=True, duration=None, record=str(out), monitor=False)
-    result: list[int] = []
-    runner = threading.Thread(target=lambda: result.append(app.run()), name="test-live")
     c = SimpleUDPClient("127.0.0.1", port)
     raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sent: dict[str, float] = {}
+
+    def steer():  # beside the running show, which stops by itself at the end of the file
+        assert wait_until(lambda: mixer.count("/aadiff/weight") >= 3, 60), "no frame came out over OSC"
+        # malformed: wrong types, unknown address, the largest string a datagram carries, garbage, a flood
+        c.send_message("/aadiff/gain", "loud")
+        c.send_message("/aadiff/scene", 1.5)
+        c.send_message("/aadiff/bogus", 1)
+        c.send_message("/aadiff/prompt", "fire " * 12000)
+        raw.sendto(os.urandom(512), ("127.0.0.1", port))
+        for i in range(10000):
+            c.send_message("/aadiff/w_max" if i % 2 else "/aadiff/freeze", 2.0 if i % 2 else 9)
+        n = mixer.count("/aadiff/weight")
+        assert wait_until(lambda: mixer.count("/aadiff/weight") >= n + 3, 10), "no frames after the flood"
+        assert app.running.is_set()
+        # then the changes whose timing the sidecar must show
+        sent["gain"] = time.monotonic()
+        c.send_message("/aadiff/gain", 0.25)
+        time.sleep(2.0)
+        sent["prompt"] = time.monotonic()
+        c.send_message("/aadiff/prompt", "a fire in the snow")
+        time.sleep(2.0)
+        sent["scene"] = time.monotonic()
+        c.send_message("/aadiff/scene", 1)
+
     with caplog.at_level(logging.INFO):
-        runner.start()
         try:
-            assert wait_until(lambda: mixer.count("/aadiff/weight") >= 3, 60), "no frame came out over OSC"
-            # malformed: wrong types, unknown address, the largest string a datagram carries, garbage, a flood
-            c.send_message("/aadiff/gain", "loud")
-            c.send_message("/aadiff/scene", 1.5)
-            c.send_message("/aadiff/bogus", 1)
-            c.send_message("/aadiff/prompt", "fire " * 12000)
-            raw.sendto(os.urandom(512), ("127.0.0.1", port))
-            for i in range(10000):
-                c.send_message("/aadiff/w_max" if i % 2 else "/aadiff/freeze", 2.0 if i % 2 else 9)
-            n = mixer.count("/aadiff/weight")
-            assert wait_until(lambda: mixer.count("/aadiff/weight") >= n + 3, 10), "no frames after the flood"
-            assert runner.is_alive()
-            # then the changes whose timing the sidecar must show
-            t_gain = time.monotonic()
-            c.send_message("/aadiff/gain", 0.25)
-            time.sleep(2.0)
-            t_prompt = time.monotonic()
-            c.send_message("/aadiff/prompt", "a fire in the snow")
-            time.sleep(2.0)
-            t_scene = time.monotonic()
-            c.send_message("/aadiff/scene", 1)
+            code = run_watched(app, steer)
         finally:
-            runner.join(60)
-            time.sleep(0.2)
+            time.sleep(0.2)  # the last frames' OSC datagrams
             mixer.close()
-    assert result == [0] and not runner.is_alive()
+    assert code == 0
+    t_gain, t_prompt, t_scene = sent["gain"], sent["prompt"], sent["scene"]
     t0 = app.capture.ring.capture_time(0)
     side = json.loads((tmp_path / "rig.mp4.json").read_text())
     assert side["settings"]["osc_in"] == f"127.0.0.1:{port}" and side["settings"]["scenes"] == ["blizzard"]
@@ -167,7 +162,7 @@ def test_cli_flags_reach_the_rig(tmp_path, capsys):
     from aadiff_live.cli import main
 
     src = tmp_path / "b.wav"
-    bursts(src, seconds=2.0)
+    bursts_wav(src, 2.0, SR)
     mixer = Listener()
     try:
         code = main(["--input", str(src), "--model", "tiny", "--size", "64", "--prompt", "a fire in the rain",
@@ -192,7 +187,7 @@ def test_rig_mistakes_are_one_line_errors_before_any_model_loads(tmp_path, capsy
     from aadiff_live.cli import main
 
     src = tmp_path / "b.wav"
-    bursts(src, seconds=0.5)
+    bursts_wav(src, 0.5, SR)
     t0 = time.monotonic()
     code = main(["--input", str(src), "--model", "tiny", "--prompt", "fire", "--no-display", *args])
     err = capsys.readouterr().err.strip().splitlines()
@@ -252,7 +247,7 @@ def test_envelope_changes_reach_the_analysis_thread(mode):
     cfg = load_config(None, {"envelope": {"mode": mode, "fps": 30.0}})
     analysis = AnalysisThread(RingBuffer(48000, 1, 48000), cfg.envelope, cfg.live, Mailbox(), threading.Event())
     rig = Rig(cfg, prompt="a fire", pinned=None, has_clap=True, headless=True)
-    rig.app = types.SimpleNamespace(analysis=analysis)
+    rig.start(types.SimpleNamespace(envelope=analysis))
     before = analysis.smoother
     rig.set_envelope(w_min=-0.5, w_max=3.0)
     assert (analysis.w_min, analysis.w_max) == (-0.5, 3.0) and analysis.smoother is before  # no new smoother

@@ -63,7 +63,7 @@ def test_grid_atlas_fills_the_newest_cell_first_and_blends_weight_vectors(routed
 
 
 def test_a_new_range_makes_a_new_atlas_and_words_stay_routed(routed):
-    from aadiff_live.live.clap_thread import WordChoice
+    from aadiff_live.live.messages import WordChoice
 
     t, routes, values = routed
     fill_until_idle(t)

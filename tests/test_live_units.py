@@ -14,9 +14,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from aadiff_live.config import Config  # noqa: E402
 from aadiff_live.errors import UserError  # noqa: E402
 from aadiff_live.live.analysis_thread import AnalysisThread, live_smoothing_mode  # noqa: E402
-from aadiff_live.live.clap_thread import Hysteresis, initial_words  # noqa: E402
 from aadiff_live.live.ring import RingBuffer, RingReader  # noqa: E402
 from aadiff_live.mailbox import Mailbox  # noqa: E402
+from aadiff_live.tokens.choose import Hysteresis, initial_words  # noqa: E402
 
 
 def test_ring_wraps_and_keeps_order():
@@ -191,7 +191,8 @@ def test_display_keys_and_hud_draw(tmp_path):
         post(key=pygame.K_SPACE)
         post(key=pygame.K_RIGHTBRACKET)
         act = d.poll()
-        assert act.gain_factor > 1 and not d.hud and d.frozen and d.window_size == 192
+        # gain, HUD and freeze are asked for; the display loop applies them through the rig (one control path)
+        assert act.gain_factor > 1 and act.hud is False and act.toggle_freeze and d.hud and d.window_size == 192
         assert d.screen.get_size() == (192, 192)
         post(key=pygame.K_p)
         d.poll()

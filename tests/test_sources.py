@@ -204,7 +204,6 @@ def test_osc_out_sends_every_source_and_each_onset(wait_until):
     from pythonosc.osc_server import ThreadingOSCUDPServer
 
     from aadiff_live.control.osc import OscSender
-    from aadiff_live.live.ring import WeightSample
 
     got: list[tuple] = []
     d = Dispatcher()
@@ -214,9 +213,8 @@ def test_osc_out_sends_every_source_and_each_onset(wait_until):
     t.start()
     try:
         s = OscSender(f"127.0.0.1:{srv.server_address[1]}")
-        s.send_sources(WeightSample(0, 1.0, 0.5, -20.0, 0.0, {"loudness": 0.5, "low": 0.25, "onset:low": 1.0},
-                                    ("onset:low",)))
-        s.send_sources(WeightSample(1, 1.0, 0.5, -20.0, 0.0, {"loudness": 0.5, "low": 0.125, "onset:low": 0.5}))
+        s.send_sources({"loudness": 0.5, "low": 0.25, "onset:low": 1.0}, ("onset:low",))
+        s.send_sources({"loudness": 0.5, "low": 0.125, "onset:low": 0.5})
         assert wait_until(lambda: len(got) >= 7)
     finally:
         srv.shutdown()

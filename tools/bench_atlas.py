@@ -52,6 +52,7 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchstats import fmt_ratio, ratio_with_control  # noqa: E402
+from liverun import run_watched  # noqa: E402
 
 log = logging.getLogger("bench_atlas")
 REPO = Path(__file__).resolve().parents[1]
@@ -434,22 +435,16 @@ def live_section(spec: Spec, components, renderer, levels: int, steady_s: float,
 
     def stop_when_steady() -> None:
         end = time.monotonic() + max_s
+        rt = app.render_thread
         while not app.stop.is_set() and time.monotonic() < end:
-            rt = getattr(app, "render_thread", None)
-            if rt is not None and (levels == 0 or rt.first_fill_s is not None):
+            if levels == 0 or rt.first_fill_s is not None:
                 app.stop.wait(steady_s)
                 app.stop.set()
                 return
             app.stop.wait(0.05)
 
     load = [round(v, 2) for v in os.getloadavg()]
-    watcher = threading.Thread(target=stop_when_steady, name="bench-atlas-stop")
-    watcher.start()
-    try:
-        code = app.run()
-    finally:
-        app.stop.set()
-        watcher.join()
+    code = run_watched(app, stop_when_steady)
     if code != 0:
         raise RuntimeError(f"live run exited {code}")
     steady, fps, how = steady_state(stats)

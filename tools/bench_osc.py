@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchstats import fmt_ratio, ratio_with_control  # noqa: E402
+from liverun import run_watched  # noqa: E402
 
 FLOODER = textwrap.dedent("""
     import sys
@@ -117,11 +118,11 @@ def main() -> int:
                              "tokens": {"tokens": ["fire"]},
                              "osc": {"port": port, "send": f"127.0.0.1:{listener.server_address[1]}"}})
     app = LiveApp(cfg, prompt="a fire in the rain", no_display=True, duration=None, record=None, monitor=False)
-    runner = threading.Thread(target=app.run, name="bench-live")
-    runner.start()
     flooder = subprocess.Popen([sys.executable, "-c", FLOODER, str(port)], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True)
-    try:
+    got: dict = {}
+
+    def bench() -> None:  # beside the running app; stops it when done
         end = time.monotonic() + 120
         while count[0] < 3 and time.monotonic() < end:
             time.sleep(0.05)
@@ -144,13 +145,16 @@ def main() -> int:
             wait_frames()
             flooder.stdout.readline()  # the flood is over before the next call starts
 
-        res = ratio_with_control(quiet, flood, a.pairs)
-        received, ignored = app.rig.inbox.received, app.rig.inbox.ignored.total
+        got["res"] = ratio_with_control(quiet, flood, a.pairs)
+        got["received"], got["ignored"] = app.rig.inbox.received, app.rig.inbox.ignored.total
+        app.stop.set()
+
+    try:
+        run_watched(app, bench)
     finally:
         flooder.kill()
-        app.stop.set()
-        runner.join(30)
         listener.shutdown()
+    res, received, ignored = got["res"], got["received"], got["ignored"]
     disp = dispatch_cost(a.pairs)
     fps_quiet = a.frames / res["a_median_s"]
     fps_flood = a.frames / res["b_median_s"]

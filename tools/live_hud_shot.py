@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def draw(self, hud):
         real_draw(self, hud)
-        rt = getattr(app, "render_thread", None)
-        if rt is None or rt.target is None or not rt.target.atlas.complete or app.screen.view is None:
+        rt = app.render_thread
+        if rt.target is None or not rt.target.atlas.complete or app.present.screen.view is None:
             return
         state["ready"] = state["ready"] or time.monotonic()
         if time.monotonic() - state["ready"] >= a.after:

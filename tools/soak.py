@@ -25,6 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from liverun import run_watched  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = REPO / "tests" / "data" / "audio" / "ibm_thunder.flac"
 log = logging.getLogger("soak")
@@ -58,13 +61,13 @@ def sample(app, t0: float) -> dict:
     rec = app.recorder
     return {
         "t_s": round(time.monotonic() - t0, 2), "rss_mb": round(rss_mb(), 2), "threads": threading.active_count(),
-        "fds": open_fds(), "frames_shown": app.stats.n_shown,
+        "fds": open_fds(), "frames_shown": app.present.stats.n_shown,
         "queues": {"weights": app.weights.qsize(), "frames": app.frames.qsize(), "choices": app.choices.qsize(),
                    "requests": app.requests.qsize(), "recorder": rec.pending() if rec else 0},
         "recorder_audio_queued_s": round(rec.audio_queued_s(), 3) if rec else 0.0,
         "dropped": {"recorder": rec.dropped if rec else 0, "weights_unrendered": app.weights.dropped,
                     "frames_unshown": app.frames.dropped, "input_overflows": app.capture.overflows},
-        "segments_closed": len(rec.closed) if rec else 0, "alerts": app.alerts(),
+        "segments_closed": len(rec.closed) if rec else 0, "alerts": app.health.alerts(),
         "loadavg": list(os.getloadavg()),
     }
 
@@ -127,18 +130,13 @@ def soak(minutes: float, segment_minutes: float, out_dir: Path, input_path: Path
 
     def watch() -> None:
         while not app.stop.wait(every_s):
-            if getattr(app, "recorder", None) is None or not hasattr(app, "frames"):
-                continue
             samples.append(sample(app, t0))
             s = samples[-1]
             log.info("%6.0f s  rss %.1f MB  threads %d  fds %d  shown %d  queues %s  dropped %s  segments %d",
                      s["t_s"], s["rss_mb"], s["threads"], s["fds"], s["frames_shown"], s["queues"],
                      s["dropped"], s["segments_closed"])
 
-    w = threading.Thread(target=watch, name="soak-watch", daemon=True)
-    w.start()
-    code = app.run()
-    w.join(timeout=every_s + 5)
+    code = run_watched(app, watch)
     files = app.recorder.closed if app.recorder is not None else []
     checks = [check_segment(f) for f in files]
     warm = warmup_minutes * 60 if warmup_minutes is not None else min(300.0, duration / 3)

@@ -1,6 +1,6 @@
-"""Apply the changes taken from the inbox (once per displayed frame) to the live app, scenes included.
+"""Apply the changes taken from the inbox (once per displayed frame) to the live show, scenes included.
 
-The app implements :class:`Target`; this module decides the order and the meaning: a scene
+The rig (live/rig.py) implements :class:`Target`; this module decides the order and the meaning: a scene
 first (its prompt, words, seed, window and gain), then the single parameters, so a knob moved
 in the same frame as a scene switch wins over the scene's value.
 """

@@ -19,14 +19,11 @@ import logging
 import math
 import socket
 import threading
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from aadiff_live.control.params import PARAMS, ControlError, ControlInbox
 from aadiff_live.errors import UserError
-
-if TYPE_CHECKING:
-    from aadiff_live.live.ring import WeightSample
 
 log = logging.getLogger(__name__)
 _WILDCARDS = frozenset("*?[]{}")  # characters of an OSC address pattern
@@ -209,12 +206,12 @@ class OscSender:
             if self.failed == 1:
                 log.warning("OSC out to %s:%d failed (%s); still trying every frame", self.host, self.port, exc)
 
-    def send_sources(self, sample: WeightSample) -> None:
+    def send_sources(self, sources: Mapping[str, float], onsets: Iterable[str] = ()) -> None:
         """Every source's value, and one ``/aadiff/onset`` per onset event (called by the analysis thread)."""
         try:
-            for name, value in sample.sources.items():
+            for name, value in sources.items():
                 self.client.send_message(f"/aadiff/source/{name}", float(value))
-            for name in sample.onsets:
+            for name in onsets:
                 self.client.send_message("/aadiff/onset", name)
         except OSError as exc:
             self.failed += 1

@@ -26,7 +26,8 @@ import numpy as np
 from aadiff_live.analysis.envelope import FrameSTFT, LiveNormaliser, make_causal_smoother, to_weight
 from aadiff_live.analysis.sources import LOUDNESS, Smoothing, SourceStepper
 from aadiff_live.config import EnvelopeConfig, FeaturesConfig, LiveConfig
-from aadiff_live.live.ring import RingBuffer, RingReader, WeightSample
+from aadiff_live.live.messages import WeightSample
+from aadiff_live.live.ring import RingBuffer, RingReader
 from aadiff_live.live.supervisor import Supervisor
 from aadiff_live.mailbox import Mailbox
 

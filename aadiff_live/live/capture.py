@@ -92,7 +92,6 @@ class DeviceCapture(Capture):
         self._stream = None
         self._stop = threading.Event()
         self._lock = threading.Lock()  # open vs close: stop() and the watchdog never race on the stream
-        self.reopened = 0
         self._watchdog = threading.Thread(target=self._watch, name="capture-watchdog", daemon=False)
 
     # PortAudio's real-time thread: copy, nothing else
@@ -169,7 +168,6 @@ class DeviceCapture(Capture):
                     rescan_portaudio(self.sd)  # a replugged interface appears only in a fresh device list
                     device = resolve_input(self.spec)
                     if self._open(device):
-                        self.reopened += 1
                         log.info("input device reopened: %d (%s)", device.index, device.name)
                     break
                 except (UserError, self.sd.PortAudioError) as exc:

@@ -15,60 +15,16 @@ import copy
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 
+from aadiff_live.live.messages import WordChoice
 from aadiff_live.live.ring import RingBuffer
 from aadiff_live.live.supervisor import Supervisor
 from aadiff_live.mailbox import Mailbox
+from aadiff_live.tokens.choose import Hysteresis
 from aadiff_live.tokens.words import content_words, reachable_scores
 
 log = logging.getLogger(__name__)
 MIN_AUDIO_S = 1.0  # rank only once this much audio has arrived
-
-
-@dataclass(frozen=True)
-class WordChoice:
-    prompt: str  # the prompt the words belong to
-    words: list[str]
-    scores: dict[str, float] = field(default_factory=dict)
-    time: float = 0.0  # monotonic s of the ranking
-
-
-class Hysteresis:
-    """Keep the current top-k words unless the new top-k's mean score beats theirs by ``margin``."""
-
-    def __init__(self, top_k: int, margin: float) -> None:
-        self.top_k = int(top_k)
-        self.margin = float(margin)
-        self.current: list[str] | None = None
-
-    def reset(self) -> None:
-        self.current = None
-
-    def update(self, scores: dict[str, float]) -> tuple[list[str], bool]:
-        """(words now chosen, whether they changed)."""
-        best = [w for w, _ in sorted(scores.items(), key=lambda kv: -kv[1])[: self.top_k]]
-        cur = self.current
-        if cur is None or any(w not in scores for w in cur):
-            self.current = best
-            return best, cur != best
-        if set(best) == set(cur):
-            return cur, False
-        mean = lambda ws: sum(scores[w] for w in ws) / len(ws)  # noqa: E731
-        if mean(best) > mean(cur) + self.margin:
-            self.current = best
-            return best, True
-        return cur, False
-
-
-def initial_words(prompt: str, top_k: int, tokenizer=None) -> list[str]:
-    """Until CLAP has heard enough: the prompt's first content words (with a ``tokenizer``: the
-    first that have token positions)."""
-    words = content_words(prompt)
-    if tokenizer is not None:
-        usable = reachable_scores(tokenizer, prompt, dict.fromkeys(words, 0.0), 0)
-        words = [w for w in words if w in usable]
-    return words[:top_k]
 
 
 class ClapThread(threading.Thread):

@@ -42,10 +42,12 @@ class HudInfo:
 
 @dataclass
 class Actions:
-    """What the user asked for since the last call."""
+    """What the user asked for since the last call (the display loop applies it through the rig's control path)."""
 
     quit: bool = False
     gain_factor: float = 1.0
+    toggle_freeze: bool = False  # Space
+    hud: bool | None = None  # H: show (True) or hide (False) the HUD
     new_prompt: str | None = None
     scene: int | None = None  # keys 1-9
     learn: bool = False  # L: MIDI learn, next parameter
@@ -69,8 +71,7 @@ class Display:
         self.aspect = width / height
         self.window_size = window_size
         self.fullscreen = fullscreen
-        self.hud = hud
-        self.frozen = False
+        self.hud = hud  # NB: changed through the rig's control path (H, OSC, MIDI)
         self.typing: str | None = None  # the prompt being typed (P), or None
         self.message: str | None = None  # a fault to show (renderer crash, bad prompt)
         self.title = title
@@ -152,7 +153,7 @@ class Display:
             self.fullscreen = not self.fullscreen
             self._open()
         elif k == pg.K_h:
-            self.hud = not self.hud
+            act.hud = not (self.hud if act.hud is None else act.hud)
         elif k in (pg.K_PLUS, pg.K_EQUALS, pg.K_KP_PLUS):
             act.gain_factor *= GAIN_STEP
         elif k in (pg.K_MINUS, pg.K_KP_MINUS):
@@ -162,7 +163,7 @@ class Display:
             self.window_size = max(128, self.window_size + step)
             self._open()
         elif k == pg.K_SPACE:
-            self.frozen = not self.frozen
+            act.toggle_freeze = not act.toggle_freeze
         elif k == pg.K_p:
             self.typing = ""
             pg.key.start_text_input()

@@ -37,7 +37,7 @@ from typing import IO, Any
 import numpy as np
 
 from aadiff_live.errors import UserError, cannot_write
-from aadiff_live.live.render_thread import Frame
+from aadiff_live.live.messages import Frame
 from aadiff_live.live.ring import RingBuffer, RingReader
 from aadiff_live.output.sidecar import clean_json, frames_path, sidecar_path, write_json_atomic
 from aadiff_live.output.video import VideoWriter

@@ -24,14 +24,12 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 
 from aadiff_live.analysis.routes import LiveRoutes
-from aadiff_live.live.clap_thread import WordChoice, initial_words
-from aadiff_live.live.rig import RenderRequest
-from aadiff_live.live.ring import WeightSample
+from aadiff_live.live.messages import AtlasView, Frame, RenderRequest, WeightSample, WordChoice
 from aadiff_live.live.supervisor import Supervisor
 from aadiff_live.live.watchdog import StallWatchdog
 from aadiff_live.mailbox import Mailbox
@@ -40,13 +38,13 @@ from aadiff_live.rendering.atlas import (
     AtlasCache,
     AtlasKey,
     Axis,
-    Lookup,
     atlas_key,
     fill,
     grid_key,
     grid_label,
     render_positions,
 )
+from aadiff_live.tokens.choose import initial_words
 from aadiff_live.tokens.words import route_groups, token_positions
 
 log = logging.getLogger(__name__)
@@ -54,31 +52,6 @@ log = logging.getLogger(__name__)
 
 class RenderCancelled(Exception):
     """Raised inside a render when the app is quitting."""
-
-
-@dataclass(frozen=True)
-class Frame:
-    image: np.ndarray  # [h, w, 3] uint8
-    sample: WeightSample  # the analysis frame it reflects (weight, level, capture time)
-    words: tuple[str, ...]
-    prompt: str
-    render_s: float  # 0 when the picture was reused (same weight, words and prompt)
-    ready_time: float  # monotonic s when the frame was ready
-    scene: str | None = None  # the scene whose prompt / words / seed it was rendered with
-    lookup: Lookup | None = None  # atlas mode: the levels shown and the blend factor (None: an exact render)
-    fade: float | None = None  # atlas mode, during a cross-fade: the new atlas's share (0..1)
-
-
-@dataclass(frozen=True)
-class AtlasView:
-    """An atlas and what it was rendered for, as published to the display loop."""
-
-    atlas: Atlas
-    words: tuple[str, ...]
-    prompt: str
-    positions: tuple[int, ...]
-    scene: str | None = None
-    published: float = field(default_factory=time.monotonic)
 
 
 @contextmanager
@@ -370,5 +343,4 @@ class RenderThread(threading.Thread):
                 render_s = time.perf_counter() - t0
                 self._count(render_s, 1)
                 last_key = key
-            self.frames.put(Frame(image, sample, tuple(self.words), self.prompt, render_s, time.monotonic(),
-                                  self.scene))
+            self.frames.put(Frame(image, sample, tuple(self.words), self.prompt, render_s, self.scene))

@@ -2,47 +2,74 @@
 
 :class:`Rig` owns the optional listeners and senders (nothing listens unless asked) and the
 state they steer: the prompt, pinned words and seed the renderer should use, the scene, freeze.
-The display loop calls :meth:`Rig.poll` once per iteration (changes taken from the inbox, newest
+It is the one control path: OSC and MIDI (through the inbox) and the window's keys (directly,
+from the display loop) all end in its :class:`~aadiff_live.control.apply.Target` methods. The
+display loop calls :meth:`Rig.poll` once per iteration (changes taken from the inbox, newest
 wins, applied in :func:`~aadiff_live.control.apply.apply_changes`) and :meth:`Rig.shown` for
-every displayed frame (OSC out, video out).
+every displayed frame (OSC out, video out). The rig reaches the running show only through the
+:class:`Show` it is handed at :meth:`Rig.start`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from aadiff_live.config import Config, parse_size
 from aadiff_live.control.apply import KEEP, apply_changes
-from aadiff_live.control.params import ControlInbox
+from aadiff_live.control.params import PARAMS, ControlInbox
 from aadiff_live.control.settings import CcMap, SceneConfig, idle_params
 from aadiff_live.errors import UserError
-from aadiff_live.live.clap_thread import initial_words
-from aadiff_live.tokens.words import content_words, parse_pinned, require_positions
+from aadiff_live.live.messages import Frame, RenderRequest
+from aadiff_live.tokens.choose import check_words, initial_words
+from aadiff_live.tokens.words import parse_pinned
 
 if TYPE_CHECKING:
     from aadiff_live.control.midi import MidiInput
     from aadiff_live.control.osc import OscSender, OscServer
-    from aadiff_live.live.app import LiveApp
-    from aadiff_live.live.render_thread import Frame
+    from aadiff_live.live.display import Actions
     from aadiff_live.output.share import ShareThread
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RenderRequest:
-    """What the renderer should draw: the whole desired state (a latest-value mailbox carries it)."""
+class Envelope(Protocol):
+    """The weight's live parameters (the analysis thread, live/analysis_thread.py, reads them per frame)."""
 
-    prompt: str
-    words: tuple[str, ...] | None  # pinned words; None: CLAP chooses
-    seed: int
-    scene: str | None = None  # the scene these come from (recorded per frame)
+    gain: float
+    w_min: float
+    w_max: float
+    mode: str
+    smoother: Any
+
+    def make_smoother(self, window: int, attack_ms: float, release_ms: float) -> Any: ...
+
+
+class Show(Protocol):
+    """What the rig may change in the running show; the app hands one to :meth:`Rig.start`."""
+
+    @property
+    def envelope(self) -> Envelope: ...
+
+    @property
+    def tokenizer(self) -> Any:
+        """The main thread's copy of the diffusion tokenizer, to check prompts and words."""
+
+    @property
+    def n_tokens(self) -> int: ...
+
+    @property
+    def post(self) -> Callable[[RenderRequest], None]:
+        """Hands a new render request to the renderer (and a new prompt to CLAP)."""
+
+    @property
+    def show_hud(self) -> Callable[[bool], None]:
+        """Shows or hides the window's HUD (nothing headless)."""
 
 
 class Rig:
@@ -55,10 +82,10 @@ class Rig:
         self.request = RenderRequest(prompt, tuple(pinned) if pinned is not None else None, cfg.model.seed)
         self.has_clap = has_clap
         self.scene: tuple[int, str] | None = None  # (number, name) in effect
-        self.frozen = False  # NB: set here, read by the display loop (headless freeze)
+        self.frozen = False  # the one owner of freeze (keys, OSC, MIDI); read by the display loop
         env = cfg.envelope
         self.window, self.attack_ms, self.release_ms = env.window, env.attack_ms, env.release_ms
-        self.app: LiveApp | None = None
+        self.show: Show | None = None  # handed over at start()
         self.osc_in: OscServer | None = None
         self.osc_out: OscSender | None = None
         self.midi: MidiInput | None = None
@@ -105,8 +132,8 @@ class Rig:
             self.close()
             raise
 
-    def start(self, app: LiveApp) -> None:
-        self.app = app
+    def start(self, show: Show) -> None:
+        self.show = show
         if self.osc_in is not None:
             self.osc_in.start()
         if self.video_out is not None:
@@ -132,6 +159,30 @@ class Rig:
             learned = self.midi.learn.learned.get(timeout=0)
             if learned is not None:
                 self._learned(*learned)
+
+    # ------------------------------------------------------------------ the window's keys (display loop)
+    def keys(self, act: Actions) -> None:
+        """Gain (+/-), freeze (Space), HUD (H), scenes (1-9) and MIDI learn (L), through the same path as OSC
+        and MIDI."""
+        if act.gain_factor != 1.0:
+            assert self.show is not None
+            self.set_gain(float(np.clip(self.show.envelope.gain * act.gain_factor, 0.0, PARAMS["gain"].hi)))
+            log.info("gain x%.2f", self.show.envelope.gain)
+        if act.toggle_freeze:
+            self.set_freeze(not self.frozen)
+        if act.hud is not None:
+            self.set_hud(act.hud)
+        if act.scene is not None:
+            self.inbox.put("scene", act.scene)
+        if act.learn:
+            self.learn_key()
+
+    def type_prompt(self, text: str) -> str | None:
+        """A prompt typed in the window (P ... Enter): None, or why it was rejected (shown in the window)."""
+        err = self.set_render(prompt=text.strip())
+        if err is not None:
+            log.warning("new prompt rejected: %s", err)
+        return err
 
     # ------------------------------------------------------------------ MIDI learn (L)
     def learn_key(self) -> None:
@@ -167,8 +218,7 @@ class Rig:
 
     def row(self, frame: Frame) -> dict[str, Any]:
         """Per-frame fields for the recording (the prompt is the frame's own): what a VJ changed, when."""
-        app = self.app
-        return {"gain": app.analysis.gain if app is not None else None, "scene": frame.scene}
+        return {"gain": self.show.envelope.gain if self.show is not None else None, "scene": frame.scene}
 
     def settings(self) -> dict[str, Any]:
         """For the sidecar's settings."""
@@ -193,12 +243,12 @@ class Rig:
 
     # ------------------------------------------------------------------ Target (control/apply.py)
     def set_gain(self, gain: float) -> None:
-        assert self.app is not None
-        self.app.analysis.gain = float(gain)  # NB: read by the analysis thread per frame
+        assert self.show is not None
+        self.show.envelope.gain = float(gain)  # NB: read by the analysis thread per frame
 
     def set_envelope(self, **values: float) -> None:
-        assert self.app is not None
-        a = self.app.analysis
+        assert self.show is not None
+        a = self.show.envelope
         if "w_min" in values:
             a.w_min = float(values["w_min"])  # NB: read by the analysis thread per frame
         if "w_max" in values:
@@ -232,18 +282,14 @@ class Rig:
                     new_words = None
         else:
             new_words = tuple(words) if words is not None else None
-        assert self.app is not None
-        tok, n_tokens = self.app.word_tokenizer, self.app.renderer.n_tokens
+        assert self.show is not None
+        tok = self.show.tokenizer
         try:
             if not new_prompt:
                 raise UserError("the prompt is empty")
-            if new_words is not None:
-                new_words = tuple(parse_pinned(list(new_words), new_prompt) or ())
-                require_positions(tok, new_prompt, list(new_words), n_tokens)
-            elif not content_words(new_prompt):
-                raise UserError("the prompt has no content words to weight")
-            elif not initial_words(new_prompt, 1, tok):
-                raise UserError("no word of the prompt lies inside the text encoder's 77-token window; shorten it")
+            checked = check_words(tok, new_prompt, list(new_words) if new_words is not None else None,
+                                  self.show.n_tokens)
+            new_words = tuple(checked) if checked is not None else None
         except UserError as exc:
             return str(exc).removeprefix("--tokens: ")
         if new_words is None and not self.has_clap:
@@ -257,17 +303,15 @@ class Rig:
             log.info("words: %s", f"{', '.join(req.words)} (pinned)" if req.words is not None else "CLAP chooses")
         if req != cur:
             self.request = req
-            self.app.post_render_request(req)
+            self.show.post(req)
         return None
 
     def set_freeze(self, on: bool) -> None:
-        self.frozen = on
-        if self.app is not None and self.app.display is not None:
-            self.app.display.frozen = on
+        self.frozen = bool(on)
 
     def set_hud(self, on: bool) -> None:
-        if self.app is not None and self.app.display is not None:
-            self.app.display.hud = on
+        if self.show is not None:
+            self.show.show_hud(bool(on))
 
     def set_scene(self, number: int, scene: SceneConfig) -> None:
         self.scene = (number, scene.name)

@@ -1,4 +1,4 @@
-"""What crosses threads: a preallocated audio ring buffer and latest-value mailboxes (docs/design.md §4).
+"""The audio ring buffer between the capture callback and its readers (docs/design.md §4).
 
 The ring has one writer, the PortAudio callback (or the file feeder), which only copies: the
 samples into a preallocated array and the block's capture time into a preallocated table, then
@@ -12,12 +12,7 @@ for about half a block (:meth:`RingReader.wait`), so a quit wakes them at once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-
 import numpy as np
-
-from aadiff_live.mailbox import Mailbox  # noqa: F401 - its former home, for code written against it
 
 
 class RingBuffer:
@@ -113,15 +108,3 @@ class RingReader:
         self.pos = stop
         return start, data
 
-
-@dataclass(frozen=True)
-class WeightSample:
-    """One analysis frame: what the renderer needs, and what the HUD and sidecar show."""
-
-    index: int  # analysis frame number
-    weight: float
-    normalised: float
-    rms_db: float
-    capture_time: float  # monotonic s of the last audio sample the frame saw
-    sources: Mapping[str, float] = field(default_factory=dict)  # every live source's value in [0, 1]
-    onsets: tuple[str, ...] = ()  # the onset sources that fired since the previous sample posted

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aadiff_live.live.render_thread import AtlasView
+from aadiff_live.live.messages import AtlasView
 from aadiff_live.rendering.atlas import Lookup, blend_frames
 
 

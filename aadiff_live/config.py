@@ -44,7 +44,7 @@ class FeaturesConfig(_Strict):
     bands: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {"low": (20.0, 200.0), "mid": (200.0, 2000.0), "high": (2000.0, 16000.0)})
     onset_decay_ms: float = Field(150.0, gt=0)  # an onset is a flash: 1 at once, then down with this time constant
-    onset_delta: float = Field(0.1, ge=0)  # peak picking: how far above the recent mean (per unit of recent peak)
+    onset_delta: float = Field(0.05, ge=0)  # peak picking: how far the flux must exceed its recent mean (log units)
     onset_wait_ms: float = Field(60.0, ge=0)  # at least this long between two onsets of one source
     stem_model: str = "htdemucs"  # Demucs separator of the stem sources (offline; pip install "aadiff-live[stems]")
 

@@ -14,6 +14,7 @@ from aadiff_live.analysis.sources import (
     check_source,
     flash_at,
     known_sources,
+    onset_time,
     sources_offline,
 )
 from aadiff_live.config import Config, load_config
@@ -114,7 +115,7 @@ def test_the_live_stepper_gives_the_offline_numbers(drums):
     np.testing.assert_allclose(np.array(raw_low)[hop], offline.raw["low"][video], rtol=1e-9, atol=1e-12)
     # onset events: the very same
     for name, idx in fired.items():
-        live_t = (np.array(idx) + 1) / hz - n_fft / 2 / SR
+        live_t = onset_time((np.array(idx) + 1) / hz, n_fft, SR)
         np.testing.assert_allclose(live_t, offline.onsets[name], atol=1e-9)
     # smoothed, normalised values: the same up to the normalisation (live: automatic gain) with the live smoothing
     causal = env.model_copy(update={"mode": "attack-release"})

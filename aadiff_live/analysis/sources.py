@@ -29,13 +29,16 @@ The API other modules build on (stable):
 
 Onsets are detected at the live analysis rate (``live.analysis_hz``, 10 ms hops) in both modes, on
 the same STFT window, so the events offline are the events live; offline, the flash is then read
-at each video frame's end. The spectral flux is SuperFlux's (Böck and Widmer, 2013): the log
-magnitude against a maximum-filtered (3 bins) copy of the frame :data:`ONSET_LAG_MS` earlier,
-summed over the positive differences. An event fires on the first hop where the flux is the
-largest of the last :data:`ONSET_PRE_MAX_MS`, exceeds the mean of the last :data:`ONSET_PRE_AVG_MS`
-by ``onset_delta`` times a slow-release peak of the flux (so the threshold follows the music's
-level), and comes at least ``onset_wait_ms`` after the previous one. An event's time is the
-centre of the STFT window that found it; it is known (and flashes) half a window later.
+at each video frame's end. The onset strength is SuperFlux's spectral flux (Böck and Widmer, 2013)
+over :data:`ONSET_MELS` mel bands: the log magnitude ``log(1 + 100 |X|)`` against a maximum-filtered
+(3 bands) copy of the frame :data:`ONSET_LAG_MS` earlier, the positive differences averaged over
+the bands (all of them for ``onset``, those inside the band for ``onset:<band>``). An event fires
+on the first hop where the flux is the largest of the last :data:`ONSET_PRE_MAX_MS`, exceeds the
+mean of the last :data:`ONSET_PRE_AVG_MS` by ``features.onset_delta`` (log units: the detector
+does not depend on the level) and comes at least ``onset_wait_ms`` after the previous one. An
+event's time is the centre of the STFT window that found it plus :data:`ONSET_SHIFT_MS` (the flux
+rises before an attack reaches the centre; measured on the signals of ``tools/bench_onsets.py``);
+it is known, and flashes, at the end of that window.
 """
 
 from __future__ import annotations
@@ -64,9 +67,10 @@ ONSET = "onset"
 STEMS = ("drums", "bass", "vocals", "other")
 STEMS_INSTALL = 'pip install "aadiff-live[stems]"'
 
-ONSET_LAG_MS = 20.0  # the flux compares each frame with the one this much earlier
+ONSET_LAG_MS = 30.0  # the flux compares each frame with the one this much earlier
 ONSET_PRE_MAX_MS = 30.0  # an event is the largest flux over this long
-ONSET_PRE_AVG_MS = 100.0  # ... and above the mean of this long by delta * peak
+ONSET_PRE_AVG_MS = 100.0  # ... and above the mean of this long by onset_delta
+ONSET_SHIFT_MS = 10.0  # an event's time: the centre of the window that found it, plus this
 ONSET_LOG_GAIN = 100.0  # log(1 + gain * |X|) compresses the magnitudes (|X| in the envelope's units)
 ONSET_MELS, ONSET_FMIN, ONSET_FMAX = 80, 30.0, 16000.0  # the flux is taken over mel bands
 
@@ -210,6 +214,11 @@ class OnsetDetector:
         return [self.names[k] for k in np.flatnonzero(fire)]
 
 
+def onset_time(detected_s: np.ndarray | float, n_fft: int, samplerate: int) -> np.ndarray:
+    """The time of an onset found by the window that ends at ``detected_s`` (see the module's docstring)."""
+    return np.asarray(detected_s, dtype=np.float64) - n_fft / 2 / samplerate + ONSET_SHIFT_MS / 1000.0
+
+
 def flash_at(times: np.ndarray, events: np.ndarray, decay_ms: float) -> np.ndarray:
     """The flash at each time: ``exp(-(t - e) / decay)`` for the newest event ``e <= t``; 0 before the first."""
     times = np.asarray(times, dtype=np.float64)
@@ -317,7 +326,7 @@ class OfflineSources:
                 assert self.onset_stft is not None
                 idx = np.asarray(self._events[name], dtype=np.int64)
                 detected = self.onset_stft.frame_end(idx) / self.samplerate if idx.size else np.zeros(0)
-                onsets[name] = detected - self.onset_stft.n_fft / 2 / self.samplerate  # the window's centre
+                onsets[name] = onset_time(detected, self.onset_stft.n_fft, self.samplerate)
                 raw[name] = values[name] = flash_at(ends, detected, self.features.onset_decay_ms)
                 continue
             sm = (smoothing or {}).get(name) or Smoothing.of(self.env)

@@ -10,12 +10,11 @@ import logging
 import sys
 from pathlib import Path
 
+from aadiff_live.config import MAX_ROUTES, default_text, field_of
 from aadiff_live.errors import UserError
 
 log = logging.getLogger("aadiff_live")
 COMMANDS = ("live", "render", "analyse", "analyze", "devices", "midi-ports", "build-engine", "download")
-BACKEND_HELP = ("auto|torch|onnxruntime|tensorrt (auto: the fastest available, and says which; tensorrt is "
-                "the path with the least test coverage: built on the verified ONNX graph, never run in CI)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,63 +22,72 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see `{self.prog} --help`)")
 
 
+# dest -> (section, key): the options that set a Config field. Their help is the field's description and
+# default (Config is the one home of both), and _overrides() hands their values to load_config.
+BOUND: dict[str, tuple[str, str]] = {}
+
+
+def config_help(section: str, key: str) -> str:
+    """The help of an option bound to ``section.key``: the field's description and its default."""
+    return f"{field_of(section, key).description} (default: {default_text(section, key)}; config: {section}.{key})"
+
+
+def _cfg(g, flag: str, path: str, **kw) -> None:
+    """Add ``flag`` bound to the Config field ``path`` ("section.key"); absent, it leaves the config's value."""
+    section, key = path.split(".")
+    action = g.add_argument(flag, default=None, help=config_help(section, key), **kw)
+    BOUND[action.dest] = (section, key)
+
+
 def _words_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("words")
     g.add_argument("--prompt", help="what the scene is, e.g. \"a city skyline in a thunderstorm\"")
-    g.add_argument("--tokens", help="pin the weighted word(s), comma-separated, instead of CLAP's choice")
-    g.add_argument("--top-k", type=int, help="how many words CLAP picks (default 1)")
-    g.add_argument("--clap-model", help="CLAP checkpoint (default laion/clap-htsat-unfused)")
+    _cfg(g, "--tokens", "tokens.tokens", metavar="WORD[,WORD]")
+    _cfg(g, "--top-k", "tokens.top_k", type=int)
+    _cfg(g, "--clap-model", "tokens.clap_model")
 
 
 def _route_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--route", action="append", metavar="SOURCE=WORD[:W_MIN:W_MAX]",
-                   help="give one word of the prompt its own weight from one sound source, repeatable (at most 3): "
-                   "sources loudness, low, mid, high (features.bands), onset, onset:BAND, and offline drums, bass, "
-                   "vocals, other; e.g. --route low=thunder --route high=rain. --route auto: CLAP gives each source "
-                   "the word that sounds like it")
+                   help=f"give one word of the prompt its own weight from one sound source, repeatable (at most "
+                   f"{MAX_ROUTES}): sources loudness, low, mid, high (features.bands), onset, onset:BAND, and offline "
+                   "drums, bass, vocals, other; e.g. --route low=thunder --route high=rain. --route auto: CLAP gives "
+                   "each source the word that sounds like it (config: routes; given, it replaces the config's)")
 
 
 def _envelope_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("envelope")
-    g.add_argument("--fps", type=float, help="frames per second of the envelope and video (default 30)")
-    g.add_argument("--window", type=int, help="smoothing window in frames: 1 = raw, >= frame count = whole-clip "
-                   "mean (default 5)")
-    g.add_argument("--smoothing", choices=["centred", "trailing", "attack-release"],
-                   help="centred (offline default), trailing or attack-release (causal; live)")
-    g.add_argument("--attack-ms", type=float)
-    g.add_argument("--release-ms", type=float)
-    g.add_argument("--w-min", type=float, help="token weight in silence (default 0: the word fades out)")
-    g.add_argument("--w-max", type=float, help="token weight at full loudness (default 2)")
-    g.add_argument("--gain", type=float, help="multiplies the normalised envelope (default 1)")
+    g = p.add_argument_group("envelope (docs: shaping the response)")
+    _cfg(g, "--fps", "envelope.fps", type=float)
+    _cfg(g, "--window", "envelope.window", type=int)
+    _cfg(g, "--smoothing", "envelope.mode", choices=["centred", "trailing", "attack-release"])
+    _cfg(g, "--attack-ms", "envelope.attack_ms", type=float)
+    _cfg(g, "--release-ms", "envelope.release_ms", type=float)
+    _cfg(g, "--w-min", "envelope.w_min", type=float)
+    _cfg(g, "--w-max", "envelope.w_max", type=float)
+    _cfg(g, "--gain", "envelope.gain", type=float)
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", help="hub id, hub-cache id or local folder (default stabilityai/sd-turbo); "
-                   "'tiny' = random weights built in-process (noise, for trying the pipeline)")
-    g.add_argument("--steps", type=int, help="denoising steps (default by model: turbo 1, LCM 4, others 25)")
-    g.add_argument("--guidance", type=float, help="classifier-free guidance (turbo/LCM 0; others 7.5)")
-    g.add_argument("--seed", type=int, help="seed of the shared initial noise (default 0)")
-    g.add_argument("--size", help="WIDTH or WIDTHxHEIGHT, multiples of 64 (default 512)")
-    g.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
-    g.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
-    g.add_argument("--backend", help=BACKEND_HELP)
-    g.add_argument("--lora", action="append", metavar="ID_OR_PATH[:SCALE]",
-                   help="fuse a LoRA (hub id, folder or .safetensors) at SCALE (default 1); repeatable; an LCM-LoRA "
-                   "(e.g. latent-consistency/lcm-lora-sdv1-5) makes any SD 1.5 model a 4-step model")
-    g.add_argument("--vae", help="auto (the model's KL VAE), tiny (TAESD, madebyollin/taesd) or a hub id/folder")
-    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch on CUDA: torch.compile + CUDA graphs, the first frame compiles for about a minute "
-                   "(default: on for CUDA; --no-compile: eager)")
+    _cfg(g, "--model", "model.model")
+    _cfg(g, "--steps", "model.steps", type=int)
+    _cfg(g, "--guidance", "model.guidance", type=float)
+    _cfg(g, "--seed", "model.seed", type=int)
+    _cfg(g, "--size", "model.size")
+    _cfg(g, "--device", "model.device")
+    _cfg(g, "--dtype", "model.dtype", choices=["auto", "float32", "float16", "bfloat16"])
+    _cfg(g, "--backend", "model.backend", choices=["auto", "torch", "onnxruntime", "tensorrt"])
+    _cfg(g, "--lora", "model.loras", action="append", metavar="ID_OR_PATH[:SCALE]")
+    _cfg(g, "--vae", "model.vae")
+    _cfg(g, "--compile", "model.compile", action=argparse.BooleanOptionalAction)
     _words_args(p)
     _envelope_args(p)
     g = p.add_argument_group("frame atlas")
-    g.add_argument("--levels", type=int, help="weight levels rendered once and blended (default 33); 0 = render "
-                   "every frame exactly")
-    g.add_argument("--levels-2", type=int, help="with 2 routed words: levels per axis of the grid (default 9: 9x9)")
-    g.add_argument("--levels-3", type=int, help="with 3 routed words: levels per axis of the grid (default 5: 5x5x5)")
-    g.add_argument("--atlas-mb", type=float, help="memory cap of the atlases in MB (default 512)")
-    g.add_argument("--atlas-batch", type=int, help="levels per UNet call (default: 4 on CPU, 8 on CUDA)")
+    _cfg(g, "--levels", "atlas.levels", type=int)
+    _cfg(g, "--levels-2", "atlas.levels_2", type=int)
+    _cfg(g, "--levels-3", "atlas.levels_3", type=int)
+    _cfg(g, "--atlas-mb", "atlas.mb", type=float)
+    _cfg(g, "--atlas-batch", "atlas.batch", type=int)
     p.add_argument("--config", help="YAML config (default ./config.yaml if present); CLI flags override it")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -89,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "command, runs live: aadiff-live --input default --prompt \"wildfire\"")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
-    r = sub.add_parser("render", help="render a video from a sound file and a prompt")
+    def command(name: str, text: str, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".", **kw)
+
+    r = command("render", "render a video from a sound file and a prompt")
     _model_args(r)
     _route_args(r)
     r.add_argument("--audio", help="sound file: wav, flac, ogg, mp3 (any rate, mono or stereo)")
@@ -97,14 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "picture (a sun over the sea) made in code, and a default prompt")
     r.add_argument("--out", help="output video (.mp4); a JSON sidecar is written next to it")
     r.add_argument("--image", help="animate this picture: it is the base (VAE-encoded, noised to --strength)")
-    r.add_argument("--strength", type=float, help="img2img noise strength for --image (default 0.5)")
+    _cfg(r, "--strength", "model.strength", type=float)
     r.add_argument("--frames", help="also write every frame as PNG into this folder")
-    r.add_argument("--plot", action="store_true", help="write OUT.png: envelope and weight over time")
+    r.add_argument("--plot", action="store_true", help="also write OUT.mp4.png: the envelope and weight over time")
     r.add_argument("--exact", action="store_true", help="render every distinct weight (same as --levels 0) "
                    "instead of blending atlas levels")
 
-    an = sub.add_parser("analyse", aliases=["analyze"], help="the envelope, weights and CLAP ranking of a sound "
-                        "file and their statistics, without rendering (tune --window/--gain before a long render)")
+    an = command("analyse", "the envelope, weights and CLAP ranking of a sound file and their statistics, "
+                 "without rendering (tune --window/--gain before a long render)", aliases=["analyze"])
     an.add_argument("clip", nargs="?", help="sound file: wav, flac, ogg, mp3, ... (read in blocks: hours are fine)")
     an.add_argument("--demo", action="store_true", help="the demo's synthetic storm instead of a file")
     _words_args(an)
@@ -119,53 +130,43 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--config", help="YAML config (default ./config.yaml if present); CLI flags override it")
     an.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
-    live = sub.add_parser("live", help="react to live input (the default command)")
+    live = command("live", "react to live input (the default command)")
     _model_args(live)
     _route_args(live)
-    live.add_argument("--input", help="'default', a device index, a device-name substring, or a sound file "
-                      "played in real time")
+    _cfg(live, "--input", "live.input")
     live.add_argument("--monitor", action="store_true", help="with a file --input: also play it to the speakers")
-    live.add_argument("--loop", action="store_true", help="with a file --input: start again at its end")
+    _cfg(live, "--loop", "live.loop", action="store_true")
     live.add_argument("--no-display", action="store_true", help="headless (installations, tests)")
-    live.add_argument("--fullscreen", action="store_true")
-    live.add_argument("--display", type=int, help="monitor index for the window")
+    _cfg(live, "--fullscreen", "live.fullscreen", action="store_true")
+    _cfg(live, "--display", "live.display", type=int)
     live.add_argument("--duration", type=float, help="stop after this many seconds")
-    live.add_argument("--display-fps", type=float, help="display refreshes per second (default 60); each shows "
-                      "the atlas blend for the newest weight")
+    _cfg(live, "--display-fps", "live.display_fps", type=float)
     live.add_argument("--record", help="record the frames as shown, with the captured audio, to this .mp4")
-    live.add_argument("--stall-s", type=float, help="show RENDER STALLED when the renderer makes no progress for "
-                      "this many seconds (default 20)")
-    live.add_argument("--wait-for-device", type=float, metavar="SECONDS",
-                      help="wait up to this long for a missing --input device (an interface that appears after "
-                      "boot), looking again every few seconds; then exit 3 (default 0: exit 2 at once)")
-    live.add_argument("--segment-minutes", type=float, help="with --record: close the file every N minutes and "
-                      "start the next (names carry the start time, e.g. set_20261126T210000Z.mp4)")
-    rig = live.add_argument_group("VJ rig (README: In a VJ rig); nothing listens unless asked")
-    rig.add_argument("--osc-port", type=int, help="listen for OSC control on this UDP port (/aadiff/gain f, ...)")
-    rig.add_argument("--osc-host", help="address to listen on (default 127.0.0.1: this machine only; "
-                     "0.0.0.0 lets the whole network steer the show)")
-    rig.add_argument("--osc-send", metavar="HOST:PORT", help="send /aadiff/envelope, weight, level_db, latency_ms "
-                     "per displayed frame and /aadiff/words when they change")
-    rig.add_argument("--midi", metavar="NAME", help="MIDI input: part of a port name (`aadiff-live midi-ports`); "
-                     "mapping in config.yaml 'midi:'")
-    rig.add_argument("--output", action="append", metavar="KIND[:NAME]", help="video out, repeatable: ndi[:NAME], "
-                     "syphon[:NAME] (macOS), spout[:NAME] (Windows), virtualcam; each an extra: "
-                     "pip install 'aadiff-live[ndi]'")
-    rig.add_argument("--output-hud", action="store_true", help="draw the HUD into the frames that go out")
+    _cfg(live, "--stall-s", "live.stall_s", type=float)
+    _cfg(live, "--wait-for-device", "live.wait_for_device_s", type=float, metavar="SECONDS")
+    _cfg(live, "--segment-minutes", "live.segment_minutes", type=float)
+    rig = live.add_argument_group("VJ rig (docs: OSC, MIDI, video out); nothing listens unless asked")
+    _cfg(rig, "--osc-port", "osc.port", type=int)
+    _cfg(rig, "--osc-host", "osc.host")
+    _cfg(rig, "--osc-send", "osc.send", metavar="HOST:PORT")
+    _cfg(rig, "--midi", "midi.port", metavar="NAME")
+    _cfg(rig, "--output", "video_out.targets", action="append", metavar="KIND[:NAME]")
+    _cfg(rig, "--output-hud", "video_out.hud", action="store_true")
 
-    sub.add_parser("devices", help="list audio input devices")
-    sub.add_parser("midi-ports", help="list MIDI input ports (for --midi)")
+    command("devices", "list audio input devices")
+    command("midi-ports", "list MIDI input ports (for --midi)")
 
-    b = sub.add_parser("build-engine", help="build (or check) the compiled engine in engines/")
+    b = command("build-engine", "build (or check) the compiled engine in engines/")
     _model_args(b)
     b.add_argument("--engines", help="engine folder (default ./engines)")
     b.add_argument("--force", action="store_true", help="rebuild even if a matching engine exists")
 
-    d = sub.add_parser("download", help="fetch everything a gig needs (model, CLAP, tiny VAE) so the show runs offline")
-    d.add_argument("model", nargs="?", help="hub id (default: the config's model, stabilityai/sd-turbo)")
-    d.add_argument("--clap", help="CLAP checkpoint (default: the config's, laion/clap-htsat-unfused)")
+    d = command("download", "fetch everything a gig needs (model, CLAP, tiny VAE) so the show runs offline")
+    d.add_argument("fetch_model", metavar="MODEL", nargs="?", help=f"hub id (default: the config's model.model, {default_text('model', 'model')})")
+    d.add_argument("--clap", help=f"CLAP checkpoint (default: the config's tokens.clap_model, "
+                   f"{default_text('tokens', 'clap_model')})")
     d.add_argument("--no-clap", action="store_true", help="skip CLAP (every show pins its words with --tokens)")
-    d.add_argument("--vae", help="tiny: also TAESD (TAESDXL for SDXL); or a VAE hub id")
+    d.add_argument("--vae", dest="fetch_vae", help="tiny: also TAESD (TAESDXL for SDXL); or a VAE hub id")
     d.add_argument("--variant", choices=["auto", "fp16", "plain"], default="auto",
                    help="weights: fp16 (half the download, for GPUs) where the repo has them, plain (fp32), or auto "
                         "(fp16 when this machine has CUDA)")
@@ -175,24 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(a: argparse.Namespace) -> dict[str, dict]:
-    g = lambda name: getattr(a, name, None)  # noqa: E731
-    return {
-        "envelope": {"fps": g("fps"), "window": g("window"), "mode": g("smoothing"), "attack_ms": g("attack_ms"),
-                     "release_ms": g("release_ms"), "w_min": g("w_min"), "w_max": g("w_max"), "gain": g("gain")},
-        "tokens": {"clap_model": g("clap_model"), "top_k": g("top_k"), "tokens": g("tokens")},
-        "model": {"model": g("model"), "steps": g("steps"), "guidance": g("guidance"), "seed": g("seed"),
-                  "size": g("size"), "device": g("device"), "dtype": g("dtype"), "backend": g("backend"),
-                  "vae": g("vae"), "strength": g("strength"), "compile": g("compile"), "loras": g("lora")},
-        "atlas": {"levels": g("levels"), "levels_2": g("levels_2"), "levels_3": g("levels_3"), "mb": g("atlas_mb"),
-                  "batch": g("atlas_batch")},
-        "live": {"input": g("input"), "fullscreen": g("fullscreen") or None, "display": g("display"),
-                 "segment_minutes": g("segment_minutes"), "loop": g("loop") or None,
-                 "display_fps": g("display_fps"), "stall_s": g("stall_s"),
-                 "wait_for_device_s": g("wait_for_device")},
-        "osc": {"port": g("osc_port"), "host": g("osc_host"), "send": g("osc_send")},
-        "midi": {"port": g("midi")},
-        "video_out": {"targets": g("output"), "hud": g("output_hud") or None},
-    }
+    """{section: {key: value}} of the bound options given on the command line (None: not given)."""
+    out: dict[str, dict] = {}
+    for dest, (section, key) in BOUND.items():
+        out.setdefault(section, {})[key] = getattr(a, dest, None)
+    return out
 
 
 def _setup_logging(verbose: bool, models: bool = True) -> None:
@@ -217,13 +205,13 @@ def _download(a: argparse.Namespace, cfg) -> int:
     from aadiff_live.models.download import download
 
     fp16 = a.variant == "fp16" or (a.variant == "auto" and torch.cuda.is_available())
-    model = a.model or cfg.model.model
+    model = a.fetch_model or cfg.model.model
     clap = None if a.no_clap else (a.clap or cfg.tokens.clap_model)
-    got = download(model, clap=clap, vae=a.vae or "auto", fp16=fp16)
+    got = download(model, clap=clap, vae=a.fetch_vae or "auto", fp16=fp16)
     for repo, path in got.items():
         log.info("%s -> %s", repo, path)
     log.info("ready offline: `aadiff-live --model %s%s ...` loads from the cache (HF_HUB_OFFLINE=1 to be sure)", model,
-             " --vae tiny" if a.vae == "tiny" else "")
+             " --vae tiny" if a.fetch_vae == "tiny" else "")
     return 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from aadiff_live.control.settings import MidiConfig, OscConfig, SceneConfig, VideoOutConfig
 from aadiff_live.errors import UserError
@@ -20,18 +20,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _unset(text: str) -> dict[str, JsonValue]:
+    """``json_schema_extra`` of a field whose ``None`` default means something: what it means."""
+    return {"unset": text}
+
+
 class EnvelopeConfig(_Strict):
-    fps: float = Field(30.0, gt=0, le=240)
-    window: int = Field(5, ge=1)
-    mode: Literal["centred", "trailing", "attack-release"] = "centred"
-    attack_ms: float = Field(10.0, ge=0)
-    release_ms: float = Field(300.0, ge=0)
-    n_fft: int = Field(2048, ge=64)
-    norm_percentile: float = Field(99.0, gt=0, le=100)
-    silence_db: float = -60.0
-    w_min: float = 0.0
-    w_max: float = 2.0
-    gain: float = Field(1.0, ge=0)
+    fps: float = Field(30.0, gt=0, le=240, description=(
+        "frames per second of the envelope and of rendered videos; live: the recording's frame rate and "
+        "the unit of window (the live analysis runs at live.analysis_hz)"))
+    window: int = Field(5, ge=1, description=(
+        "smoothing window in frames: 1 = raw, >= frame count = whole-clip mean; live: used only by "
+        "smoothing trailing (the live default, attack-release, ignores it)"))
+    mode: Literal["centred", "trailing", "attack-release"] = Field("centred", description=(
+        "centred (no lag; files only), trailing or attack-release (causal); live turns centred into "
+        "attack-release"))
+    attack_ms: float = Field(10.0, ge=0, description="attack-release: rise time constant in ms (short: thunderclaps)")
+    release_ms: float = Field(300.0, ge=0, description="attack-release: fall time constant in ms (long: a slow fire)")
+    n_fft: int = Field(2048, ge=64, description="STFT window in samples (shortened at low sample rates)")
+    norm_percentile: float = Field(99.0, gt=0, le=100, description=(
+        "render and analyse: the envelope is divided by this percentile of the clip, then clipped to [0, 1]"))
+    silence_db: float = Field(-60.0, description=(
+        "render and analyse: a clip whose loudest frame is below this RMS (dBFS) is silent: a still video"))
+    w_min: float = Field(0.0, description="token weight in silence (0: the word fades out; negative weights are legal)")
+    w_max: float = Field(2.0, description="token weight at full loudness")
+    gain: float = Field(1.0, ge=0, description="multiplies the normalised envelope: w = w_min + (w_max - w_min) * gain * e")
 
 
 RESERVED_SOURCES = ("loudness", "onset", "drums", "bass", "vocals", "other")
@@ -42,11 +55,15 @@ class FeaturesConfig(_Strict):
     """Sources besides the loudness (docs/design.md §1.5): frequency bands and onsets, from the same STFT."""
 
     bands: dict[str, tuple[float, float]] = Field(
-        default_factory=lambda: {"low": (20.0, 200.0), "mid": (200.0, 2000.0), "high": (2000.0, 16000.0)})
-    onset_decay_ms: float = Field(150.0, gt=0)  # an onset is a flash: 1 at once, then down with this time constant
-    onset_delta: float = Field(0.05, ge=0)  # peak picking: how far the flux must exceed its recent mean (log units)
-    onset_wait_ms: float = Field(60.0, ge=0)  # at least this long between two onsets of one source
-    stem_model: str = "htdemucs"  # Demucs separator of the stem sources (offline; pip install "aadiff-live[stems]")
+        default_factory=lambda: {"low": (20.0, 200.0), "mid": (200.0, 2000.0), "high": (2000.0, 16000.0)},
+        description="name -> [low Hz, high Hz]: frequency bands a route can follow")
+    onset_decay_ms: float = Field(150.0, gt=0, description=(
+        "an onset is a flash: 1 at once, then down with this time constant (ms)"))
+    onset_delta: float = Field(0.05, ge=0, description=(
+        "onset peak picking: how far the spectral flux must exceed its recent mean (log units)"))
+    onset_wait_ms: float = Field(60.0, ge=0, description="at least this long between two onsets of one source (ms)")
+    stem_model: str = Field("htdemucs", description=(
+        "Demucs separator of the stem sources (offline; pip install 'aadiff-live[stems]')"))
 
     @field_validator("bands")
     @classmethod
@@ -61,25 +78,40 @@ class FeaturesConfig(_Strict):
 
 
 class TokenConfig(_Strict):
-    clap_model: str = "laion/clap-htsat-unfused"
-    top_k: int = Field(1, ge=1)
-    tokens: list[str] | None = None
-    text_template: str = "the sound of {word}"
+    clap_model: str = Field("laion/clap-htsat-unfused", description=(
+        "CLAP checkpoint that ranks the prompt's words (transformers ClapModel); --model tiny uses a tiny one"))
+    top_k: int = Field(1, ge=1, description="how many of the prompt's words CLAP picks")
+    tokens: list[str] | None = Field(None, description="pin these words of the prompt instead of CLAP's choice",
+                                     json_schema_extra=_unset("CLAP chooses"))
+    text_template: str = Field("the sound of {word}", description="how each word is phrased for CLAP's text encoder")
 
 
 class ModelConfig(_Strict):
-    model: str = "stabilityai/sd-turbo"
-    steps: int | None = Field(None, ge=1, le=200)
-    guidance: float | None = Field(None, ge=0)
-    seed: int = 0
-    size: str = "512"
-    strength: float = Field(0.5, gt=0, le=1)
-    device: str = "auto"
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    backend: Literal["auto", "torch", "onnxruntime", "tensorrt"] = "auto"
-    vae: str = "auto"
-    compile: bool | None = None  # torch on CUDA: torch.compile + CUDA graphs (None: on for CUDA)
-    loras: list[str] = Field(default_factory=list)  # ID_OR_PATH[:SCALE], fused into the weights
+    model: str = Field("stabilityai/sd-turbo", description=(
+        "hub id, hub-cache id or local folder; 'tiny' = random weights built in-process (noise, for trying "
+        "the pipeline)"))
+    steps: int | None = Field(None, ge=1, le=200, description="denoising steps",
+                              json_schema_extra=_unset("by model: turbo 1, LCM 4, tiny 2, others 25"))
+    guidance: float | None = Field(None, ge=0, description="classifier-free guidance",
+                                   json_schema_extra=_unset("by model: turbo, LCM and tiny 0, others 7.5"))
+    seed: int = Field(0, description="seed of the initial noise every frame shares")
+    size: str = Field("512", description="WIDTH or WIDTHxHEIGHT, multiples of 64, at least 64")
+    strength: float = Field(0.5, gt=0, le=1, description=(
+        "with an image: how far the picture is noised before denoising (0..1]"))
+    device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description=(
+        "auto (float16 on a GPU, float32 on a CPU), float32, float16 or bfloat16"))
+    backend: Literal["auto", "torch", "onnxruntime", "tensorrt"] = Field("auto", description=(
+        "auto, torch, onnxruntime or tensorrt; auto: TensorRT on CUDA when installed with a matching engine, "
+        "else torch; on a CPU in float32 ONNX Runtime when a matching engine exists, else torch; it logs "
+        "which and why (tensorrt has the least test coverage)"))
+    vae: str = Field("auto", description="auto (the model's own VAE), tiny (TAESD: madebyollin/taesd) or a hub id or folder")
+    compile: bool | None = Field(None, description=(
+        "torch on CUDA: torch.compile + CUDA graphs, the first frame compiles for about a minute; needs "
+        "Triton; false (--no-compile): eager"), json_schema_extra=_unset("on for CUDA when Triton is installed"))
+    loras: list[str] = Field(default_factory=list, description=(
+        "LoRAs fused into the weights, ID_OR_PATH[:SCALE] (scale 1 when left out); an LCM-LoRA "
+        "(e.g. latent-consistency/lcm-lora-sdv1-5) makes an SD 1.5 model a 4-step model"))
 
     @field_validator("size")
     @classmethod
@@ -89,28 +121,40 @@ class ModelConfig(_Strict):
 
 
 class LiveConfig(_Strict):
-    input: str = "default"
-    samplerate: int | None = None
-    blocksize: int = Field(256, ge=16)
-    agc_release_s: float = Field(10.0, gt=0)
-    gate_db: float = -55.0
-    clap_every_s: float = Field(3.0, gt=0)
-    clap_window_s: float = Field(5.0, gt=0)
-    clap_hysteresis: float = Field(0.02, ge=0)
-    fullscreen: bool = False
-    display: int = Field(0, ge=0)
-    window_size: int = Field(768, ge=64)
-    hud: bool = True
-    segment_minutes: float | None = Field(None, gt=0)  # --record: a new file every N minutes
-    loop: bool = False  # a sound-file input starts again at its end
-    display_fps: float = Field(60.0, gt=0, le=1000)  # the display loop's rate (vsync where offered)
-    vsync: bool = True  # ask the window system to sync the flip with the screen's refresh
-    analysis_hz: float = Field(100.0, ge=10, le=1000)  # live weights per second (hop = samplerate / analysis_hz)
-    fade_s: float = Field(0.5, ge=0, le=10)  # cross-fade to a new atlas (prompt, words, seed)
-    clap_retry_max_s: float = Field(60.0, gt=0)  # a failing CLAP is retried after every_s, doubling up to this
-    thread_restarts: int = Field(3, ge=0, le=1000)  # restarts of a failing analysis/CLAP/renderer thread, then stop
-    stall_s: float = Field(20.0, gt=0)  # RENDER STALLED when the renderer makes no progress for this long
-    wait_for_device_s: float = Field(0.0, ge=0)  # a missing input device is waited for this long (then exit 3)
+    input: str = Field("default", description=(
+        "'default', a device index, part of a device name, or a sound file played in real time"))
+    samplerate: int | None = Field(None, description="capture rate in Hz", json_schema_extra=_unset("the device's own"))
+    blocksize: int = Field(256, ge=16, description="PortAudio block in samples")
+    agc_release_s: float = Field(10.0, gt=0, description="automatic gain: release time of the peak follower in s")
+    gate_db: float = Field(-55.0, description="noise gate (RMS dBFS): quieter frames read as silence (weight w_min)")
+    clap_every_s: float = Field(3.0, gt=0, description="CLAP re-ranks the words this often (s)")
+    clap_window_s: float = Field(5.0, gt=0, description="... on this much of the latest sound (s)")
+    clap_hysteresis: float = Field(0.02, ge=0, description=(
+        "a new word must beat the current one by this much cosine similarity"))
+    fullscreen: bool = Field(False, description="start fullscreen (F toggles)")
+    display: int = Field(0, ge=0, description="monitor index for the window")
+    window_size: int = Field(768, ge=64, description="window side in pixels")
+    hud: bool = Field(True, description="show the HUD at start (H toggles)")
+    segment_minutes: float | None = Field(None, gt=0, description=(
+        "with --record: close the file every N minutes and start the next (names carry the start time)"),
+        json_schema_extra=_unset("one file"))
+    loop: bool = Field(False, description="a sound-file input starts again at its end (rehearsals, soak tests)")
+    display_fps: float = Field(60.0, gt=0, le=1000, description=(
+        "display refreshes per second, each showing the atlas blend for the newest weight (paced by a timer, "
+        "and by vsync where offered)"))
+    vsync: bool = Field(True, description="sync the flip with the screen's refresh where the window system offers it")
+    analysis_hz: float = Field(100.0, ge=10, le=1000, description=(
+        "live weights per second; smoothing is defined in time, so the look is the same at any rate"))
+    fade_s: float = Field(0.5, ge=0, le=10, description="cross-fade to a new atlas (prompt, words, seed, scene) in s")
+    clap_retry_max_s: float = Field(60.0, gt=0, description=(
+        "a failing CLAP ranking is retried after clap_every_s, doubling up to this (s)"))
+    thread_restarts: int = Field(3, ge=0, le=1000, description=(
+        "restarts of a failing analysis, CLAP or renderer thread; one more failure stops the app (exit code 1)"))
+    stall_s: float = Field(20.0, gt=0, description=(
+        "show RENDER STALLED when the renderer makes no progress for this many seconds"))
+    wait_for_device_s: float = Field(0.0, ge=0, description=(
+        "wait up to this long for a missing input device (an interface that appears after boot), looking again "
+        "every few seconds, then exit 3; 0: exit 2 at once"))
 
 
 MAX_ROUTES = 3  # routed words one atlas can vary: its cells grow as levels ** routes
@@ -122,12 +166,16 @@ class AtlasConfig(_Strict):
     ``levels`` serves one weight (no route, or one); ``levels_2`` and ``levels_3`` are the levels per axis of
     the grid for 2 and 3 routed words, chosen from the measured blend-error table (docs/sounds.md)."""
 
-    levels: int = Field(33, ge=0, le=4097)
-    levels_2: int = Field(9, ge=2, le=65)
-    levels_3: int = Field(5, ge=2, le=17)
-    mb: float = Field(512.0, gt=0)  # memory cap of all atlases kept (live: the LRU; offline: the one atlas)
-    batch: int | None = Field(None, ge=1, le=256)  # levels per UNet call; None: by device (see atlas.default_batch)
-    prefill_scenes: bool = True  # live: once the atlas on screen is complete, fill the scenes' atlases ahead
+    levels: int = Field(33, ge=0, le=4097, description=(
+        "weight levels rendered once and blended, evenly over [w_min, w_max]; 0 = render every frame exactly"))
+    levels_2: int = Field(9, ge=2, le=65, description="levels per axis of the grid for 2 routed words")
+    levels_3: int = Field(5, ge=2, le=17, description="levels per axis of the grid for 3 routed words")
+    mb: float = Field(512.0, gt=0, description=(
+        "memory cap of the atlases in MB (live: recent prompts and words are kept, so going back is instant)"))
+    batch: int | None = Field(None, ge=1, le=256, description="levels per UNet call",
+                              json_schema_extra=_unset("by device: CPU 4, CUDA 8, TensorRT 1"))
+    prefill_scenes: bool = Field(True, description=(
+        "live: once the atlas on screen is complete, fill the scenes' atlases ahead (never evicts one)"))
 
     @field_validator("levels")
     @classmethod
@@ -141,28 +189,59 @@ class RouteConfig(_Strict):
     """One prompt word given its own weight by one sound source (docs/design.md §1.6). Unset values are the
     envelope's (``w_min``, ``w_max``, ``gain``; ``attack_ms``/``release_ms``: the source's own smoothing)."""
 
-    source: str  # loudness, a band of features.bands (low, mid, high), onset, onset:BAND, or a stem
-    word: str  # a word of the prompt
-    w_min: float | None = None
-    w_max: float | None = None
-    gain: float | None = Field(None, ge=0)
-    attack_ms: float | None = Field(None, ge=0)  # given: this route's source follows attack/release
-    release_ms: float | None = Field(None, ge=0)
+    source: str = Field(description=(
+        "loudness, a band of features.bands (low, mid, high), onset, onset:BAND, or a stem"))
+    word: str = Field(description="a word of the prompt")
+    w_min: float | None = Field(None, description="weight in silence (unset: envelope.w_min)")
+    w_max: float | None = Field(None, description="weight at full level (unset: envelope.w_max)")
+    gain: float | None = Field(None, ge=0, description="gain of this route (unset: envelope.gain)")
+    attack_ms: float | None = Field(None, ge=0, description=(
+        "given: this route's source follows attack/release with this attack (unset: the source's own smoothing)"))
+    release_ms: float | None = Field(None, ge=0, description="release of this route's attack/release (ms)")
 
 
 class Config(_Strict):
-    envelope: EnvelopeConfig = EnvelopeConfig()
-    features: FeaturesConfig = FeaturesConfig()
-    tokens: TokenConfig = TokenConfig()
-    model: ModelConfig = ModelConfig()
-    live: LiveConfig = LiveConfig()
-    osc: OscConfig = OscConfig()
-    midi: MidiConfig = MidiConfig()
-    video_out: VideoOutConfig = VideoOutConfig()
-    scenes: list[SceneConfig] = Field(default_factory=list, max_length=99)
-    atlas: AtlasConfig = AtlasConfig()
-    # each an own word for a sound source (--route SOURCE=WORD[:W_MIN:W_MAX]); "auto": CLAP pairs them
-    routes: list[RouteConfig] | Literal["auto"] = Field(default_factory=list)
+    envelope: EnvelopeConfig = Field(EnvelopeConfig(), description=(
+        "How loudness becomes the word's weight ([shaping the response](../shaping.md))."))
+    features: FeaturesConfig = Field(FeaturesConfig(), description=(
+        "Sources besides the loudness: frequency bands and onsets ([several sounds, several words](../sounds.md))."))
+    tokens: TokenConfig = Field(TokenConfig(), description="Which words are weighted ([models: CLAP](../models.md#clap)).")
+    model: ModelConfig = Field(ModelConfig(), description=(
+        "The diffusion model and where it runs ([models](../models.md), [backends](../backends.md))."))
+    live: LiveConfig = Field(LiveConfig(), description="The live show ([live show](../live.md)).")
+    osc: OscConfig = Field(OscConfig(), description="OSC control and output ([OSC](../osc.md)).")
+    midi: MidiConfig = Field(MidiConfig(), description="MIDI control ([MIDI](../midi.md)).")
+    video_out: VideoOutConfig = Field(VideoOutConfig(), description="Frames for other programs ([video out](../video-out.md)).")
+    scenes: list[SceneConfig] = Field(default_factory=list, max_length=99, description=(
+        "Prompts to switch to with keys 1-9, MIDI notes or /aadiff/scene N ([scenes](../scenes.md))."))
+    atlas: AtlasConfig = Field(AtlasConfig(), description=(
+        "The frame atlas ([live show](../live.md#the-frame-atlas), [render](../render.md)); how it works: "
+        "[design §7](../design.md#7-frame-atlas)."))
+    routes: list[RouteConfig] | Literal["auto"] = Field(default_factory=list, description=(
+        "Each an own word for a sound source (--route SOURCE=WORD[:W_MIN:W_MAX]); \"auto\": CLAP pairs them "
+        "([several sounds, several words](../sounds.md))."))
+
+
+def field_of(section: str, key: str):
+    """The pydantic ``FieldInfo`` of ``section.key`` (e.g. ``"envelope", "fps"``)."""
+    model = Config.model_fields[section].annotation
+    return model.model_fields[key]  # type: ignore[union-attr]
+
+
+def default_text(section: str, key: str) -> str:
+    """The default of ``section.key`` as the help and the docs state it: the value, or what unset means."""
+    f = field_of(section, key)
+    value = f.get_default(call_default_factory=True)
+    if value is None:
+        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+        return str(extra.get("unset", "none"))
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) if value else "none"
+    return str(value)
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(?:[x×]\s*(\d+))?\s*$")

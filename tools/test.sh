@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh Debian machine and runs them:
 # system packages (PortAudio, PulseAudio, Xvfb), a virtualenv with the project, a PulseAudio
-# null sink for the real-capture tests, then ruff, mypy and pytest. Extra arguments go to pytest.
+# null sink for the real-capture tests, then ruff, mypy, the docs build (mkdocs --strict) and pytest.
+# Extra arguments go to pytest.
 #
 # AADIFF_VENV=/path/to/venv: use that virtualenv as it is (CI: the one of the checkout this tree
 #   was cloned from, same commit, kept between runs); this tree is put first on the import path.
@@ -31,7 +32,7 @@ else
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   echo "== installing the project (torch==2.13.0 pinned: the CPU build)"
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e '.[dev,ndi,virtualcam]'
+  "$VENV/bin/python" -m pip install -q -e '.[dev,docs,ndi,virtualcam]'
   # the GPU benchmark's peer (tools/bench_gpu.py); --no-deps: it pins diffusers 0.24, it runs with ours
   "$VENV/bin/python" -m pip install -q --no-deps streamdiffusion==0.1.1
 fi
@@ -46,6 +47,8 @@ fi
 echo "== ruff, mypy"
 "$VENV/bin/ruff" check aadiff_live tests tools
 "$VENV/bin/mypy" aadiff_live
+echo "== docs (mkdocs build --strict: a warning fails)"
+NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --quiet --site-dir site
 echo "== pytest"
 export HF_HUB_OFFLINE=1 SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy MPLBACKEND=Agg
 exec "$VENV/bin/python" -m pytest "$@"

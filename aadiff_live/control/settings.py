@@ -12,14 +12,20 @@ class _Strict(BaseModel):
 
 
 class OscConfig(_Strict):
-    port: int | None = Field(None, ge=0, le=65535)  # null: no listener (0: any free port)
-    host: str = "127.0.0.1"  # 0.0.0.0 opens it to the network (see the README)
-    send: str | None = None  # HOST:PORT that receives the analysis per frame
+    port: int | None = Field(None, ge=0, le=65535, description="listen for OSC control on this UDP port (0: any free port)",
+                             json_schema_extra={"unset": "no listener"})
+    host: str = Field("127.0.0.1", description=(
+        "address to listen on; 127.0.0.1: this machine only, 0.0.0.0: the whole network can steer the show"))
+    send: str | None = Field(None, description=(
+        "HOST:PORT that gets /aadiff/envelope, weight, level_db, latency_ms per displayed frame and "
+        "/aadiff/words when they change"), json_schema_extra={"unset": "nothing sent"})
 
 
 class VideoOutConfig(_Strict):
-    targets: list[str] = Field(default_factory=list)  # ndi[:NAME], syphon[:NAME], spout[:NAME], virtualcam
-    hud: bool = False  # also draw the HUD into the frames that go out (needs the window)
+    targets: list[str] = Field(default_factory=list, description=(
+        "video out: ndi[:NAME], syphon[:NAME] (macOS), spout[:NAME] (Windows), virtualcam; each an extra, "
+        "e.g. pip install 'aadiff-live[ndi]'"))
+    hud: bool = Field(False, description="draw the HUD into the frames that go out (needs the window)")
 
 
 MIDI_PARAMS = tuple(n for n, p in PARAMS.items() if p.kind in ("f", "i"))
@@ -72,11 +78,16 @@ def _midi_numbers(v: dict, what: str) -> dict:
 
 
 class MidiConfig(_Strict):
-    port: str | None = None  # part of an input port's name (`aadiff-live midi-ports`); --midi overrides
-    channel: int | None = Field(None, ge=1, le=16)  # null: every channel
-    cc: dict[int, CcMap] = Field(default_factory=lambda: dict(DEFAULT_CC))
-    notes: dict[int, int] = Field(default_factory=lambda: dict(DEFAULT_NOTES))
-    settle_ms: float = Field(250.0, ge=0, le=5000)  # a knob on seed or scene acts this long after its last tick
+    port: str | None = Field(None, description="MIDI input: part of a port's name (`aadiff-live midi-ports` lists them)",
+                             json_schema_extra={"unset": "no MIDI"})
+    channel: int | None = Field(None, ge=1, le=16, description="listen on this channel (1-16) only",
+                                json_schema_extra={"unset": "every channel"})
+    cc: dict[int, CcMap] = Field(default_factory=lambda: dict(DEFAULT_CC), description=(
+        "CC number -> {param, min, max}: the parameter a knob sets and the range its 0..127 covers"))
+    notes: dict[int, int] = Field(default_factory=lambda: dict(DEFAULT_NOTES), description=(
+        "note number -> scene number (1 = the first scene)"))
+    settle_ms: float = Field(250.0, ge=0, le=5000, description=(
+        "a knob on seed or scene acts this long after its last tick (one new atlas per sweep of the knob)"))
 
     @field_validator("cc")
     @classmethod
@@ -93,12 +104,12 @@ class MidiConfig(_Strict):
 
 
 class SceneConfig(_Strict):
-    name: str = Field(min_length=1)
-    prompt: str = Field(min_length=1)
-    words: list[str] | None = None  # pin these words of the prompt; null: CLAP chooses
-    seed: int | None = Field(None, ge=0, le=SEED_MAX)
-    window: int | None = Field(None, ge=1)  # smoothing window in frames (smoothing 'trailing')
-    gain: float | None = Field(None, ge=0, le=100)
+    name: str = Field(min_length=1, description="shown on the HUD")
+    prompt: str = Field(min_length=1, description="the scene's prompt")
+    words: list[str] | None = Field(None, description="pin these words of the prompt (unset: CLAP chooses)")
+    seed: int | None = Field(None, ge=0, le=SEED_MAX, description="a new base from this seed (unset: the current)")
+    window: int | None = Field(None, ge=1, description="smoothing window in frames (acts under smoothing trailing)")
+    gain: float | None = Field(None, ge=0, le=100, description="the gain while the scene is on (unset: the current)")
 
     @model_validator(mode="after")
     def _words_in_prompt(self) -> SceneConfig:

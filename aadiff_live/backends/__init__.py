@@ -75,7 +75,7 @@ def pick_auto(components, device: torch.device, dtype: torch.dtype, *, width: in
 
 
 def make_backend(name: str, components, device: torch.device, dtype: torch.dtype, **kw) -> Backend:
-    """Build the named backend (``auto`` picks the fastest available and says which).
+    """Build the named backend (``auto``: the fixed rule of :func:`pick_auto`, logged with its reason).
 
     ``kw``: ``width``, ``height`` (engines are built per size), ``engines_dir`` (default ./engines
     or $AADIFF_ENGINES), ``compile`` (torch on CUDA: torch.compile + CUDA graphs; None = on for CUDA).

@@ -66,6 +66,16 @@ def test_every_data_file_is_in_the_manifest_with_its_hash():
             assert hashlib.sha256((DATA / name).read_bytes()).hexdigest() == sha, name
 
 
+def test_every_data_file_has_a_permissive_licence():
+    rows = [ln.split("|")[1:-1] for ln in (DATA / "MANIFEST.md").read_text(encoding="utf-8").splitlines()
+            if ln.startswith("| `")]
+    assert rows
+    for cells in rows:
+        name, licence = cells[0].strip(), cells[4].strip()
+        assert licence.startswith(("CC0", "CC BY (", "CC BY 3", "CC BY 4", "MIT", "Apache", "BSD")), (name, licence)
+        assert "NC" not in licence.split("(")[0] and "SA" not in licence.split("(")[0], (name, licence)
+
+
 def test_the_data_stays_small():
     total = sum(p.stat().st_size for p in DATA.rglob("*") if p.is_file())
     assert total < 4 * 2**20, total

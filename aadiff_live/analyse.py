@@ -141,6 +141,6 @@ def run_analyse(cfg: Config, *, audio_path: str | None, prompt: str | None, json
         from aadiff_live.output.plot import plot_sources
 
         words = pinned or (list(ranking)[:cfg.tokens.top_k] if ranking else [])
-        title = f"{prompt}  [{', '.join(words)}]" if prompt else ("demo" if demo else str(audio_path))
+        title = f"{prompt}  [{', '.join(words)}]" if prompt else ("demo" if demo else Path(str(audio_path)).name)
         log.info("plot: %s", plot_sources(frames, env, png, title=title))
     return 0

@@ -141,6 +141,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--audio", help="an annotated recording (any format soundfile or PyAV reads)")
     ap.add_argument("--onsets", help="its onset annotations: one time in seconds per line")
+    ap.add_argument("--label", help="the recording's name in the table (default: its file name)")
     ap.add_argument("--seeds", type=int, default=3, help="signals made in code: how many of each kind")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
@@ -157,7 +158,7 @@ def main() -> int:
         from aadiff_live.audio.decode import load_audio
 
         audio = load_audio(a.audio)
-        cases.append((Path(a.audio).name, audio.mono(), audio.samplerate, read_onsets(Path(a.onsets))))
+        cases.append((a.label or Path(a.audio).name, audio.mono(), audio.samplerate, read_onsets(Path(a.onsets))))
     by_kind: dict[str, dict[str, list[dict]]] = {}
     for name, x, sr, on in cases:
         t0 = time.process_time()

@@ -32,7 +32,8 @@ the same STFT window, so the events offline are the events live; offline, the fl
 at each video frame's end. The onset strength is SuperFlux's spectral flux (Böck and Widmer, 2013)
 over :data:`ONSET_MELS` mel bands: the log magnitude ``log(1 + 100 |X|)`` against a maximum-filtered
 (3 bands) copy of the frame :data:`ONSET_LAG_MS` earlier, the positive differences averaged over
-the bands (all of them for ``onset``, those inside the band for ``onset:<band>``). An event fires
+the bands (for ``onset:<band>``, the share of that mean from the mel bands inside the band: a band
+onset needs a change as large as a whole-spectrum onset, within the band). An event fires
 on the first hop where the flux is the largest of the last :data:`ONSET_PRE_MAX_MS`, exceeds the
 mean of the last :data:`ONSET_PRE_AVG_MS` by ``features.onset_delta`` (log units: the detector
 does not depend on the level) and comes at least ``onset_wait_ms`` after the previous one. An
@@ -180,7 +181,7 @@ class OnsetDetector:
             if not sel.any():
                 sel[int(np.argmin(np.abs(centres - (lo + hi) / 2)))] = True
             rows.append(sel.astype(np.float64))
-        self.masks = np.stack(rows) / np.stack(rows).sum(axis=1, keepdims=True)  # [names, mels]: a mean per name
+        self.masks = np.stack(rows) / centres.size  # [names, mels]: each name's share of the whole spectrum's flux
         self.hz = float(hz)
         self.lag = max(1, round(ONSET_LAG_MS * hz / 1000.0))
         self.pre_max = max(1, round(ONSET_PRE_MAX_MS * hz / 1000.0))

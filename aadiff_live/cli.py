@@ -278,8 +278,6 @@ def _dispatch(argv: list[str]) -> int:
         return run_analyse(cfg, audio_path=a.clip, prompt=a.prompt, json_out=a.json, plot=a.plot, demo=a.demo,
                            stems=a.stems)
     if a.command == "live":
-        if cfg.routes:
-            raise UserError("--route / routes: live mode does not take routes yet; use them with `aadiff-live render`")
         from aadiff_live.live.app import run_live
 
         if a.segment_minutes is not None and not a.record:

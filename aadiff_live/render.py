@@ -6,7 +6,6 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from aadiff_live.analysis.routes import (
     auto_routes,
     band_audio,
     resolve_routes,
+    route_smoothing,
     route_weights,
 )
 from aadiff_live.analysis.sources import is_stem
@@ -104,14 +104,6 @@ def auto_sources(cfg: Config) -> list[str]:
     return list(cfg.features.bands)[:MAX_ROUTES]
 
 
-def _route_smoothing(cfg: Config, routes: list[Route]) -> dict:
-    """Per source: the attack/release its routes ask for (the envelope's smoothing otherwise)."""
-    from aadiff_live.analysis.sources import Smoothing
-
-    return {r.source: replace(Smoothing.of(cfg.envelope, r.attack_ms, r.release_ms), mode="attack-release")
-            for r in routes if r.attack_ms is not None or r.release_ms is not None}
-
-
 def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, frames_dir: str | None = None,
                plot: bool = False, image: str | None = None, demo: bool = False, exact: bool = False) -> int:
     prompt = check_prompt(prompt)
@@ -142,7 +134,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         separator = load_separator(cfg.features.stem_model)
     # one streaming pass (the envelope and the routes' sources): memory does not grow with the length
     clip = analyse_clip(source, cfg.envelope, features=cfg.features, sources=names, onset_hz=cfg.live.analysis_hz,
-                        smoothing=_route_smoothing(cfg, routes), separator=separator)
+                        smoothing=route_smoothing(cfg.envelope, routes), separator=separator)
     env = clip.envelope
     sources = clip.sources
     t_analysis = time.perf_counter() - t0

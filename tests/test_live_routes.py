@@ -3,6 +3,7 @@ weight vector first; OSC's gain and range changes reach the weights and the atla
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 
@@ -146,3 +147,66 @@ def test_osc_out_sends_each_routed_words_weight(wait_until):
         srv.shutdown()
         srv.server_close()
     assert sorted(got) == [("/aadiff/weight/rain", 0.25), ("/aadiff/weight/thunder", 1.5)]
+
+
+# ---------------------------------------------------------------- live from a file, end to end
+KH_SR = 32000
+
+
+def kicks_and_hats_wav(path):
+    import soundfile as sf
+
+    from tests.test_render_routes import SR, kicks_and_hats
+
+    kick, hat = kicks_and_hats(6.0)
+    sf.write(str(path), (kick + hat).astype(np.float32), SR)
+    return kick, hat, SR
+
+
+def window_rms(x: np.ndarray, sr: int, times: np.ndarray, win_s: float = 0.064) -> np.ndarray:
+    """RMS of ``x`` over the ``win_s`` before each time (what a causal analysis has heard by then)."""
+    n = int(win_s * sr)
+    ends = np.clip((times * sr).astype(int), 1, x.size)
+    return np.array([np.sqrt(np.mean(x[max(0, e - n):e] ** 2)) for e in ends])
+
+
+def test_live_from_a_file_kicks_move_thunder_and_hats_move_rain(tmp_path):
+    from aadiff_live.config import RouteConfig, load_config
+    from aadiff_live.live.app import run_live
+    from aadiff_live.output.sidecar import read_frames
+
+    src = tmp_path / "kh.wav"
+    kick, hat, sr = kicks_and_hats_wav(src)
+    cfg = load_config(None, {"model": {"model": "tiny", "size": "64"}, "live": {"input": str(src)},
+                             "atlas": {"levels_2": 3}})
+    # each route its own quick release: a kick's 120 ms decay, a hat's 40 ms, followed as they are
+    cfg.routes = [RouteConfig(source="low", word="thunder", attack_ms=2.0, release_ms=60.0),
+                  RouteConfig(source="high", word="rain", attack_ms=2.0, release_ms=60.0)]
+    out = tmp_path / "live.mp4"
+    stats: dict = {}
+    code = run_live(cfg, prompt="thunder and rain over a dark sea", no_display=True, record=str(out),
+                    stats_out=stats)
+    assert code == 0
+    side = json.loads((tmp_path / "live.mp4.json").read_text())
+    assert [(r["source"], r["word"]) for r in side["settings"]["routes"]] == [("low", "thunder"), ("high", "rain")]
+    assert side["settings"]["grid"] == [3, 3] and side["summary"]["frames_rendered"] == 9
+    f = read_frames(tmp_path / "live.mp4.json")
+    c = np.array(f["capture_time"])  # a file input: its own time
+    thunder = np.array([w["thunder"] for w in f["weights"]])
+    rain = np.array([w["rain"] for w in f["weights"]])
+    assert set(f["sources"][0]) == {"low", "high"}
+    kr, hr = window_rms(kick, sr, c), window_rms(hat, sr, c)
+    keep = (c > 0.2) & (c < kick.size / sr - 0.05)  # not the automatic gain's first moments, nor after the end
+    r = lambda a, b: float(np.corrcoef(a[keep], b[keep])[0, 1])  # noqa: E731
+    assert r(thunder, kr) >= 0.9 and r(thunder, hr) <= 0.2, (r(thunder, kr), r(thunder, hr))
+    assert r(rain, hr) >= 0.9 and r(rain, kr) <= 0.2, (r(rain, hr), r(rain, kr))
+    # the display blends the grid's cells for the weight vector once the atlas is filled
+    assert any(len(cells) == 4 for cells in f["cells"] if cells)
+
+
+@pytest.mark.parametrize("route,needle", [("auto", "live mode cannot rank the bands"),
+                                          ("drums=thunder", "unknown source 'drums'; live sources: loudness")])
+def test_live_route_errors(cli, route, needle):
+    code, _, err = cli("live", "--model", "tiny", "--prompt", "thunder and rain", "--route", route,
+                       "--no-display", "--duration", "1", "--input", "nonexistent-device-name-for-test")
+    assert code == 2 and err.strip().count("\n") == 0 and needle in err, err

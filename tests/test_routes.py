@@ -158,9 +158,3 @@ def test_band_audio_keeps_its_band_only():
     assert rms(band_audio(low + high, sr, 20, 200) - low) < 0.05 * rms(low)
     assert rms(band_audio(low + high, sr, 2000, 16000) - high) < 0.05 * rms(high)
     assert rms(band_audio(low, sr, 2000, 16000)) < 0.01
-
-
-def test_live_refuses_routes_it_cannot_follow_yet(cli):
-    code, _, err = cli("live", "--model", "tiny", "--prompt", "thunder and rain", "--route", "low=thunder",
-                       "--no-display", "--duration", "1")
-    assert code == 2 and err.strip().count("\n") == 0 and "live mode does not take routes yet" in err, err

@@ -180,3 +180,11 @@ def auto_routes(ranker, audio: Mapping[str, np.ndarray], samplerate: int, words:
     rows, cols = linear_sum_assignment(-m)
     routes = [Route(names[r], words[c], env.w_min, env.w_max, env.gain) for r, c in sorted(zip(rows, cols, strict=True))]
     return AutoRoutes(routes, scores)
+
+
+def route_smoothing(env: EnvelopeConfig, routes: Sequence[Route]) -> dict:
+    """Per source: the attack/release smoothing its routes ask for (sources without: the envelope's own)."""
+    from aadiff_live.analysis.sources import Smoothing
+
+    return {r.source: replace(Smoothing.of(env, r.attack_ms, r.release_ms), mode="attack-release")
+            for r in routes if r.attack_ms is not None or r.release_ms is not None}

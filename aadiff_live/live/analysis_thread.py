@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -47,7 +47,9 @@ def live_smoothing_mode(mode: str) -> str:
 class AnalysisThread(threading.Thread):
     def __init__(self, ring: RingBuffer, env: EnvelopeConfig, live: LiveConfig, out: Mailbox[WeightSample],
                  stop: threading.Event, *, features: FeaturesConfig | None = None,
-                 on_hop: Callable[[WeightSample], None] | None = None) -> None:
+                 on_hop: Callable[[WeightSample], None] | None = None,
+                 smoothing_for: Mapping[str, Smoothing] | None = None) -> None:
+        """``smoothing_for``: a source's own smoothing (a route's attack/release) instead of the envelope's."""
         super().__init__(name="analysis", daemon=False)
         self.ring = ring
         self.out = out
@@ -61,7 +63,8 @@ class AnalysisThread(threading.Thread):
         self.normaliser = LiveNormaliser(self.fps, live.agc_release_s, live.gate_db)
         self.sources = SourceStepper(features or FeaturesConfig(), ring.samplerate, n_fft, self.stft.norm, self.fps,
                                      Smoothing(self.mode, env.window, env.attack_ms, env.release_ms),
-                                     video_fps=env.fps, agc_release_s=live.agc_release_s, gate_db=live.gate_db)
+                                     video_fps=env.fps, agc_release_s=live.agc_release_s, gate_db=live.gate_db,
+                                     smoothing_for=smoothing_for)
         self.on_hop = on_hop  # called on this thread with every hop's sample (OSC out of the sources)
         self.skipped = 0  # stale samples skipped (start-up backlog, a stall)
         self.w_min, self.w_max = env.w_min, env.w_max

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aadiff_live.analysis.routes import LiveRoutes, route_smoothing
 from aadiff_live.config import Config
 from aadiff_live.errors import UserError
 from aadiff_live.live.analysis_thread import AnalysisThread
@@ -41,11 +42,12 @@ from aadiff_live.live.messages import AtlasView, Frame, RenderRequest, WeightSam
 from aadiff_live.live.present import Presenter
 from aadiff_live.live.render_thread import RenderThread
 from aadiff_live.live.rig import Envelope, Rig
+from aadiff_live.live.routing import live_routes, point
 from aadiff_live.live.watchdog import StallWatchdog
 from aadiff_live.mailbox import Mailbox
 from aadiff_live.rendering.atlas import check_fits, default_batch
 from aadiff_live.tokens.choose import initial_words, require_content_words
-from aadiff_live.tokens.words import check_prompt, parse_pinned, require_positions
+from aadiff_live.tokens.words import check_prompt, parse_pinned, require_positions, route_groups
 
 log = logging.getLogger(__name__)
 JOIN_S = 1.0
@@ -77,7 +79,9 @@ class LiveApp:
         self.record = record
         self.stats_out = stats_out
         self.pinned = parse_pinned(cfg.tokens.tokens, self.prompt)
-        if self.pinned is None:
+        routes = live_routes(cfg, self.prompt)  # each routed word its own weight from its source
+        self.routes = LiveRoutes(routes) if routes else None
+        if self.pinned is None and self.routes is None:
             require_content_words(self.prompt)
         if duration is not None and duration <= 0:
             raise UserError("--duration must be positive (seconds)")
@@ -93,12 +97,12 @@ class LiveApp:
                                              ring_seconds=max(live.clap_window_s * 2 + 2.0, 8.0), monitor=monitor,
                                              loop=live.loop, wait_s=live.wait_for_device_s)
         # OSC, MIDI and video out next (no listener unless asked): a missing port is reported before a model loads
-        self.rig = Rig(cfg, prompt=self.prompt, pinned=self.pinned, has_clap=self.pinned is None,
-                       headless=no_display, config_path=config_path)
+        self.rig = Rig(cfg, prompt=self.prompt, pinned=self.pinned, has_clap=self.pinned is None and not routes,
+                       headless=no_display, config_path=config_path, routes=self.routes)
         try:
             self.clap_model: str | None = None
             self.ranker = None
-            if self.pinned is None:  # CLAP first: a missing CLAP checkpoint is reported before the slow model load
+            if self.pinned is None and self.routes is None:  # CLAP first: a missing CLAP checkpoint is reported before the slow model load
                 from aadiff_live.models.loading import IN_PROCESS_RANDOM
                 from aadiff_live.tokens.clap import ClapRanker, clap_model_for
 
@@ -115,15 +119,23 @@ class LiveApp:
             self.word_tokenizer = copy.deepcopy(self.components.tokenizer)
             if self.pinned is not None:
                 require_positions(self.word_tokenizer, self.prompt, self.pinned, self.renderer.n_tokens)
-            words = self.pinned or initial_words(self.prompt, tcfg.top_k, self.word_tokenizer)
+            if self.routes is not None:
+                route_groups(self.word_tokenizer, self.prompt, self.routes.words, self.renderer.n_tokens)
+                words = self.routes.words
+                log.info("routes: %s", "; ".join(f"{r.label} (w in [{r.w_min:g}, {r.w_max:g}], gain {r.gain:g})"
+                                                 for r in self.routes.routes))
+            else:
+                words = self.pinned or initial_words(self.prompt, tcfg.top_k, self.word_tokenizer)
             if self.ranker is not None:
                 log.info("CLAP (%s) re-ranks the words every %.0f s on the last %.0f s; until then: %s",
                          self.clap_model, live.clap_every_s, live.clap_window_s, ", ".join(words))
             else:
                 log.info("weighted word%s: %s (pinned)", "s" if len(words) > 1 else "", ", ".join(words))
             self.levels = acfg.levels
+            self.grid_levels = acfg.levels_2 if len(routes) == 2 else acfg.levels_3
             if self.levels:
-                check_fits(self.levels, self.renderer.width, self.renderer.height, acfg.mb)
+                shape = (self.grid_levels,) * len(routes) if len(routes) > 1 else (self.levels,)
+                check_fits(shape, self.renderer.width, self.renderer.height, acfg.mb)
             self._build_threads(words)
             self.display = None
             if not no_display:
@@ -138,7 +150,7 @@ class LiveApp:
                                      capture=self.capture, analysis=self.analysis, render_thread=self.render_thread,
                                      recorder=self.recorder, health=self.health, weights=self.weights,
                                      frames=self.frames, views=self.views, random_weights=self.components.is_tiny,
-                                     stop=self.stop)
+                                     stop=self.stop, routes=self.routes)
         except BaseException:
             self.rig.close()
             raise
@@ -153,6 +165,8 @@ class LiveApp:
         self.views: Mailbox[AtlasView] = Mailbox()
         osc_out = self.rig.osc_out
         self.analysis = AnalysisThread(ring, cfg.envelope, live, self.weights, self.stop, features=cfg.features,
+                                       smoothing_for=route_smoothing(cfg.envelope, self.routes.routes)
+                                       if self.routes is not None else None,
                                        on_hop=(lambda s: osc_out.send_sources(s.sources, s.onsets))
                                        if osc_out is not None else None)
         analysis = self.analysis
@@ -170,8 +184,9 @@ class LiveApp:
                                           stop=self.stop, levels=self.levels, atlas_mb=acfg.mb,
                                           batch=acfg.batch or default_batch(self.renderer.backend), views=self.views,
                                           w_range=lambda: (analysis.w_min, analysis.w_max),
-                                          newest_weight=lambda: analysis.latest.weight if analysis.latest else None,
-                                          watchdog=self.watchdog, restarts=live.thread_restarts)
+                                          newest_weight=self._newest_point, watchdog=self.watchdog,
+                                          restarts=live.thread_restarts, routes=self.routes,
+                                          grid_levels=self.grid_levels)
         if self.levels and acfg.prefill_scenes:
             seed = cfg.model.seed
             self.render_thread.prefill = [RenderRequest(s.prompt, tuple(s.words) if s.words else None,
@@ -185,6 +200,13 @@ class LiveApp:
             self.recorder = Recorder(self.record, ring, cfg.envelope.fps, self.renderer.width,
                                      self.renderer.height, self.stop, segment_s=seg * 60.0 if seg else None,
                                      settings=self._settings)
+
+    def _newest_point(self) -> float | tuple[float, ...] | None:
+        """For the renderer's fill order: the newest weight (or the routes' weight vector)."""
+        s = self.analysis.latest
+        if s is None:
+            return None
+        return s.weight if self.routes is None else point(self.routes, s)
 
     def threads(self) -> list[threading.Thread]:
         ts: list[threading.Thread] = [self.analysis, self.render_thread]
@@ -282,6 +304,11 @@ class LiveApp:
             "positions": list(self.render_thread.positions), "words": list(self.render_thread.words),
             "levels": self.levels, "atlas_mb": self.cfg.atlas.mb, "display_fps": live.display_fps,
             "analysis_hz": live.analysis_hz, "fade_s": live.fade_s,
+            "routes": [{"source": r.source, "word": r.word, "w_min": r.w_min, "w_max": r.w_max, "gain": r.gain,
+                        "attack_ms": r.attack_ms, "release_ms": r.release_ms}
+                       for r in (self.routes.routes if self.routes is not None else ())],
+            "grid": [self.grid_levels] * len(self.routes.routes) if self.routes and len(self.routes.routes) > 1
+            else None,
             **self.rig.settings(),
         }
 

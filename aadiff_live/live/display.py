@@ -38,6 +38,7 @@ class HudInfo:
     frozen: bool = False
     notes: list[str] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)  # faults the show goes on through: drawn in red
+    routes: list[tuple[str, float, float]] = field(default_factory=list)  # (source → word, weight, 0..1 in range)
 
 
 @dataclass
@@ -223,8 +224,9 @@ class Display:
             *h.notes,
         ]
         surfs = [self.font.render(t, True, (255, 255, 255)) for t in lines]
-        width = max(s.get_width() for s in surfs) + 20
-        height = sum(s.get_height() + 2 for s in surfs) + 36
+        bars = [self.font.render(f"{label}  {w:.2f}", True, (255, 255, 255)) for label, w, _ in h.routes]
+        width = max(s.get_width() for s in surfs + bars) + 20
+        height = sum(s.get_height() + 2 for s in surfs) + 36 + sum(s.get_height() + 12 for s in bars)
         box = pg.Surface((width, height), pg.SRCALPHA)
         box.fill((0, 0, 0, 160))
         self.screen.blit(box, (6, 6))
@@ -240,6 +242,13 @@ class Display:
         pg.draw.rect(self.screen, colour, (x0, y + 6, round(w * frac(h.level_db)), bh))
         gx = x0 + round(w * frac(h.gate_db))
         pg.draw.line(self.screen, (230, 180, 40), (gx, y + 3), (gx, y + 6 + bh + 2), 2)
+        y += bh + 14
+        for surf, (_, _, share) in zip(bars, h.routes, strict=True):  # one bar per route: its weight in its range
+            self.screen.blit(surf, (x0, y))
+            y += surf.get_height() + 2
+            pg.draw.rect(self.screen, (60, 60, 60), (x0, y, w, 8))
+            pg.draw.rect(self.screen, (90, 160, 230), (x0, y, round(w * share), 8))
+            y += 10
         sw, _ = self.screen.get_size()
         y = 12
         for alert in (["NO INPUT"] if h.input_status == "no input" else []) + list(h.alerts):

@@ -19,10 +19,12 @@ import numpy as np
 
 from aadiff_live.config import Config
 from aadiff_live.live.messages import AtlasView, Frame, WeightSample
+from aadiff_live.live.routing import hud_bars, point, route_row
 from aadiff_live.live.screen import AtlasScreen
 from aadiff_live.mailbox import Mailbox
 
 if TYPE_CHECKING:
+    from aadiff_live.analysis.routes import LiveRoutes
     from aadiff_live.live.analysis_thread import AnalysisThread
     from aadiff_live.live.capture import Capture
     from aadiff_live.live.display import Display, HudInfo
@@ -87,6 +89,9 @@ def atlas_row(frame: Frame) -> dict:
     look = frame.lookup
     if look is None:
         return {"exact": True}
+    if look.cells:  # a grid atlas: the cells blended and their shares
+        return {"exact": look.exact, "cells": list(look.cells), "shares": [round(c, 6) for c in look.coeffs],
+                "stand_in": look.stand_in, "fade": frame.fade}
     return {"exact": look.exact, "levels": [look.lo, look.hi], "blend": look.t, "stand_in": look.stand_in,
             "fade": frame.fade}
 
@@ -97,7 +102,7 @@ class Presenter:
     def __init__(self, cfg: Config, *, levels: int, display: Display | None, rig: Rig, capture: Capture,
                  analysis: AnalysisThread, render_thread: RenderThread, recorder: Recorder | None, health: Health,
                  weights: Mailbox[WeightSample], frames: Mailbox[Frame], views: Mailbox[AtlasView],
-                 random_weights: bool, stop: threading.Event) -> None:
+                 random_weights: bool, stop: threading.Event, routes: LiveRoutes | None = None) -> None:
         self.cfg = cfg
         self.levels = levels
         self.display = display
@@ -110,6 +115,7 @@ class Presenter:
         self.weights, self.frames, self.views = weights, frames, views
         self.random_weights = random_weights
         self.stop = stop
+        self.routes = routes  # routed words: the display looks the atlas up at their weight vector
         self.stats = Stats()
         self.screen = AtlasScreen(cfg.live.fade_s)  # atlas mode: what is on screen
         self.sample: WeightSample | None = None  # the newest weight
@@ -143,12 +149,13 @@ class Presenter:
         if sample is not None:
             self.sample = sample
         sample = self.sample
-        pic = self.screen.picture(sample.weight, now) if sample is not None and not self.rig.frozen else None
+        at = (sample.weight if self.routes is None else point(self.routes, sample)) if sample is not None else 0.0
+        pic = self.screen.picture(at, now) if sample is not None and not self.rig.frozen else None
         if pic is None or sample is None:  # nothing rendered yet, no sound yet, or frozen
             self._idle_hud()
             return
         look, v = pic.lookup, pic.view
-        key = (id(v.atlas), look.lo, look.hi, look.t, pic.fade)
+        key = (id(v.atlas), look.lo, look.hi, look.t, look.cells, look.coeffs, pic.fade)
         new_picture = key != self._picture_key
         self._picture_key = key
         frame = Frame(pic.image, sample, v.words, v.prompt, 0.0, v.scene, look, pic.fade)
@@ -172,7 +179,8 @@ class Presenter:
         self.rig.shown(frame, latency, image)
         if self.recorder is not None and shown - self._last_recorded >= self._record_period:
             self._last_recorded = shown
-            self.recorder.add(frame, shown, {**self.rig.row(frame), **atlas_row(frame)})
+            routes = route_row(self.routes, frame.sample) if self.routes is not None else {}
+            self.recorder.add(frame, shown, {**self.rig.row(frame), **atlas_row(frame), **routes})
 
     def _idle_hud(self) -> None:
         if self.display is not None and time.monotonic() - self._last_hud > HUD_IDLE_S:
@@ -193,7 +201,8 @@ class Presenter:
                        latency_ms=float(np.median(lat)) * 1000 if lat else None,
                        level_db=s.rms_db if s else -120.0, gate_db=self.cfg.live.gate_db, words=tuple(rt.words),
                        weight=s.weight if s else 0.0, gain=self.analysis.gain, input_status=self.capture.status,
-                       prompt=rt.prompt, frozen=self.rig.frozen, notes=notes, alerts=self.health.alerts())
+                       prompt=rt.prompt, frozen=self.rig.frozen, notes=notes, alerts=self.health.alerts(),
+                       routes=hud_bars(self.routes, s) if self.routes is not None else [])
 
     def atlas_status(self) -> str:
         """``atlas 12/33`` (the atlas being filled); ``, next 5/33`` while a new one fills behind the one on screen."""

@@ -98,7 +98,7 @@ class RenderThread(threading.Thread):
                  frames: Mailbox[Frame], stop: threading.Event, levels: int = 0, atlas_mb: float = 512.0,
                  batch: int = 1, views: Mailbox[AtlasView] | None = None,
                  w_range: Callable[[], tuple[float, float]] = lambda: (0.0, 2.0),
-                 newest_weight: Callable[[], float | None] = lambda: None,
+                 newest_weight: Callable[[], float | tuple[float, ...] | None] = lambda: None,
                  watchdog: StallWatchdog | None = None, restarts: int = 3, routes: LiveRoutes | None = None,
                  grid_levels: int = 9) -> None:
         """``routes``: each routed word its own weight (docs/design.md §1.6): the words are the routes' (CLAP's

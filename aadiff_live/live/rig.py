@@ -30,6 +30,7 @@ from aadiff_live.tokens.choose import check_words, initial_words
 from aadiff_live.tokens.words import parse_pinned
 
 if TYPE_CHECKING:
+    from aadiff_live.analysis.routes import LiveRoutes
     from aadiff_live.control.midi import MidiInput
     from aadiff_live.control.osc import OscSender, OscServer
     from aadiff_live.live.display import Actions
@@ -74,8 +75,9 @@ class Show(Protocol):
 
 class Rig:
     def __init__(self, cfg: Config, *, prompt: str, pinned: list[str] | None, has_clap: bool,
-                 headless: bool, config_path: Path | None = None) -> None:
+                 headless: bool, config_path: Path | None = None, routes: LiveRoutes | None = None) -> None:
         self.cfg = cfg
+        self.routes = routes  # routed words: OSC steers each one's gain and range, OSC out sends each one's weight
         self.config_path = config_path or Path("config.yaml")  # where MIDI learn writes the mapping
         self.inbox = ControlInbox()
         self.scenes: list[SceneConfig] = list(cfg.scenes)
@@ -103,7 +105,8 @@ class Rig:
             if cfg.osc.port is not None:
                 from aadiff_live.control.osc import OscServer
 
-                self.osc_in = OscServer(self.inbox, cfg.osc.host, cfg.osc.port)
+                self.osc_in = OscServer(self.inbox, cfg.osc.host, cfg.osc.port,
+                                        route_words=self.routes.words if self.routes is not None else ())
                 if cfg.osc.host not in ("127.0.0.1", "localhost", "::1"):
                     log.warning("OSC: listening on %s: anyone who can reach this machine on UDP port %d can "
                                 "steer the show (README: In a VJ rig)", cfg.osc.host, self.osc_in.port)
@@ -154,7 +157,7 @@ class Rig:
 
     # ------------------------------------------------------------------ per display iteration
     def poll(self) -> None:
-        apply_changes(self.inbox.take(), self, self.scenes, self.inbox)
+        apply_changes(self.inbox.take(), self, self.scenes, self.inbox, routes=self.routes)
         if self.midi is not None:
             learned = self.midi.learn.learned.get(timeout=0)
             if learned is not None:
@@ -213,6 +216,8 @@ class Rig:
             s = frame.sample
             self.osc_out.send_frame(envelope=s.normalised, weight=s.weight, level_db=s.rms_db,
                                     latency_ms=latency_s * 1000.0, words=frame.words)
+            if self.routes is not None:
+                self.osc_out.send_weights(dict(zip(self.routes.words, self.routes.weights(s.sources), strict=True)))
         if self.video_out is not None:
             self.video_out.post(image)
 

@@ -38,7 +38,7 @@ class AtlasScreen:
             self.fading_from, self.fade_start = cur, now
         self.view = view
 
-    def picture(self, weight: float, now: float) -> Picture | None:
+    def picture(self, weight: float | tuple[float, ...], now: float) -> Picture | None:
         """The picture for ``weight`` at ``now``; None while no level of the atlas on screen exists."""
         view = self.view
         if view is None:

@@ -1,0 +1,49 @@
+"""Routes in the live show (docs/design.md §1.6): each routed word's weight from its source, every refresh.
+
+The analysis thread posts every source's value per hop (:class:`~aadiff_live.live.messages.WeightSample`);
+the routes' weights are a few multiply-adds of those, taken where they are needed (the renderer's fill
+order, the display's blend, the HUD, the recording, OSC out) from one :class:`LiveRoutes`, so a gain or
+range sent over OSC counts from the next refresh on.
+"""
+
+from __future__ import annotations
+
+from aadiff_live.analysis.routes import LiveRoutes, Route, resolve_routes
+from aadiff_live.analysis.sources import known_sources
+from aadiff_live.config import Config
+from aadiff_live.errors import UserError
+from aadiff_live.live.messages import WeightSample
+
+
+def live_routes(cfg: Config, prompt: str) -> list[Route]:
+    """The routes of config.yaml or --route, checked against the prompt and the live sources (none: [])."""
+    if cfg.routes == "auto":
+        raise UserError("--route auto: live mode cannot rank the bands before the show has sound; name the routes "
+                        "(e.g. --route low=WORD --route high=WORD), or find them with `aadiff-live render --route auto`")
+    if not cfg.routes:
+        return []
+    return resolve_routes(cfg.routes, cfg.envelope, prompt, known_sources(cfg.features, live=True),
+                          pinned=cfg.tokens.tokens, live=True)
+
+
+def point(routes: LiveRoutes, sample: WeightSample) -> float | tuple[float, ...]:
+    """What the atlas is looked up at: one weight (one route) or the weight vector."""
+    w = routes.weights(sample.sources)
+    return w[0] if len(w) == 1 else w
+
+
+def hud_bars(routes: LiveRoutes, sample: WeightSample | None) -> list[tuple[str, float, float]]:
+    """One bar per route: ``(source → word, weight, where the weight sits in the route's range, 0..1)``."""
+    out = []
+    values = sample.sources if sample is not None else {}
+    for r, w in zip(routes.routes, routes.weights(values), strict=True):
+        span = r.w_max - r.w_min
+        out.append((r.label, w, min(1.0, max(0.0, (w - r.w_min) / span)) if span else 0.0))
+    return out
+
+
+def route_row(routes: LiveRoutes, sample: WeightSample) -> dict:
+    """The recording's per-frame route fields: each routed source's value and each word's weight."""
+    names = dict.fromkeys(r.source for r in routes.routes)
+    return {"sources": {n: float(sample.sources.get(n, 0.0)) for n in names},
+            "weights": dict(zip(routes.words, routes.weights(sample.sources), strict=True))}

@@ -421,16 +421,20 @@ def steady_state(stats: dict) -> tuple[list[float], float | None, str]:
 
 
 def live_section(spec: Spec, components, renderer, levels: int, steady_s: float, display_fps: float,
-                 max_s: float = 300.0) -> dict:
-    """``steady_s`` seconds of live show after the atlas is complete (at most ``max_s`` in all)."""
-    from aadiff_live.config import load_config
+                 max_s: float = 300.0, routes: tuple[str, ...] = (), prompt: str = PROMPT) -> dict:
+    """``steady_s`` seconds of live show after the atlas is complete (at most ``max_s`` in all); ``routes``
+    (``SOURCE=WORD`` each) instead of the pinned word: a grid atlas."""
+    from aadiff_live.config import load_config, parse_route
     from aadiff_live.live.app import LiveApp
 
-    overrides: dict = {"model": spec.config(), "tokens": {"tokens": [WORD]}, "atlas": {"levels": levels},
+    overrides: dict = {"model": spec.config(), "tokens": {"tokens": None if routes else [WORD]},
+                       "atlas": {"levels": levels},
                        "live": {"input": str(THUNDER), "loop": True, "display_fps": display_fps}}
     cfg = load_config(None, overrides)
+    if routes:
+        cfg.routes = [r for r in (parse_route(t) for t in routes) if r != "auto"]
     stats: dict = {}
-    app = LiveApp(cfg, prompt=PROMPT, no_display=True, duration=max_s, record=None, monitor=False,
+    app = LiveApp(cfg, prompt=prompt, no_display=True, duration=max_s, record=None, monitor=False,
                   prebuilt=(components, renderer), stats_out=stats)
 
     def stop_when_steady() -> None:
@@ -449,7 +453,7 @@ def live_section(spec: Spec, components, renderer, levels: int, steady_s: float,
         raise RuntimeError(f"live run exited {code}")
     steady, fps, how = steady_state(stats)
     fill_s = stats.get("atlas_fill_s")
-    return {"levels": levels, "steady_s": steady_s, "display_fps_setting": display_fps, "loadavg_at_start": load,
+    return {"levels": levels, "routes": list(routes), "steady_s": steady_s, "display_fps_setting": display_fps, "loadavg_at_start": load,
             "run_s": round(stats.get("run_s", 0.0), 1), "fps_steady": None if fps is None else round(fps, 2),
             "fps_whole_run": round(stats.get("fps") or 0.0, 2), "frames_shown": stats.get("frames_shown"),
             "frames_rendered": stats.get("frames_rendered"), "atlas_fill_s": None if fill_s is None else round(fill_s, 2),

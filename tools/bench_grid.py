@@ -9,6 +9,8 @@ Sections (``--sections``, all by default):
   over all pixels, the worst frame's mean and the worst pixel (in 1/255), beside the error no blend can
   remove (a cell rendered in a batch against the same weights rendered alone) and how far each word
   moves the picture.
+- ``live``: the live show headless on the tiny model with two routes (``low=thunder``, ``high=rain``), a
+  recording played in real time: frames/s shown and audio-to-photon latency after the grid is filled.
 - ``fill``: the full-size SD-Turbo architecture (random weights) at 256x256, bf16, TAESD: the time to
   fill a grid for two routed words (``--fill-levels`` per axis, the default of ``atlas.levels_2``), in
   batches of the app's size, from a cold start and after a warm-up call.
@@ -38,7 +40,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROMPT = "thunder, rain and wind over a dark sea"
 WORDS = ("thunder", "rain", "wind")
-SECTIONS = ("blend", "fill")
+SECTIONS = ("blend", "fill", "live")
+LIVE_ROUTES = ("low=thunder", "high=rain")
 FILL_GOAL_S = 120.0
 
 
@@ -182,6 +185,18 @@ def fill_section(model: str, size: int, dtype: str, vae: str, levels: int, batch
             "first_call_s": round(r["first"], 2), "s_per_call_p50": round(float(np.median(r["calls"])), 3)}
 
 
+def live_grid_section(size: int, steady_s: float, display_fps: float) -> dict:
+    """``run_live`` headless on the tiny model with two routes, from a file played in real time (looped):
+    display frames/s and audio-to-photon latency after the grid is filled (tools/bench_atlas.py's harness)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_atlas import Spec, live_section
+
+    spec = Spec("tiny", size, "float32", "auto")
+    cfg, components, renderer = build("tiny", size, "float32", "auto")
+    return live_section(spec, components, renderer, cfg.atlas.levels, steady_s, display_fps, routes=LIVE_ROUTES,
+                        prompt=PROMPT)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--json", help="write the results to this JSON file")
@@ -197,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fill-dtype", default="bfloat16")
     p.add_argument("--fill-vae", default="tiny")
     p.add_argument("--fill-levels", type=int, help="levels per axis (default: atlas.levels_2)")
+    p.add_argument("--live-s", type=float, default=20.0, help="live: seconds after the grid is filled")
+    p.add_argument("--display-fps", type=float, default=60.0)
     p.add_argument("--smoke", action="store_true", help="seconds: tiny 64x64, small grids")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
@@ -210,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.smoke:
         a.size, a.levels1, a.levels2, a.levels3, a.n = 64, "5,9", "3,5", "3", 2
         a.fill_model, a.fill_size, a.fill_dtype, a.fill_vae, a.fill_levels = "tiny", 64, "float32", "auto", 3
+        a.live_s = 1.0
     res: dict = {"what": (__doc__ or "").splitlines()[0], "random_weights": True, "prompt": PROMPT,
                  "machine": machine(), "smoke": a.smoke}
 
@@ -233,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== fill, {a.fill_model} {a.fill_size} {a.fill_dtype} {a.fill_vae} VAE, {levels}x{levels}",
               file=sys.stderr, flush=True)
         res["fill"] = fill_section(a.fill_model, a.fill_size, a.fill_dtype, a.fill_vae, levels, a.batch)
+    if "live" in sections:
+        print(f"== live, tiny {a.size}x{a.size}, routes {', '.join(LIVE_ROUTES)}", file=sys.stderr, flush=True)
+        res["live"] = live_grid_section(a.size, a.live_s, a.display_fps)
     save()
     print_table(res)
     return 0
@@ -255,6 +276,12 @@ def print_table(res: dict) -> None:
         print(f"   floor (batch vs alone): mean {b['floor']['mean_255']:.3f}, worst pixel "
               f"{b['floor']['worst_pixel_255']:.0f}; each word moves the picture {b['change_255_per_axis_w_lo_to_w_hi']}"
               f"/255 from w_min to w_max; {b['s_per_cell']:.3f} s per cell\n")
+    lv = res.get("live")
+    if lv:
+        ls = lv["latency_steady"]
+        lat = "-" if not ls["n"] else f"p50 {ls['p50_ms']:.0f} / p95 {ls['p95_ms']:.0f} / p99 {ls['p99_ms']:.0f} ms"
+        print(f"live, tiny, routes {', '.join(lv['routes'])}: {lv['fps_steady']} frames/s shown after the fill "
+              f"({lv['atlas_fill_s']} s), audio-to-photon {lat}, load {lv['loadavg_at_start'][0]:.1f}")
     f = res.get("fill")
     if f:
         print(f"fill, {f['model']} {f['size']}x{f['size']} {f['dtype']} {f['vae']} VAE ({f['backend']}), two words, "

@@ -220,6 +220,22 @@ def onset_time(detected_s: np.ndarray | float, n_fft: int, samplerate: int) -> n
     return np.asarray(detected_s, dtype=np.float64) - n_fft / 2 / samplerate + ONSET_SHIFT_MS / 1000.0
 
 
+def onset_strength(mono: np.ndarray, samplerate: int, env: EnvelopeConfig, features: FeaturesConfig,
+                   hz: float = 100.0) -> tuple[np.ndarray, float]:
+    """``(onset strength per hop at hz, time in s of hop 0)``: the whole-spectrum flux of :class:`OnsetDetector`,
+    the signal the beat trackers (:mod:`aadiff_live.analysis.tempo`) follow."""
+    stft = FrameSTFT(samplerate, hz, live_window(samplerate, env), fit=False)
+    det = OnsetDetector(features, samplerate, stft.n_fft, stft.norm, hz)
+    mono = np.asarray(mono).reshape(-1)
+    out: list[float] = []
+    for s in range(0, mono.size, BLOCK):
+        for spec in stft.push_spectra(mono[s:s + BLOCK])[0]:
+            det.step(spec)
+            out.append(float(det.flux[0]))
+    t0 = float(onset_time(stft.frame_end(0) / samplerate, stft.n_fft, samplerate))
+    return np.asarray(out), t0
+
+
 def flash_at(times: np.ndarray, events: np.ndarray, decay_ms: float) -> np.ndarray:
     """The flash at each time: ``exp(-(t - e) / decay)`` for the newest event ``e <= t``; 0 before the first."""
     times = np.asarray(times, dtype=np.float64)

@@ -68,6 +68,11 @@ def plot_sources(frames: SourceFrames, env: Envelope, path: str | Path, title: s
     axes[-1].set_xlabel("time (s)")
     if title:
         axes[0].set_title(title)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        Path(path).unlink(missing_ok=True)
+        raise cannot_write(path, exc) from None
+    finally:
+        plt.close(fig)
     return Path(path)

@@ -19,7 +19,7 @@ from aadiff_live.analysis.sources import STEMS, SourceFrames, is_onset, is_stem,
 from aadiff_live.audio.source import source_for
 from aadiff_live.config import Config
 from aadiff_live.errors import UserError
-from aadiff_live.output.sidecar import write_json_atomic
+from aadiff_live.output.sidecar import RowWriter, envelope_row, rows_path, sidecar_doc, write_json_atomic
 from aadiff_live.output.video import check_writable
 from aadiff_live.tokens.choose import require_content_words
 from aadiff_live.tokens.words import check_prompt, parse_pinned
@@ -78,8 +78,23 @@ def sources_json(frames: SourceFrames, cfg: Config) -> dict:
     return {"names": frames.names, "bands_hz": {k: list(v) for k, v in f.bands.items()},
             "onset_decay_ms": f.onset_decay_ms, "onset_hz": cfg.live.analysis_hz,
             "stem_model": f.stem_model if any(is_stem(n) for n in frames.names) else None,
-            "values": frames.values, "raw": {n: v for n, v in frames.raw.items() if not is_onset(n)},
-            "onsets_s": frames.onsets}
+            "onsets_s": frames.onsets}  # per frame values are in the rows: sources, sources_raw
+
+
+def _write_rows(path: Path, env, frames: SourceFrames) -> RowWriter:
+    """Every frame as a row (docs/sidecar.schema.json): the envelope and every source's value and raw value."""
+    rows = RowWriter(path)
+    try:
+        raw_names = [n for n in frames.names if not is_onset(n)]
+        for i in range(env.n_frames):
+            rows.write({**envelope_row(env, i),
+                        "sources": {n: frames.values[n][i] for n in frames.names},
+                        "sources_raw": {n: frames.raw[n][i] for n in raw_names}})
+        rows.close()
+    except BaseException:
+        rows.discard()
+        raise
+    return rows
 
 
 def run_analyse(cfg: Config, *, audio_path: str | None, prompt: str | None, json_out: str | None = None,
@@ -120,23 +135,28 @@ def run_analyse(cfg: Config, *, audio_path: str | None, prompt: str | None, json
         print(line)
     if json_path is not None:
         e = cfg.envelope
-        data = {
-            "audio": {"file": "demo:synthetic-storm" if demo else str(audio_path), "samplerate": clip.samplerate,
-                      "channels": clip.channels, "duration_s": clip.duration,
-                      "clap_excerpt_starts_s": clip.excerpt_starts_s},
-            "settings": {"fps": e.fps, "window": e.window, "smoothing": e.mode, "w_min": e.w_min, "w_max": e.w_max,
-                         "gain": e.gain, "n_fft": e.n_fft, "norm_percentile": e.norm_percentile,
-                         "silence_db": e.silence_db, "prompt": prompt,
-                         "clap_model": cfg.tokens.clap_model if ranking is not None else None},
-            "stats": stats,
-            "tokens": {"pinned": pinned, "clap_scores": ranking,
-                       "words": pinned or (list(ranking)[:cfg.tokens.top_k] if ranking else None)},
-            "timing_s": {"analysis": t_analysis},
-            "frames": {"time": env.times, "raw": env.raw, "smoothed": env.smoothed, "normalised": env.normalised,
-                       "rms_db": env.rms_db, "weight": env.weights},
-            "sources": sources_json(frames, cfg),
-        }
-        log.info("wrote %s", write_json_atomic(json_path, data))
+        rows = _write_rows(rows_path(json_path), env, frames)
+        data = sidecar_doc(
+            "analyse", rows,
+            audio={"file": "demo:synthetic-storm" if demo else str(audio_path), "samplerate": clip.samplerate,
+                   "channels": clip.channels, "duration_s": clip.duration,
+                   "clap_excerpt_starts_s": clip.excerpt_starts_s},
+            settings={"fps": e.fps, "window": e.window, "smoothing": e.mode, "w_min": e.w_min, "w_max": e.w_max,
+                      "gain": e.gain, "n_fft": e.n_fft, "norm_percentile": e.norm_percentile,
+                      "silence_db": e.silence_db, "prompt": prompt,
+                      "clap_model": cfg.tokens.clap_model if ranking is not None else None},
+            stats=stats,
+            tokens={"pinned": pinned, "clap_scores": ranking,
+                    "words": pinned or (list(ranking)[:cfg.tokens.top_k] if ranking else None)},
+            timing_s={"analysis": t_analysis},
+            n_frames=env.n_frames, complete=True,
+            sources=sources_json(frames, cfg),
+        )
+        try:
+            log.info("wrote %s and %s", write_json_atomic(json_path, data), rows.path)
+        except BaseException:
+            rows.path.unlink(missing_ok=True)
+            raise
     if png is not None:
         from aadiff_live.output.plot import plot_sources
 

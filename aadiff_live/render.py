@@ -27,7 +27,14 @@ from aadiff_live.audio.source import source_for
 from aadiff_live.audio.stream import AudioFeed
 from aadiff_live.config import MAX_ROUTES, Config, parse_size
 from aadiff_live.errors import UserError, cannot_write
-from aadiff_live.output.sidecar import sidecar_path, write_json_atomic
+from aadiff_live.output.sidecar import (
+    RowWriter,
+    envelope_row,
+    frames_path,
+    sidecar_doc,
+    sidecar_path,
+    write_json_atomic,
+)
 from aadiff_live.output.video import VideoWriter, check_writable
 from aadiff_live.rendering.atlas import (
     Axis,
@@ -196,6 +203,23 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     writer = VideoWriter(out_path, env.fps, renderer.width, renderer.height,
                          audio=np.zeros((0, min(2, clip.channels)), np.float32), samplerate=rate)
     audio_feed = AudioFeed(source, writer, rate)  # the audio is read again, block by block, as frames are written
+    try:
+        rows = RowWriter(frames_path(out_path))  # one row per frame, streamed (docs/sidecar.schema.json)
+    except BaseException:
+        writer.abort()
+        raise
+
+    def frame_row(i: int) -> dict:
+        """Frame ``i``'s row (docs/sidecar.schema.json): the envelope; with routes each source's value and each
+        word's own weight instead of the one weight; the atlas levels it blends."""
+        row = envelope_row(env, i)
+        if routes:
+            assert sources is not None
+            del row["weight"]
+            row["sources"] = {k: v[i] for k, v in sources.values.items()}
+            row["weights"] = {r.word: route_w[i, j] for j, r in enumerate(routes)}
+        return {**row, **(plan.row(i) if plan is not None else {"exact": True})}
+
     restore = _sigterm_as_interrupt()
     cache: dict[float | tuple[float, ...], np.ndarray] = {}
     t_unet = t_vae = t_encode = 0.0
@@ -224,6 +248,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
             t = time.perf_counter()
             audio_feed.until((i + 1) / env.fps)
             writer.write(frame)
+            rows.write(frame_row(i))
             if frames_dir:
                 _save_png(frame, Path(frames_dir) / f"frame_{i:05d}.png")
             t_encode += time.perf_counter() - t
@@ -231,13 +256,21 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         interrupted = True
     except BaseException:
         writer.abort()
+        rows.discard()
         raise
     finally:
         restore()
     t = time.perf_counter()
-    if not interrupted:
-        audio_feed.until(None)
-    path = writer.close(complete=not interrupted)
+    try:
+        if not interrupted:
+            audio_feed.until(None)
+        path = writer.close(complete=not interrupted)
+        rows.close()
+    except BaseException:
+        rows.discard()
+        raise
+    if path is None:
+        rows.discard()
     t_encode += time.perf_counter() - t
     t_loop = time.perf_counter() - t_loop
     n_done = writer.n_frames
@@ -261,24 +294,17 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         "route_auto_scores": picked.scores if picked is not None else None,
         "atlas_batch": plan.batch if plan else None,
     }
-    data = {
-        "settings": settings,
-        "tokens": {"words": choice.words, "pinned": choice.pinned, "positions": positions,
-                   "clap_scores": choice.scores},
-        "audio": {"samplerate": clip.samplerate, "channels": clip.channels, "duration_s": clip.duration,
-                  "clap_excerpt_starts_s": clip.excerpt_starts_s},
-        "n_frames": n_done, "complete": not interrupted, "levels": levels, "renders": n_rendered,
-        "timing_s": {"analysis": t_analysis, "unet": t_unet, "vae": t_vae, "encode_mux": t_encode,
-                     "loop_total": t_loop, "frames_rendered": n_rendered},
-        "frames": {"time": env.times[:n_done], "raw": env.raw[:n_done], "smoothed": env.smoothed[:n_done],
-                   "normalised": env.normalised[:n_done],
-                   # no route: the weighted words' one weight; routes: each source's value and each word's weight
-                   **({"sources": {k: v[:n_done] for k, v in sources.values.items()},
-                       "weights": {r.word: route_w[:n_done, j] for j, r in enumerate(routes)}}
-                      if sources is not None else {"weight": env.weights[:n_done]}),
-                   # per frame: (1 - blend) * level_lo + blend * level_hi (level_lo == level_hi: a level itself)
-                   **(plan.sidecar(n_done) if plan is not None else {})},
-    }
+    data = sidecar_doc(
+        "render", rows,
+        settings=settings,
+        tokens={"words": choice.words, "pinned": choice.pinned, "positions": positions,
+                "clap_scores": choice.scores},
+        audio={"samplerate": clip.samplerate, "channels": clip.channels, "duration_s": clip.duration,
+               "clap_excerpt_starts_s": clip.excerpt_starts_s},
+        n_frames=n_done, complete=not interrupted, levels=levels, renders=n_rendered,
+        timing_s={"analysis": t_analysis, "unet": t_unet, "vae": t_vae, "encode_mux": t_encode,
+                  "loop_total": t_loop, "frames_rendered": n_rendered},
+    )
     if path is None:
         log.warning("interrupted before the first frame: nothing written")
         return 130

@@ -15,6 +15,7 @@ from aadiff_live.analysis.envelope import analyse
 from aadiff_live.audio.decode import load_audio
 from aadiff_live.audio.stream import AudioFeed, open_audio
 from aadiff_live.config import EnvelopeConfig
+from aadiff_live.output.sidecar import read_frames
 
 
 def _write_noise(path, seconds: float, sr: int = 16000, channels: int = 1) -> None:
@@ -107,9 +108,11 @@ def test_analyse_cli_end_to_end(cli, tmp_path, audio_dir):
     data = json.loads(out.read_text())
     a = load_audio(clip)
     n = round(a.duration * 30)
-    assert data["stats"]["frames"] == n and len(data["frames"]["weight"]) == n
+    rows = read_frames(out)
+    assert data["kind"] == "analyse" and data["frames_file"] == "a.frames.jsonl"
+    assert data["stats"]["frames"] == n and len(rows["weight"]) == n
     assert data["settings"]["window"] == 9 and data["settings"]["gain"] == 1.5
-    w = np.array(data["frames"]["weight"])
+    w = np.array(rows["weight"])
     assert data["stats"]["weight"]["median"] == pytest.approx(np.median(w), abs=1e-5)
     assert data["stats"]["weight"]["max"] == pytest.approx(w.max(), abs=1e-5)
     assert set(data["tokens"]["clap_scores"]) == {"thunder", "rainy", "city"}

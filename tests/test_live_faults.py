@@ -293,7 +293,7 @@ def _span_s(path) -> float:
     import json
 
     try:
-        times = [json.loads(line)["display_time"] for line in path.read_text().splitlines() if line.endswith("}")]
+        times = [json.loads(line)["time"] for line in path.read_text().splitlines() if line.endswith("}")]
     except OSError:
         return 0.0
     return times[-1] - times[0] if len(times) > 1 else 0.0

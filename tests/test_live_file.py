@@ -79,7 +79,7 @@ def test_file_input_records_audio_in_sync_and_frames_follow_weights(tmp_path):
     n = len(frames)
     assert n == side["n_frames"] == len(f["weight"]) > 30
     # display times follow each other, capture precedes display, latency is what the sidecar says
-    d, c, lat = (np.array(f[k]) for k in ("display_time", "capture_time", "latency_s"))
+    d, c, lat = (np.array(f[k]) for k in ("time", "capture_time", "latency_s"))
     assert np.all(np.diff(d) > 0) and np.all(lat >= 0)
     np.testing.assert_allclose(d - c, lat, atol=2e-3)
     # the weight follows the bursts: high while a burst sounds, w_min in the gaps

@@ -86,8 +86,8 @@ def test_rows_stream_to_disk_as_they_come_and_nothing_per_frame_is_kept(tmp_path
     side = json.loads((tmp_path / "set.mp4.json").read_text())
     assert side["frames_file"] == "set.mp4.frames.jsonl" and side["n_frames"] == 40 and side["complete"]
     cols = read_frames(tmp_path / "set.mp4.json")
-    assert len(cols["display_time"]) == 40 and cols["scene"][-1] == 1
-    np.testing.assert_allclose(np.diff(cols["display_time"]), 1 / 30, atol=2e-3)
+    assert len(cols["time"]) == 40 and cols["scene"][-1] == 1
+    np.testing.assert_allclose(np.diff(cols["time"]), 1 / 30, atol=2e-3)
 
 
 def test_frozen_picture_does_not_pile_up_audio(tmp_path):
@@ -147,7 +147,7 @@ def test_segment_boundaries_split_audio_and_frames_without_loss(tmp_path):
         assert side["audio"]["duration_s"] == pytest.approx(expected, abs=1e-3)
         assert audio.shape[1] / sr == pytest.approx(expected, abs=0.05)  # AAC pads to whole 1024-sample frames
         cols = read_frames(f.with_name(f.name + ".json"))
-        d = np.array(cols["display_time"])
+        d = np.array(cols["time"])
         assert len(times) == len(d) == side["n_frames"] > 0
         assert d.min() >= 0 and d.max() < seg_s
         total_audio += round(side["audio"]["duration_s"] * SR)

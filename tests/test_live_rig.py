@@ -124,7 +124,7 @@ def test_osc_steers_a_running_instance_and_the_sidecar_says_when(tmp_path, caplo
     side = json.loads((tmp_path / "rig.mp4.json").read_text())
     assert side["settings"]["osc_in"] == f"127.0.0.1:{port}" and side["settings"]["scenes"] == ["blizzard"]
     f = read_frames(tmp_path / "rig.mp4.json")  # the rows, streamed to rig.mp4.frames.jsonl
-    d = np.array(f["display_time"])
+    d = np.array(f["time"])
     gain, prompt, scene, w = np.array(f["gain"]), np.array(f["prompt"]), f["scene"], np.array(f["weight"])
     cap = np.array(f["capture_time"])
     tg, tp, ts = t_gain - t0, t_prompt - t0, t_scene - t0

@@ -198,9 +198,8 @@ def test_live_from_a_file_kicks_move_thunder_and_hats_move_rain(tmp_path):
     assert side["settings"]["grid"] == [3, 3] and side["summary"]["frames_rendered"] == 9
     f = read_frames(tmp_path / "live.mp4.json")
     c = np.array(f["capture_time"])  # a file input: its own time
-    thunder = np.array([w["thunder"] for w in f["weights"]])
-    rain = np.array([w["rain"] for w in f["weights"]])
-    assert set(f["sources"][0]) == {"low", "high"}
+    thunder, rain = np.array(f["weights"]["thunder"]), np.array(f["weights"]["rain"])
+    assert set(f["sources"]) == {"low", "high"}
     kr, hr = followed(kick, sr, c, 2.0, 60.0), followed(hat, sr, c, 2.0, 60.0)
     keep = (c > 0.2) & (c < kick.size / sr - 0.05)  # not the automatic gain's first moments, nor after the end
     r = lambda a, b: float(np.corrcoef(a[keep], b[keep])[0, 1])  # noqa: E731

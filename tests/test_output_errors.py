@@ -124,7 +124,7 @@ def test_sidecar_write_failure_is_one_line_exit_1(cli, tmp_path, wav, monkeypatc
     out_dir.mkdir()
     code, _, err = cli("render", "--audio", wav, "--prompt", "fire", "--out", out_dir / "o.mp4", *TINY)
     _one_line(code, err, 1, out_dir / "o.mp4.json", "No space left on device")
-    assert _leftovers(out_dir) == ["o.mp4"]  # the finished video stays; no half-written sidecar
+    assert _leftovers(out_dir) == ["o.mp4", "o.mp4.frames.jsonl"]  # the finished video and rows stay
 
 
 @pytest.mark.parametrize("target", ["json", "plot"])
@@ -215,7 +215,7 @@ def test_analyse_on_a_really_full_disk(cli, tiny_fs, tmp_path):
     long = tmp_path / "long.wav"
     sf.write(long, (np.random.default_rng(1).standard_normal(120 * sr) * 0.2).astype(np.float32), sr)
     code, _, err = cli("analyse", long, "--json", tiny_fs / "a.json", "--fps", "120")
-    _one_line(code, err, 1, tiny_fs / "a.json", "No space left on device")
+    _one_line(code, err, 1, tiny_fs / "a.", "No space left on device")  # its rows (a.frames.jsonl) fill it first
     assert _leftovers(tiny_fs) == []
 
 

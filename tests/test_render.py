@@ -14,6 +14,7 @@ from scipy.stats import pearsonr, spearmanr
 
 from aadiff_live.analysis.envelope import centred_mean
 from aadiff_live.audio.decode import load_audio
+from aadiff_live.output.sidecar import read_frames
 
 TINY = ["--model", "tiny", "--size", "64"]
 
@@ -72,17 +73,17 @@ def test_sidecar_and_plot(thunder_render):
     assert s["fps"] == 30 and s["window"] == 5 and s["random_weights"] is True
     assert side["tokens"]["words"] and set(side["tokens"]["clap_scores"]) == {"city", "skyline", "thunderstorm"}
     n = side["n_frames"]
-    for key in ("time", "raw", "smoothed", "weight"):
-        assert len(side["frames"][key]) == n
-    assert side["frames"]["time"][1] == pytest.approx(1 / 30, abs=1e-5)
+    f = read_frames(Path(str(out) + ".json"))
+    for key in ("frame", "time", "raw", "smoothed", "weight", "rms_db"):
+        assert len(f[key]) == n
+    assert f["time"][1] == pytest.approx(1 / 30, abs=1e-5) and f["frame"] == list(range(n))
     assert len(list(frames.glob("frame_*.png"))) == n
     assert Path(str(out) + ".png").stat().st_size > 10_000
 
 
 def test_frames_follow_the_sound(thunder_render, audio_dir):
     out, frames = thunder_render
-    side = json.loads(Path(str(out) + ".json").read_text())
-    w = np.array(side["frames"]["weight"])
+    w = np.array(read_frames(Path(str(out) + ".json"))["weight"])
     imgs = [np.asarray(Image.open(p), dtype=np.float64) for p in sorted(frames.glob("frame_*.png"))]
     base = imgs[int(np.argmin(w))]
     mad = np.array([np.abs(im - base).mean() for im in imgs])
@@ -106,7 +107,7 @@ def test_a_door_slam_raises_the_weight_within_two_frames(cli, tmp_path, audio_di
     out = tmp_path / "door.mp4"
     code, _, err = cli("render", "--audio", src, "--prompt", "a wooden door", "--tokens", "door", "--out", out, *TINY)
     assert code == 0, err
-    w = np.array(json.loads(Path(str(out) + ".json").read_text())["frames"]["weight"])
+    w = np.array(read_frames(Path(str(out) + ".json"))["weight"])
     a = load_audio(src)
     mono = np.abs(a.mono())
     onset_t = np.flatnonzero(mono > 0.2 * mono.max())[0] / a.samplerate
@@ -127,7 +128,7 @@ def test_click_in_silence_with_causal_window_never_anticipates(cli, tmp_path):
     code, _, err = cli("render", "--audio", tmp_path / "click.wav", "--prompt", "fire", "--out", out,
                        "--smoothing", "trailing", "--window", "3", *TINY)
     assert code == 0, err
-    w = np.array(json.loads(Path(str(out) + ".json").read_text())["frames"]["weight"])
+    w = np.array(read_frames(Path(str(out) + ".json"))["weight"])
     assert np.flatnonzero(w > 0)[0] == int(click_t * 30)
 
 
@@ -205,7 +206,7 @@ def test_image_base_stays_recognisable(cli, tmp_path, audio_dir):
                        "--tokens", "door", "--image", tmp_path / "house.png", "--out", out, "--frames",
                        tmp_path / "f", *TINY)
     assert code == 0, err
-    w = np.array(json.loads(Path(str(out) + ".json").read_text())["frames"]["weight"])
+    w = np.array(read_frames(Path(str(out) + ".json"))["weight"])
     frames = sorted((tmp_path / "f").glob("*.png"))
     from aadiff_live.rendering.pipeline import load_image
 
@@ -255,7 +256,7 @@ def demo_render(tmp_path_factory):
     assert code == 0, err.getvalue()
     side = json.loads(Path(str(out) + ".json").read_text())
     imgs = [np.asarray(Image.open(p), dtype=np.float64) for p in sorted(frames.glob("frame_*.png"))]
-    return err.getvalue(), side, np.array(side["frames"]["weight"]), imgs
+    return err.getvalue(), side, np.array(read_frames(Path(str(out) + ".json"))["weight"]), imgs
 
 
 def test_demo_runs_without_download_and_says_what_it_is(demo_render):

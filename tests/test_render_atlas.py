@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from aadiff_live.output.sidecar import read_frames
 from aadiff_live.rendering.pipeline import Renderer
 
 TINY = ["--model", "tiny", "--size", "64", "--prompt", "a door in a storm", "--tokens", "door"]
@@ -33,8 +34,10 @@ def test_atlas_render_matches_exact_render(tmp_path, audio_dir, cli):
     assert se["levels"] == 0 and sa["levels"] == 33 and sa["settings"]["levels"] == 33
     assert sa["renders"] <= 33 and se["renders"] > sa["renders"]
     # per frame: the two levels and the blend factor, consistent with the weight
-    f = sa["frames"]
-    lo, hi, t, w = (np.array(f[k], dtype=float) for k in ("level_lo", "level_hi", "blend", "weight"))
+    f = read_frames(tmp_path / "atlas.mp4.json")
+    lo, hi = np.array(f["levels"], dtype=float).T
+    t, w = (np.array(f[k], dtype=float) for k in ("blend", "weight"))
+    assert not any(f["exact"]) and all(read_frames(tmp_path / "exact.mp4.json")["exact"])
     w_lo, w_hi = sa["settings"]["atlas_range"]
     step = (w_hi - w_lo) / 32
     np.testing.assert_allclose(w_lo + step * (lo + t * (hi - lo)), np.clip(w, w_lo, w_hi), atol=1e-5)
@@ -63,7 +66,7 @@ def test_long_render_costs_at_most_levels_renders(tmp_path, monkeypatch, cli):
     assert code == 0, err
     side = json.loads((tmp_path / "long.mp4.json").read_text())
     assert side["n_frames"] == 1200
-    assert len(np.unique(side["frames"]["weight"])) > 1000  # the weights keep changing
+    assert len(np.unique(read_frames(tmp_path / "long.mp4.json")["weight"])) > 1000  # the weights keep changing
     assert len(rows) == side["renders"] <= 9 and len(set(rows)) == len(rows)
 
 

@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+from aadiff_live.output.sidecar import read_frames
 from aadiff_live.rendering.pipeline import Renderer
 
 SR = 32000
@@ -64,18 +65,19 @@ def test_kicks_drive_thunder_hats_drive_rain_and_the_grid_matches_exact(tmp_path
         assert code == 0, err
         runs[name] = (frames_of(tmp_path / name), json.loads((tmp_path / f"{name}.mp4.json").read_text()))
     (fg, sg), (fe, se) = runs["grid"], runs["exact"]
+    rows = read_frames(tmp_path / "grid.mp4.json")
     n = sg["n_frames"]
     assert n == 8 * fps and fg.shape == fe.shape
     # each word follows its own sound and not the other
     kr, hr = per_frame_rms(kick, fps, n), per_frame_rms(hat, fps, n)
-    thunder, rain = (np.array(sg["frames"]["weights"][w]) for w in ("thunder", "rain"))
+    thunder, rain = (np.array(rows["weights"][w]) for w in ("thunder", "rain"))
     r = lambda a, b: float(np.corrcoef(a, b)[0, 1])  # noqa: E731
     assert r(thunder, kr) >= 0.9 and r(thunder, hr) <= 0.2, (r(thunder, kr), r(thunder, hr))
     assert r(rain, hr) >= 0.9 and r(rain, kr) <= 0.2, (r(rain, hr), r(rain, kr))
-    assert set(sg["frames"]["sources"]) == {"loudness", "low", "high"}
+    assert set(rows["sources"]) == {"loudness", "low", "high"}
     assert [(x["source"], x["word"]) for x in sg["settings"]["routes"]] == [("low", "thunder"), ("high", "rain")]
     # both words at once (the kick and hat at 5.0 s): a frame inside the grid, not on an axis
-    pos = np.array(sg["frames"]["grid_position"])
+    pos = np.array(rows["grid_position"])
     assert pos.shape == (n, 2) and np.any((pos[:, 0] > 0.5) & (pos[:, 1] > 0.5))
     # the grid atlas: at most 9x9 renders, the same picture as --exact within 1/255 on average
     assert sg["settings"]["grid"] == [9, 9] and sg["renders"] <= 81 < se["renders"] + 81
@@ -95,10 +97,11 @@ def test_one_route_is_todays_one_axis_atlas(tmp_path, kh_wav, cli):
                            *TINY, *extra)
         assert code == 0, err
         outs[name] = (frames_of(tmp_path / name), json.loads((tmp_path / f"{name}.mp4.json").read_text()))
-    (fr, sr_), (ft, st) = outs["route"], outs["tokens"]
+    (fr, sr_), (ft, _) = outs["route"], outs["tokens"]
     np.testing.assert_array_equal(fr, ft)
     assert sr_["settings"]["grid"] is None and sr_["levels"] == 33
-    np.testing.assert_allclose(sr_["frames"]["weights"]["sea"], st["frames"]["weight"], atol=1e-9)
+    np.testing.assert_allclose(read_frames(tmp_path / "route.mp4.json")["weights"]["sea"],
+                               read_frames(tmp_path / "tokens.mp4.json")["weight"], atol=1e-9)
 
 
 def test_a_long_clip_costs_at_most_the_grid(tmp_path, monkeypatch, cli):
@@ -122,7 +125,8 @@ def test_a_long_clip_costs_at_most_the_grid(tmp_path, monkeypatch, cli):
                        "--levels-2", "5", "--route", "low=thunder", "--route", "high=rain", *TINY)
     assert code == 0, err
     side = json.loads((tmp_path / "long.mp4.json").read_text())
-    points = np.stack([side["frames"]["weights"][w] for w in ("thunder", "rain")], axis=1)
+    weights = read_frames(tmp_path / "long.mp4.json")["weights"]
+    points = np.stack([weights[w] for w in ("thunder", "rain")], axis=1)
     assert len(np.unique(points, axis=0)) > 300  # the weight vectors keep changing
     assert len(rows) == side["renders"] <= 25 and len(set(rows)) == len(rows)
     assert all(len(p) == 2 for p in rows)
@@ -159,5 +163,5 @@ def test_route_auto_gives_each_band_its_own_word(tmp_path, kh_wav, cli):
     scores = side["settings"]["route_auto_scores"]
     assert set(scores) == {"low", "mid", "high"} and set(scores["low"]) == {"thunder", "rain", "dark", "sea"}
     assert side["settings"]["grid"] == [2, 2, 2] and side["renders"] <= 8
-    assert set(side["frames"]["weights"]) == set(words)
+    assert set(read_frames(tmp_path / "auto.mp4.json")["weights"]) == set(words)
     assert "--route auto (CLAP on each band's own sound): low → " in err

@@ -19,6 +19,7 @@ from aadiff_live.analysis.sources import (
 )
 from aadiff_live.config import Config, load_config
 from aadiff_live.errors import UserError
+from aadiff_live.output.sidecar import read_frames
 
 SR = 44100
 
@@ -242,8 +243,9 @@ def test_analyse_writes_every_source_and_the_onset_times(drums, tmp_path):
     src = data["sources"]
     assert src["names"] == known_sources(cfg.features, live=True)
     n = data["stats"]["frames"]
-    assert all(len(src["values"][name]) == n for name in src["names"])
-    assert src["values"]["loudness"] == pytest.approx(data["frames"]["normalised"])
+    rows = read_frames(tmp_path / "a.json")
+    assert list(rows["sources"]) == src["names"] and all(len(v) == n for v in rows["sources"].values())
+    assert rows["sources"]["loudness"] == pytest.approx(rows["normalised"])
     expected = sources_offline(mix.astype(np.float32), SR, cfg.envelope, cfg.features)
     assert src["onsets_s"]["onset:low"] == pytest.approx(expected.onsets["onset:low"].tolist())
     assert len(src["onsets_s"]["onset"]) == kick_t.size + hat_t.size

@@ -214,7 +214,7 @@ def offline_section(spec: Spec, minutes: float, exact_seconds: float, workdir: P
     import soundfile as sf
 
     from aadiff_live.config import load_config
-    from aadiff_live.output.sidecar import sidecar_path
+    from aadiff_live.output.sidecar import read_frames, sidecar_path
     from aadiff_live.render import run_render
 
     x, sr = sf.read(str(THUNDER), dtype="float32", always_2d=True)
@@ -240,7 +240,7 @@ def offline_section(spec: Spec, minutes: float, exact_seconds: float, workdir: P
     frames = int(side_a["n_frames"])
     ta, tp = side_a["timing_s"], side_p["timing_s"]
     per_render_exact = (tp["unet"] + tp["vae"]) / max(1, side_p["renders"])
-    renders_exact = runs_of_equal(list(side_a["frames"]["weight"]))
+    renders_exact = runs_of_equal(list(read_frames(sidecar_path(workdir / "atlas.mp4"))["weight"]))
     # everything but the renders (analysis, model load, blending, encoding) as measured with the atlas
     exact_wall = wall_a - (ta["unet"] + ta["vae"]) + renders_exact * per_render_exact
     return {

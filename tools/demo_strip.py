@@ -10,7 +10,6 @@ Random-weight output: the README says so under the strip.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
@@ -24,6 +23,7 @@ GAP = 10
 
 def main(argv: list[str] | None = None) -> int:
     from aadiff_live.cli import main as cli
+    from aadiff_live.output.sidecar import read_frames
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=REPO / "docs" / "demo_strip.png")
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--frames", str(frames)])
         if code:
             return code
-        weights = json.loads(Path(str(video) + ".json").read_text())["frames"]["weight"]
+        weights = read_frames(Path(str(video) + ".json"))["weight"]
         paths = sorted(frames.glob("frame_*.png"))
         picks = [min(round(t * FPS), len(paths) - 1) for t in a.times]
         shots = [Image.open(paths[k]).convert("RGB") for k in picks]

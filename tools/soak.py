@@ -91,7 +91,7 @@ def check_segment(path: Path) -> dict:
                         n_video += 1
                     elif isinstance(f, av.AudioFrame):
                         n_audio += f.samples
-        rows = len(read_frames(sidecar_path(path)).get("display_time", []))
+        rows = len(read_frames(sidecar_path(path)).get("time", []))
         audio_s = n_audio / sr if sr else 0.0
         out.update(video_frames=n_video, rows=rows, sidecar_frames=side["n_frames"], audio_s=round(audio_s, 3),
                    sidecar_audio_s=side["audio"]["duration_s"], complete=side["complete"],

@@ -24,7 +24,6 @@ app's exit code is non-zero at the end.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -32,14 +31,14 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
-from aadiff_live.errors import UserError, cannot_write
+from aadiff_live.errors import UserError
 from aadiff_live.live.messages import Frame
 from aadiff_live.live.ring import RingBuffer, RingReader
-from aadiff_live.output.sidecar import clean_json, frames_path, sidecar_path, write_json_atomic
+from aadiff_live.output.sidecar import RowWriter, frames_path, sidecar_doc, sidecar_path, write_json_atomic
 from aadiff_live.output.video import VideoWriter
 
 log = logging.getLogger(__name__)
@@ -67,32 +66,25 @@ class _Segment:
         self.wall_start = wall_start
         self.writer = VideoWriter(path, fps, width, height, audio=np.zeros((0, channels), np.float32),
                                   samplerate=samplerate, vfr=True, fragmented=True, flag="--record")
-        self.rows_path = frames_path(path)
         try:
-            self._rows: IO[str] | None = open(self.rows_path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
-        except OSError as exc:
+            self.rows = RowWriter(frames_path(path), line_buffered=True)
+        except BaseException:
             self.writer.abort()
-            raise cannot_write(self.rows_path, exc) from None
-        self.n_rows = 0
+            raise
+
+    @property
+    def n_rows(self) -> int:
+        return self.rows.n_rows
 
     def write(self, image: np.ndarray, t: float, row: dict[str, Any]) -> None:
         self.writer.write(image, t=t)
-        assert self._rows is not None
-        try:
-            self._rows.write(json.dumps(clean_json(row), separators=(",", ":")) + "\n")
-        except OSError as exc:
-            raise cannot_write(self.rows_path, exc) from None
-        self.n_rows += 1
+        self.rows.write({"frame": self.rows.n_rows, **row})
 
     def close(self) -> Path | None:
         try:
             return self.writer.close(complete=True)
         finally:
-            if self._rows is not None:
-                rows, self._rows = self._rows, None
-                rows.close()
-                if self.n_rows == 0:
-                    self.rows_path.unlink(missing_ok=True)
+            self.rows.close()
 
 
 class Recorder(threading.Thread):
@@ -169,16 +161,16 @@ class Recorder(threading.Thread):
             return None
         self.closed.append(path)
         ring = self.ring
-        data = {
-            "settings": self.settings(),
-            "summary": {**(summary or {}), "frames_dropped_from_recording": self.dropped},
-            "audio": {"samplerate": ring.samplerate, "channels": ring.channels, "duration_s": seg.writer.audio_s},
-            "n_frames": seg.n_rows, "complete": True,
-            "segment": {"index": seg.index, "start_utc": datetime.fromtimestamp(seg.wall_start, tz=timezone.utc)
-                        .isoformat(timespec="milliseconds"), "start_s": seg.t0 - (self._t_first or seg.t0),
-                        "duration_s": seg.writer.audio_s, "segment_s": self.segment_s},
-            "frames_file": seg.rows_path.name if seg.n_rows else None,
-        }
+        data = sidecar_doc(
+            "live", seg.rows,
+            settings=self.settings(),
+            summary={**(summary or {}), "frames_dropped_from_recording": self.dropped},
+            audio={"samplerate": ring.samplerate, "channels": ring.channels, "duration_s": seg.writer.audio_s},
+            n_frames=seg.n_rows, complete=True,
+            segment={"index": seg.index, "start_utc": datetime.fromtimestamp(seg.wall_start, tz=timezone.utc)
+                     .isoformat(timespec="milliseconds"), "start_s": seg.t0 - (self._t_first or seg.t0),
+                     "duration_s": seg.writer.audio_s, "segment_s": self.segment_s},
+        )
         side = write_json_atomic(sidecar_path(path), data)
         log.info("recorded %s (%d frames, %.1f s) and %s", path, seg.n_rows, seg.writer.audio_s, side)
         return path
@@ -196,7 +188,7 @@ class Recorder(threading.Thread):
         self._open(end)
         if self._last is not None:  # the picture on screen when the new file starts
             image, row = self._last
-            self._seg_write(image, 0.0, {**row, "display_time": 0.0, "held": True})
+            self._seg_write(image, 0.0, {**row, "time": 0.0, "held": True})
 
     # ------------------------------------------------------------------ audio and frames
     def _audio_reaches(self, t: float) -> bool:
@@ -247,7 +239,7 @@ class Recorder(threading.Thread):
         assert seg is not None
         t = max(0.0, shown - seg.t0)
         s = frame.sample
-        row = {"display_time": t, "capture_time": s.capture_time - seg.t0, "latency_s": shown - s.capture_time,
+        row = {"time": t, "capture_time": s.capture_time - seg.t0, "latency_s": shown - s.capture_time,
                "weight": s.weight, "normalised": s.normalised, "rms_db": s.rms_db, "render_s": frame.render_s,
                "words": list(frame.words), "prompt": frame.prompt, **(extra or {})}
         self._seg_write(frame.image, t, row)

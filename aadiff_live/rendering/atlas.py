@@ -550,10 +550,11 @@ class OfflineAtlas:
             return blend_frames(self.atlas.frames[cells[0]], self.atlas.frames[cells[1]], coeffs[1])
         return blend_many([self.atlas.frames[c] for c in cells], coeffs)
 
-    def sidecar(self, n: int) -> dict:
-        """Per frame, what it shows. One axis: ``(1 - blend) * level_lo + blend * level_hi``; a grid: the
-        fractional level index on every axis (the frame is the multilinear blend of the cell around it)."""
+    def row(self, i: int) -> dict:
+        """Frame ``i``'s sidecar fields (docs/sidecar.schema.json). One axis: ``levels`` [lo, hi] and ``blend``
+        (the frame is ``(1 - blend) * lo + blend * hi``); a grid: ``grid_position``, the fractional level index
+        on every axis (the frame is the multilinear blend of the cell around it)."""
         if self.grid:
-            return {"grid_position": [[round(float(x), 6) for x in w] for w in self.where[:n]]}
-        return {"level_lo": [p[0] for p in self.levels[:n]], "level_hi": [p[1] for p in self.levels[:n]],
-                "blend": [round(p[2], 6) for p in self.levels[:n]]}
+            return {"exact": False, "grid_position": [round(float(x), 6) for x in self.where[i]]}
+        lo, hi, t = self.levels[i]
+        return {"exact": False, "levels": [lo, hi], "blend": round(t, 6)}

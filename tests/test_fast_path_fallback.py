@@ -142,3 +142,16 @@ def test_a_tensorrt_plan_that_does_not_load_falls_back_to_torch(tiny_components,
     monkeypatch.setattr(tensorrt_backend, "ensure_tensorrt_engines", lambda *a, **k: (engine, engine))
     backend = make_backend("tensorrt", tiny_components, CPU, torch.float32, width=64, height=64)
     assert backend.name == "torch" and backend.alert is not None and str(plan) in backend.alert
+
+
+def test_the_hud_shows_the_fallback():
+    from aadiff_live.live.health import Health
+
+    renderer = types.SimpleNamespace(alert=None)
+    idle = types.SimpleNamespace(alert=lambda: None)
+    health = Health(types.SimpleNamespace(stalled=lambda now: False), analysis=types.SimpleNamespace(supervisor=idle),
+                    render_thread=types.SimpleNamespace(supervisor=idle, renderer=renderer), clap=None, recorder=None,
+                    more_alerts=list)
+    assert health.alerts() == []
+    renderer.alert = "COMPILE FAILED, running eager: the UNet: BackendCompilerFailed (...)"
+    assert health.alerts() == [renderer.alert]

@@ -50,6 +50,9 @@ class Health:
         if self.clap is not None and self.clap.alert:
             out.append(self.clap.alert)
         out += [a for a in (s.alert() for s in self.supervisors()) if a]
+        fast = self.render_thread.renderer.alert  # NB: set by the renderer thread (a compile that fell back)
+        if fast:
+            out.append(fast)
         now = time.monotonic()
         if self.watchdog.stalled(now):
             out.append(f"RENDER STALLED: no progress for {self.watchdog.silent_s(now):.0f} s")

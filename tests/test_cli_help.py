@@ -84,3 +84,12 @@ def test_a_bound_option_sets_its_key(flag, section, key, value, want):
     assert getattr(getattr(load_config(None, _overrides(a)), section), key) == want
     assert getattr(getattr(load_config(None, _overrides(build_parser().parse_args(["live"]))), section), key) == \
         getattr(getattr(Config(), section), key)  # absent: the config's value stands
+
+
+def test_config_errors_name_the_flag_that_sets_the_key():
+    """config.flag_for (the flag a one-line config error names) is the flag bound to that key."""
+    from aadiff_live.config import flag_for
+
+    wrong = {(c, a.option_strings[0], flag_for(*BOUND[a.dest])) for c, a in _actions()
+             if a.dest in BOUND and a.option_strings and flag_for(*BOUND[a.dest]) not in a.option_strings}
+    assert not wrong, wrong

@@ -209,9 +209,46 @@ def test_live_from_a_file_kicks_move_thunder_and_hats_move_rain(tmp_path):
     assert any(len(cells) == 4 for cells in f["cells"] if cells)
 
 
-@pytest.mark.parametrize("route,needle", [("auto", "live mode cannot rank the bands"),
-                                          ("drums=thunder", "unknown source 'drums'; live sources: loudness")])
+@pytest.mark.parametrize("route,needle", [("drums=thunder", "unknown source 'drums'; live sources: loudness")])
 def test_live_route_errors(cli, route, needle):
     code, _, err = cli("live", "--model", "tiny", "--prompt", "thunder and rain", "--route", route,
                        "--no-display", "--duration", "1", "--input", "nonexistent-device-name-for-test")
     assert code == 2 and err.strip().count("\n") == 0 and needle in err, err
+
+
+def test_live_route_auto_gives_each_band_a_word_from_clap(tmp_path):
+    from aadiff_live.config import load_config
+    from aadiff_live.live.app import LiveApp
+    from aadiff_live.output.sidecar import read_frames
+    from helpers import run_watched
+
+    src = tmp_path / "kh.wav"
+    kicks_and_hats_wav(src)
+    cfg = load_config(None, {"model": {"model": "tiny", "size": "64"}, "live": {"input": str(src), "clap_every_s": 0.5,
+                                                                                 "clap_hysteresis": 0.0},
+                             "atlas": {"levels_3": 2}})
+    cfg.routes = "auto"
+    prompt = "thunder and rain over a dark sea"
+    app = LiveApp(cfg, prompt=prompt, no_display=True, duration=None, record=str(tmp_path / "a.mp4"),
+                  monitor=False)
+    assert [r.source for r in app.routes.routes] == ["low", "mid", "high"]
+    assert app.routes.words == ["thunder", "rain", "dark"]  # in order, until CLAP has heard each band
+    seen: list = []
+
+    def watch():
+        while not app.stop.is_set() and app.clap.latest is None:
+            app.stop.wait(0.05)
+        seen.append(app.clap.latest)
+        hud = app.present.hud(0.0)
+        seen.append(hud.routes)
+        app.stop.wait(1.0)
+        app.stop.set()
+
+    assert run_watched(app, watch) == 0
+    choice, bars = seen
+    assert len(choice.words) == 3 and len(set(choice.words)) == 3
+    assert set(choice.words) <= {"thunder", "rain", "dark", "sea"}
+    assert all(" → " in k for k in choice.scores)  # "low → thunder": each band's own score
+    assert [label.split(" → ")[0] for label, _, _ in bars] == ["low", "mid", "high"]
+    side = read_frames(tmp_path / "a.mp4.json")
+    assert side["weights"] and len(side["weights"][-1]) == 3

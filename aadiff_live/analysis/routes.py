@@ -130,6 +130,11 @@ class LiveRoutes:
         """``KeyError`` for a word on no route."""
         return self._set(word, lambda r: replace(r, gain=max(0.0, float(gain))))
 
+    def set_words(self, words: Sequence[str]) -> None:
+        """``--route auto`` live: CLAP's new word for each route (in order), the sources and settings kept."""
+        with self._lock:
+            self._routes = tuple(replace(r, word=w) for r, w in zip(self._routes, words, strict=True))
+
     def set_range(self, word: str, w_min: float, w_max: float) -> Route:
         return self._set(word, lambda r: replace(r, w_min=float(w_min), w_max=float(w_max)))
 
@@ -164,21 +169,27 @@ class AutoRoutes:
         return "; ".join(f"{r.label} ({self.scores[r.source][r.word]:+.3f})" for r in self.routes)
 
 
+def assign_words(scores: Mapping[str, Mapping[str, float]], words: Sequence[str]) -> list[tuple[str, str]]:
+    """``(source, word)`` pairs, each source (in order) a different word, the largest sum of ``scores``."""
+    from scipy.optimize import linear_sum_assignment
+
+    names = list(scores)
+    m = np.array([[scores[n][w] for w in words] for n in names])
+    rows, cols = linear_sum_assignment(-m)
+    return [(names[r], words[c]) for r, c in sorted(zip(rows, cols, strict=True))]
+
+
 def auto_routes(ranker, audio: Mapping[str, np.ndarray], samplerate: int, words: Sequence[str], env: EnvelopeConfig,
                 template: str) -> AutoRoutes:
     """Each source's own audio (``audio``: source name -> mono signal, a band's filtered signal or a stem)
     ranked by CLAP against ``words``, and one word given to each source so that the sum of the similarities is
     the largest (no word on two routes; at most :data:`MAX_ROUTES` sources, as many as there are words)."""
-    from scipy.optimize import linear_sum_assignment
-
     names = list(audio)[:MAX_ROUTES]
     words = list(words)
     if not words:
         raise UserError("--route auto: the prompt has no content word to route; add nouns such as 'thunder'")
     scores = {n: ranker.rank(audio[n], samplerate, words, template).scores for n in names}
-    m = np.array([[scores[n][w] for w in words] for n in names])
-    rows, cols = linear_sum_assignment(-m)
-    routes = [Route(names[r], words[c], env.w_min, env.w_max, env.gain) for r, c in sorted(zip(rows, cols, strict=True))]
+    routes = [Route(n, w, env.w_min, env.w_max, env.gain) for n, w in assign_words(scores, words)]
     return AutoRoutes(routes, scores)
 
 

@@ -96,5 +96,9 @@ def apply_route_changes(changes: dict[str, Any], routes) -> None:
         if not name.startswith("route:"):
             continue
         _, word, what = name.split(":", 2)
-        route = routes.set_gain(word, value) if what == "gain" else routes.set_range(word, *value)
+        try:
+            route = routes.set_gain(word, value) if what == "gain" else routes.set_range(word, *value)
+        except KeyError:  # --route auto: CLAP gave the word's route to another word meanwhile
+            log.warning("OSC: no route has the word '%s' now (routed: %s)", word, ", ".join(routes.words))
+            continue
         log.info("route %s: gain %g, weight in [%g, %g]", route.label, route.gain, route.w_min, route.w_max)

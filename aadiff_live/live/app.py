@@ -47,7 +47,14 @@ from aadiff_live.live.watchdog import StallWatchdog
 from aadiff_live.mailbox import Mailbox
 from aadiff_live.rendering.atlas import check_fits, default_batch
 from aadiff_live.tokens.choose import initial_words, require_content_words
-from aadiff_live.tokens.words import check_prompt, parse_pinned, require_positions, route_groups
+from aadiff_live.tokens.words import (
+    check_prompt,
+    content_words,
+    parse_pinned,
+    reachable_scores,
+    require_positions,
+    route_groups,
+)
 
 log = logging.getLogger(__name__)
 JOIN_S = 1.0
@@ -81,6 +88,7 @@ class LiveApp:
         self.pinned = parse_pinned(cfg.tokens.tokens, self.prompt)
         routes = live_routes(cfg, self.prompt)  # each routed word its own weight from its source
         self.routes = LiveRoutes(routes) if routes else None
+        self.auto = cfg.routes == "auto"  # CLAP gives each band its word, live
         if self.pinned is None and self.routes is None:
             require_content_words(self.prompt)
         if duration is not None and duration <= 0:
@@ -98,11 +106,12 @@ class LiveApp:
                                              loop=live.loop, wait_s=live.wait_for_device_s)
         # OSC, MIDI and video out next (no listener unless asked): a missing port is reported before a model loads
         self.rig = Rig(cfg, prompt=self.prompt, pinned=self.pinned, has_clap=self.pinned is None and not routes,
-                       headless=no_display, config_path=config_path, routes=self.routes)
+                       headless=no_display, config_path=config_path, routes=self.routes,
+                       route_words=content_words(self.prompt) if self.auto else ())
         try:
             self.clap_model: str | None = None
             self.ranker = None
-            if self.pinned is None and self.routes is None:  # CLAP first: a missing CLAP checkpoint is reported before the slow model load
+            if self.pinned is None and (self.routes is None or self.auto):  # CLAP first: a missing CLAP checkpoint is reported before the slow model load
                 from aadiff_live.models.loading import IN_PROCESS_RANDOM
                 from aadiff_live.tokens.clap import ClapRanker, clap_model_for
 
@@ -119,6 +128,13 @@ class LiveApp:
             self.word_tokenizer = copy.deepcopy(self.components.tokenizer)
             if self.pinned is not None:
                 require_positions(self.word_tokenizer, self.prompt, self.pinned, self.renderer.n_tokens)
+            if self.routes is not None and self.auto:  # the first words: the ones inside the 77-token window
+                ok = list(reachable_scores(self.word_tokenizer, self.prompt,
+                                           dict.fromkeys(content_words(self.prompt), 0.0), 0))
+                if len(ok) < len(routes):
+                    raise UserError(f"--route auto: {len(ok)} word(s) of the prompt lie inside the text encoder's "
+                                    f"window, fewer than the {len(routes)} bands to route; shorten the prompt")
+                self.routes.set_words(ok[:len(routes)])
             if self.routes is not None:
                 route_groups(self.word_tokenizer, self.prompt, self.routes.words, self.renderer.n_tokens)
                 words = self.routes.words
@@ -173,11 +189,14 @@ class LiveApp:
         self.watchdog = StallWatchdog(live.stall_s)
         self.clap: ClapThread | None = None
         if self.ranker is not None:
+            auto = self.routes if self.auto else None  # --route auto: each band ranked on its own sound
             self.clap = ClapThread(ring, self.ranker, self.prompt, top_k=tcfg.top_k, every_s=live.clap_every_s,
                                    window_s=live.clap_window_s, margin=live.clap_hysteresis,
                                    template=tcfg.text_template, out=self.choices, stop=self.stop,
                                    tokenizer=self.components.tokenizer, retry_max_s=live.clap_retry_max_s,
-                                   restarts=live.thread_restarts)
+                                   restarts=live.thread_restarts,
+                                   bands={r.source: cfg.features.bands[r.source] for r in auto.routes}
+                                   if auto is not None else None, words=auto.words if auto is not None else ())
         self.render_thread = RenderThread(self.components, self.renderer, prompt=self.prompt, words=words,
                                           pinned=self.pinned is not None, top_k=tcfg.top_k, weights=self.weights,
                                           choices=self.choices, requests=self.requests, frames=self.frames,
@@ -186,7 +205,7 @@ class LiveApp:
                                           w_range=lambda: (analysis.w_min, analysis.w_max),
                                           newest_weight=self._newest_point, watchdog=self.watchdog,
                                           restarts=live.thread_restarts, routes=self.routes,
-                                          grid_levels=self.grid_levels)
+                                          grid_levels=self.grid_levels, routes_follow_clap=self.auto)
         if self.levels and acfg.prefill_scenes:
             seed = cfg.model.seed
             self.render_thread.prefill = [RenderRequest(s.prompt, tuple(s.words) if s.words else None,
@@ -304,6 +323,7 @@ class LiveApp:
             "positions": list(self.render_thread.positions), "words": list(self.render_thread.words),
             "levels": self.levels, "atlas_mb": self.cfg.atlas.mb, "display_fps": live.display_fps,
             "analysis_hz": live.analysis_hz, "fade_s": live.fade_s,
+            "route_auto": self.auto,
             "routes": [{"source": r.source, "word": r.word, "w_min": r.w_min, "w_max": r.w_max, "gain": r.gain,
                         "attack_ms": r.attack_ms, "release_ms": r.release_ms}
                        for r in (self.routes.routes if self.routes is not None else ())],

@@ -15,7 +15,9 @@ import copy
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 
+from aadiff_live.analysis.routes import assign_words, band_audio
 from aadiff_live.live.messages import WordChoice
 from aadiff_live.live.ring import RingBuffer
 from aadiff_live.live.supervisor import Supervisor
@@ -30,7 +32,11 @@ MIN_AUDIO_S = 1.0  # rank only once this much audio has arrived
 class ClapThread(threading.Thread):
     def __init__(self, ring: RingBuffer, ranker, prompt: str, *, top_k: int, every_s: float, window_s: float,
                  margin: float, template: str, out: Mailbox[WordChoice], stop: threading.Event,
-                 tokenizer=None, retry_max_s: float = 60.0, restarts: int = 3) -> None:
+                 tokenizer=None, retry_max_s: float = 60.0, restarts: int = 3,
+                 bands: Mapping[str, tuple[float, float]] | None = None, words: Sequence[str] = ()) -> None:
+        """``bands`` (``--route auto``): rank the words on each band's own sound instead and give each band
+        a different word (the largest total), starting from ``words``; it switches when the new assignment
+        beats the current one, scored on the same sound, by ``margin`` in total."""
         super().__init__(name="clap", daemon=False)
         self.ring = ring
         self.ranker = ranker
@@ -54,6 +60,9 @@ class ClapThread(threading.Thread):
         # CLAP's choice is limited to words that have token positions
         self.tokenizer = copy.deepcopy(tokenizer)
         self._warned: set[str] = set()
+        self.bands = dict(bands) if bands else None
+        self.assigned = list(words)  # --route auto: each band's word, in the bands' order
+        self.margin = float(margin)
 
     def set_prompt(self, prompt: str) -> None:
         """From the display thread: rank the new prompt's words as soon as possible."""
@@ -66,6 +75,8 @@ class ClapThread(threading.Thread):
         audio = self.ring.latest(n)
         if audio.shape[0] < MIN_AUDIO_S * self.ring.samplerate or not candidates:
             return None
+        if self.bands is not None:
+            return self._assign(audio.mean(axis=1), candidates)
         ranking = self.ranker.rank(audio.mean(axis=1), self.ring.samplerate, candidates, self.template)
         scores = ranking.scores
         if self.tokenizer is not None:
@@ -77,6 +88,26 @@ class ClapThread(threading.Thread):
         if changed:
             log.info("CLAP: weighting %s (%s)", ", ".join(words), ranking.table())
         return WordChoice(self.prompt, words, ranking.scores, time.monotonic())
+
+    def _assign(self, mono, candidates: list[str]) -> WordChoice | None:
+        """``--route auto``: each band's own sound ranked, each band a different word (docs/design.md §1.6)."""
+        assert self.bands is not None
+        if self.tokenizer is not None:
+            candidates = list(reachable_scores(self.tokenizer, self.prompt, dict.fromkeys(candidates, 0.0), 0))
+        sr = self.ring.samplerate
+        names = list(self.bands)[:len(self.assigned)]
+        if len(candidates) < len(names):
+            return None
+        scores = {b: self.ranker.rank(band_audio(mono, sr, *self.bands[b]), sr, candidates, self.template).scores
+                  for b in names}
+        new = [w for _, w in assign_words(scores, candidates)]
+        total = lambda ws: sum(scores[b].get(w, -1.0) for b, w in zip(names, ws, strict=True))  # noqa: E731
+        if new != self.assigned and total(new) > total(self.assigned) + self.margin:
+            log.info("CLAP, each band on its own: %s", "; ".join(f"{b} → {w} ({scores[b][w]:+.3f})"
+                                                               for b, w in zip(names, new, strict=True)))
+            self.assigned = new
+        flat = {f"{b} → {w}": float(scores[b][w]) for b, w in zip(names, self.assigned, strict=True)}
+        return WordChoice(self.prompt, list(self.assigned), flat, time.monotonic())
 
     @property
     def error(self) -> BaseException | None:

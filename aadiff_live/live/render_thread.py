@@ -100,7 +100,7 @@ class RenderThread(threading.Thread):
                  w_range: Callable[[], tuple[float, float]] = lambda: (0.0, 2.0),
                  newest_weight: Callable[[], float | tuple[float, ...] | None] = lambda: None,
                  watchdog: StallWatchdog | None = None, restarts: int = 3, routes: LiveRoutes | None = None,
-                 grid_levels: int = 9) -> None:
+                 grid_levels: int = 9, routes_follow_clap: bool = False) -> None:
         """``routes``: each routed word its own weight (docs/design.md §1.6): the words are the routes' (CLAP's
         choice is not used), the atlas has one axis per route over that route's range (a grid of ``grid_levels``
         per axis from two routes on), and ``newest_weight`` gives a weight vector."""
@@ -113,6 +113,7 @@ class RenderThread(threading.Thread):
         self.top_k = top_k
         self.routes = routes  # NB: its gains and ranges are changed by the control thread (OSC)
         self.grid_levels = int(grid_levels)
+        self.routes_follow_clap = routes_follow_clap  # --route auto: CLAP's choice is each route's word
         self.groups: list[list[int]] = []  # with routes: each routed word's token positions in the prompt
         self.weights, self.choices, self.requests, self.frames = weights, choices, requests, frames
         self.last_choice: WordChoice | None = None  # CLAP's newest, kept while words are pinned
@@ -192,7 +193,10 @@ class RenderThread(threading.Thread):
         req = self.requests.get(timeout=0)
         if req is not None:
             changed = self._apply_request(req)
-        if self.routes is not None:  # routed words stay whatever CLAP hears or a scene names
+        if self.routes is not None:  # routed words stay whatever CLAP hears or a scene names (but --route auto)
+            if (self.routes_follow_clap and choice is not None and choice.prompt == self.prompt
+                    and len(choice.words) == len(self.routes.routes)):
+                self.routes.set_words(choice.words)
             words = self.routes.words
             changed = changed or words != self.words
             self.words = words

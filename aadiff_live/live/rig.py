@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,7 +27,7 @@ from aadiff_live.control.settings import CcMap, SceneConfig, idle_params
 from aadiff_live.errors import UserError
 from aadiff_live.live.messages import Frame, RenderRequest
 from aadiff_live.tokens.choose import check_words, initial_words
-from aadiff_live.tokens.words import parse_pinned
+from aadiff_live.tokens.words import parse_pinned, route_groups, split_words
 
 if TYPE_CHECKING:
     from aadiff_live.analysis.routes import LiveRoutes
@@ -75,9 +75,12 @@ class Show(Protocol):
 
 class Rig:
     def __init__(self, cfg: Config, *, prompt: str, pinned: list[str] | None, has_clap: bool,
-                 headless: bool, config_path: Path | None = None, routes: LiveRoutes | None = None) -> None:
+                 headless: bool, config_path: Path | None = None, routes: LiveRoutes | None = None,
+                 route_words: Sequence[str] = ()) -> None:
+        """``route_words``: the words OSC may steer a route of (default: the routes' own)."""
         self.cfg = cfg
         self.routes = routes  # routed words: OSC steers each one's gain and range, OSC out sends each one's weight
+        self.route_words = list(route_words) or (routes.words if routes is not None else [])
         self.config_path = config_path or Path("config.yaml")  # where MIDI learn writes the mapping
         self.inbox = ControlInbox()
         self.scenes: list[SceneConfig] = list(cfg.scenes)
@@ -106,7 +109,7 @@ class Rig:
                 from aadiff_live.control.osc import OscServer
 
                 self.osc_in = OscServer(self.inbox, cfg.osc.host, cfg.osc.port,
-                                        route_words=self.routes.words if self.routes is not None else ())
+                                        route_words=self.route_words)
                 if cfg.osc.host not in ("127.0.0.1", "localhost", "::1"):
                     log.warning("OSC: listening on %s: anyone who can reach this machine on UDP port %d can "
                                 "steer the show (README: In a VJ rig)", cfg.osc.host, self.osc_in.port)
@@ -294,6 +297,12 @@ class Rig:
                 raise UserError("the prompt is empty")
             checked = check_words(tok, new_prompt, list(new_words) if new_words is not None else None,
                                   self.show.n_tokens)
+            if self.routes is not None:  # the routed words must stay in the prompt
+                have = {w.norm for w in split_words(new_prompt)}
+                missing = [w for w in self.routes.words if w not in have]
+                if missing:
+                    raise UserError(f"the prompt must keep the routed word(s) {', '.join(missing)}")
+                route_groups(tok, new_prompt, self.routes.words, self.show.n_tokens, flag="routes")
             new_words = tuple(checked) if checked is not None else None
         except UserError as exc:
             return str(exc).removeprefix("--tokens: ")

@@ -10,16 +10,26 @@ from __future__ import annotations
 
 from aadiff_live.analysis.routes import LiveRoutes, Route, resolve_routes
 from aadiff_live.analysis.sources import known_sources
-from aadiff_live.config import Config
+from aadiff_live.config import MAX_ROUTES, Config
 from aadiff_live.errors import UserError
 from aadiff_live.live.messages import WeightSample
+from aadiff_live.tokens.words import content_words
 
 
 def live_routes(cfg: Config, prompt: str) -> list[Route]:
-    """The routes of config.yaml or --route, checked against the prompt and the live sources (none: [])."""
+    """The routes of config.yaml or --route, checked against the prompt and the live sources (none: []).
+    ``--route auto``: each band (at most 3) with a content word of the prompt, in order, until CLAP has
+    heard each band on its own and chosen."""
     if cfg.routes == "auto":
-        raise UserError("--route auto: live mode cannot rank the bands before the show has sound; name the routes "
-                        "(e.g. --route low=WORD --route high=WORD), or find them with `aadiff-live render --route auto`")
+        if cfg.tokens.tokens:
+            raise UserError("--tokens and --route auto both choose the weighted words; give one of them")
+        words = content_words(prompt)
+        if not words:
+            raise UserError(f"--route auto: the prompt \"{prompt}\" has no content word to route; add nouns such "
+                            f"as 'thunder'")
+        bands = list(cfg.features.bands)[:MAX_ROUTES]
+        e = cfg.envelope
+        return [Route(b, w, e.w_min, e.w_max, e.gain) for b, w in zip(bands, words, strict=False)]
     if not cfg.routes:
         return []
     return resolve_routes(cfg.routes, cfg.envelope, prompt, known_sources(cfg.features, live=True),

@@ -217,10 +217,11 @@ def test_live_route_errors(cli, route, needle):
 
 
 def test_live_route_auto_gives_each_band_a_word_from_clap(tmp_path):
+    from helpers import run_watched
+
     from aadiff_live.config import load_config
     from aadiff_live.live.app import LiveApp
     from aadiff_live.output.sidecar import read_frames
-    from helpers import run_watched
 
     src = tmp_path / "kh.wav"
     kicks_and_hats_wav(src)

@@ -111,3 +111,28 @@ def test_live_show_sidecar(tmp_path, wav):
     assert run_live(cfg, prompt="a fire", no_display=True, record=str(tmp_path / "show.mp4")) == 0
     rows = check(tmp_path / "show.mp4.json", "live")
     assert any(not r["exact"] for r in rows)
+
+
+def test_routed_sidecars_validate(tmp_path, cli):
+    """Routes: render (a grid: each word's weight, each source's value, the grid position) and live (the cells
+    blended and their shares) write the same schema."""
+    from aadiff_live.config import RouteConfig, load_config
+    from aadiff_live.live.app import run_live
+
+    t = np.arange(3 * SR) / SR
+    x = (0.3 * np.sin(2 * np.pi * 80 * t) * (t % 1.0 < 0.5) + 0.05 * np.random.default_rng(0).standard_normal(t.size)
+         * (t % 0.5 < 0.1)).astype(np.float32)
+    wav = tmp_path / "r.wav"
+    sf.write(str(wav), x, SR)
+    prompt = "thunder and rain over a dark sea"
+    code, _, err = cli("render", "--audio", wav, "--out", tmp_path / "r.mp4", "--model", "tiny", "--size", "64",
+                       "--prompt", prompt, "--route", "low=thunder", "--route", "high=rain", "--levels-2", "3")
+    assert code == 0, err
+    rows = check(tmp_path / "r.mp4.json", "render")
+    assert set(rows[0]["weights"]) == {"thunder", "rain"} and len(rows[0]["grid_position"]) == 2
+    cfg = load_config(None, {"model": {"model": "tiny", "size": "64"}, "live": {"input": str(wav)},
+                             "atlas": {"levels_2": 2}})
+    cfg.routes = [RouteConfig(source="low", word="thunder"), RouteConfig(source="high", word="rain")]
+    assert run_live(cfg, prompt=prompt, no_display=True, record=str(tmp_path / "l.mp4")) == 0
+    rows = check(tmp_path / "l.mp4.json", "live")
+    assert set(rows[-1]["weights"]) == {"thunder", "rain"} and any("cells" in r for r in rows)

@@ -253,3 +253,21 @@ def test_live_route_auto_gives_each_band_a_word_from_clap(tmp_path):
     assert [label.split(" → ")[0] for label, _, _ in bars] == ["low", "mid", "high"]
     side = read_frames(tmp_path / "a.mp4.json")
     assert side["weights"] and len(side["weights"][-1]) == 3
+
+
+def test_exact_mode_renders_each_routed_words_own_weight(tiny_components):
+    from aadiff_live.live.messages import WeightSample
+
+    backend = make_backend("torch", tiny_components, torch.device("cpu"), torch.float32)
+    r = Renderer(tiny_components, backend, width=64, height=64, seed=3)
+    r.prepare(PROMPT)
+    routes = LiveRoutes([Route("low", "fire", 0.0, 2.0, 1.0), Route("high", "rain", 0.0, 2.0, 1.0)])
+    t = RenderThread(tiny_components, r, prompt=PROMPT, words=["fire"], pinned=False, top_k=1,
+                     weights=Mailbox(), choices=Mailbox(), requests=Mailbox(), frames=Mailbox(),
+                     stop=threading.Event(), levels=0, routes=routes)
+    t.weights.put(WeightSample(0, 1.0, 0.5, -20.0, 0.0, {"low": 0.9, "high": 0.1}))
+    threading.Timer(2.0, t.stop_event.set).start()  # one sample: one render, then the loop idles
+    t._run_exact()
+    frame = t.frames.get(timeout=0)
+    exact = r.render((1.8, 0.2), t.groups)
+    assert frame is not None and np.abs(frame.image.astype(int) - exact).max() <= 1

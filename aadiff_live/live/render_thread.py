@@ -339,11 +339,16 @@ class RenderThread(threading.Thread):
             if sample is None:
                 continue
             self._take_updates()
-            key = (sample.weight, tuple(self.positions), self.prompt)
+            # routes: each routed word's own weight at its own positions
+            w: float | tuple[float, ...] = sample.weight
+            positions: list[int] | list[list[int]] = self.positions
+            if self.routes is not None:
+                w, positions = self.routes.weights(sample.sources), self.groups
+            key = (w, str(positions), self.prompt)
             render_s = 0.0
             if key != last_key or image is None:
                 t0 = time.perf_counter()
-                image = self.renderer.render(sample.weight, self.positions)
+                image = self.renderer.render(w, positions)
                 render_s = time.perf_counter() - t0
                 self._count(render_s, 1)
                 last_key = key

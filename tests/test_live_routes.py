@@ -252,7 +252,7 @@ def test_live_route_auto_gives_each_band_a_word_from_clap(tmp_path):
     assert all(" → " in k for k in choice.scores)  # "low → thunder": each band's own score
     assert [label.split(" → ")[0] for label, _, _ in bars] == ["low", "mid", "high"]
     side = read_frames(tmp_path / "a.mp4.json")
-    assert side["weights"] and len(side["weights"][-1]) == 3
+    assert len(side["weights"]) >= 3 and set(choice.words) <= set(side["weights"])  # a column per word routed
 
 
 def test_exact_mode_renders_each_routed_words_own_weight(tiny_components):

@@ -97,6 +97,20 @@ def _write_rows(path: Path, env, frames: SourceFrames) -> RowWriter:
     return rows
 
 
+def tempo_line(frames: SourceFrames) -> str:
+    assert frames.beats is not None
+    return (f"tempo: {frames.bpm:.1f} BPM, {frames.beats.size} beats, first at {frames.beats[0]:.2f} s "
+            "(offline beat tracker)" if frames.beats.size else "tempo: no beat found")
+
+
+def tempo_json(frames: SourceFrames, cfg: Config) -> dict | None:
+    """The beat times (s), bar lines and the median tempo of the offline tracker; ``None`` with --tempo off."""
+    if frames.beats is None:
+        return None
+    return {"tracker": "offline", "bpm": frames.bpm if frames.beats.size else None, "beats_s": frames.beats,
+            "downbeats_s": frames.downbeats, "quantum": cfg.tempo.quantum}
+
+
 def run_analyse(cfg: Config, *, audio_path: str | None, prompt: str | None, json_out: str | None = None,
                 plot: str | bool = False, demo: bool = False, stems: bool = False) -> int:
     if prompt is not None:
@@ -124,15 +138,19 @@ def run_analyse(cfg: Config, *, audio_path: str | None, prompt: str | None, json
     if stems:
         separator = load_separator(cfg.features.stem_model)
     clip = analyse_clip(source, cfg.envelope, features=cfg.features, sources=names, onset_hz=cfg.live.analysis_hz,
-                        separator=separator)
+                        separator=separator, tempo=cfg.tempo, track_beats=cfg.tempo.source != "off")
     frames = clip.sources
     assert frames is not None
     t_analysis = time.perf_counter() - t0
     env = clip.envelope
     stats = envelope_stats(env)
     ranking = _rank(cfg, prompt, clip.excerpt, clip.samplerate) if prompt is not None and pinned is None else None
+    if cfg.tempo.source not in ("audio", "off"):
+        log.info("--tempo %s: a file has no clock; its beats are tracked from its sound", cfg.tempo.source)
     for line in report_lines(stats, ranking, pinned, cfg.tokens.top_k) + source_lines(frames):
         print(line)
+    if frames.beats is not None:
+        print(tempo_line(frames))
     if json_path is not None:
         e = cfg.envelope
         rows = _write_rows(rows_path(json_path), env, frames)
@@ -151,6 +169,7 @@ def run_analyse(cfg: Config, *, audio_path: str | None, prompt: str | None, json
             timing_s={"analysis": t_analysis},
             n_frames=env.n_frames, complete=True,
             sources=sources_json(frames, cfg),
+            tempo=tempo_json(frames, cfg),
         )
         try:
             log.info("wrote %s and %s", write_json_atomic(json_path, data), rows.path)

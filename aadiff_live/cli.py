@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from aadiff_live.config import MAX_ROUTES, default_text, field_of
+from aadiff_live.config import MAX_ROUTES, TEMPO_SOURCES, default_text, field_of
 from aadiff_live.errors import UserError
 
 log = logging.getLogger("aadiff_live")
@@ -51,7 +51,8 @@ def _route_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--route", action="append", metavar="SOURCE=WORD[:W_MIN:W_MAX]",
                    help=f"give one word of the prompt its own weight from one sound source, repeatable (at most "
                    f"{MAX_ROUTES}): sources loudness, low, mid, high (features.bands), onset, onset:BAND, and offline "
-                   "drums, bass, vocals, other; e.g. --route low=thunder --route high=rain. --route auto: CLAP gives "
+                   "drums, bass, vocals, other, and in render the beat-locked beat, bar, lfo:SHAPE:BEATS (SHAPE sine, saw, "
+                   "square, triangle; BEATS its period); e.g. --route low=thunder --route high=rain. --route auto: CLAP gives "
                    "each source the word that sounds like it (config: routes; given, it replaces the config's)")
 
 
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = command("render", "render a video from a sound file and a prompt")
     _model_args(r)
     _route_args(r)
+    _cfg(r, "--tempo", "tempo.source", choices=TEMPO_SOURCES)
     r.add_argument("--audio", help="sound file: wav, flac, ogg, mp3 (any rate, mono or stereo)")
     r.add_argument("--demo", action="store_true", help="no download: --model tiny, a synthetic storm and a "
                    "picture (a sun over the sea) made in code, and a default prompt")
@@ -125,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--plot", nargs="?", const=True, default=False, metavar="PNG",
                     help="plot every source (one panel each, onsets marked) and the weight (default file: OUT.json.png "
                     "with --json, else CLIP.envelope.png)")
+    _cfg(an, "--tempo", "tempo.source", choices=TEMPO_SOURCES)
     an.add_argument("--stems", action="store_true", help="also the stem sources drums, bass, vocals, other (Demucs, "
                     "features.stem_model; pip install \"aadiff-live[stems]\")")
     an.add_argument("--config", help="YAML config (default ./config.yaml if present); CLI flags override it")

@@ -47,7 +47,7 @@ class EnvelopeConfig(_Strict):
     gain: float = Field(1.0, ge=0, description="multiplies the normalised envelope: w = w_min + (w_max - w_min) * gain * e")
 
 
-RESERVED_SOURCES = ("loudness", "onset", "drums", "bass", "vocals", "other")
+RESERVED_SOURCES = ("loudness", "onset", "drums", "bass", "vocals", "other", "beat", "bar", "lfo")
 _BAND_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -185,6 +185,21 @@ class AtlasConfig(_Strict):
         return v
 
 
+TEMPO_SOURCES = ("audio", "link", "midi", "off")
+
+
+class TempoConfig(_Strict):
+    """Tempo and beat ([tempo and beat](../tempo.md)): the beat-locked sources beat, bar and lfo:SHAPE:BEATS."""
+
+    source: Literal["audio", "link", "midi", "off"] = Field("audio", description=(
+        "where tempo and beat come from: audio (a beat tracker on the sound; works with no setup), link "
+        "(an Ableton Link session), midi (MIDI clock), off; a file (render, analyse) has no clock: its beats "
+        "are tracked from its sound"))
+    quantum: int = Field(4, ge=1, le=32, description="beats per bar (the bar source, Link's quantum)")
+    beat_decay_ms: float = Field(150.0, gt=0, description=(
+        "the beat source is a flash on every beat: 1 on the beat, then down with this time constant (ms)"))
+
+
 class RouteConfig(_Strict):
     """One prompt word given its own weight by one sound source (docs/design.md §1.6). Unset values are the
     envelope's (``w_min``, ``w_max``, ``gain``; ``attack_ms``/``release_ms``: the source's own smoothing)."""
@@ -217,6 +232,8 @@ class Config(_Strict):
     atlas: AtlasConfig = Field(AtlasConfig(), description=(
         "The frame atlas ([live show](../live.md#the-frame-atlas), [render](../render.md)); how it works: "
         "[design §7](../design.md#7-frame-atlas)."))
+    tempo: TempoConfig = Field(TempoConfig(), description=(
+        "Tempo and beat from the sound, Ableton Link or MIDI clock ([tempo and beat](../tempo.md))."))
     routes: list[RouteConfig] | Literal["auto"] = Field(default_factory=list, description=(
         "Each an own word for a sound source (--route SOURCE=WORD[:W_MIN:W_MAX]); \"auto\": CLAP pairs them "
         "([several sounds, several words](../sounds.md))."))

@@ -70,9 +70,18 @@ def _resolve_routes(cfg: Config, prompt: str) -> list[Route]:
         return []
     if not cfg.routes:
         return []
-    from aadiff_live.analysis.sources import known_sources
+    from aadiff_live.analysis.sources import check_source, is_beat_locked, known_sources
 
-    return resolve_routes(cfg.routes, cfg.envelope, prompt, known_sources(cfg.features), pinned=cfg.tokens.tokens)
+    locked = list(dict.fromkeys(r.source for r in cfg.routes if is_beat_locked(r.source)))
+    for name in locked:
+        check_source(name, cfg.features, flag=f"--route {name}=...")
+    if locked and cfg.tempo.source == "off":
+        raise UserError(f"--route {locked[0]}=...: the source follows the tempo, but --tempo is off; use --tempo audio "
+                        "(a file's beats are tracked from its sound)")
+    if locked and cfg.tempo.source != "audio":
+        log.info("--tempo %s: a file has no clock; its beats are tracked from its sound", cfg.tempo.source)
+    return resolve_routes(cfg.routes, cfg.envelope, prompt, known_sources(cfg.features) + locked,
+                          pinned=cfg.tokens.tokens)
 
 
 def _auto_routes(cfg: Config, prompt: str, tokenizer, ranker, clip, names: list[str]) -> AutoRoutes:
@@ -141,7 +150,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         separator = load_separator(cfg.features.stem_model)
     # one streaming pass (the envelope and the routes' sources): memory does not grow with the length
     clip = analyse_clip(source, cfg.envelope, features=cfg.features, sources=names, onset_hz=cfg.live.analysis_hz,
-                        smoothing=route_smoothing(cfg.envelope, routes), separator=separator)
+                        smoothing=route_smoothing(cfg.envelope, routes), separator=separator, tempo=cfg.tempo)
     env = clip.envelope
     sources = clip.sources
     t_analysis = time.perf_counter() - t0
@@ -292,6 +301,9 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
                     "attack_ms": r.attack_ms, "release_ms": r.release_ms} for r in routes],
         # --route auto: what CLAP heard in each source's own audio (source -> word -> similarity)
         "route_auto_scores": picked.scores if picked is not None else None,
+        # beat-locked routes: the beats the offline tracker found in the file
+        "tempo": ({"bpm": sources.bpm, "beats_s": sources.beats, "downbeats_s": sources.downbeats,
+                   "quantum": cfg.tempo.quantum} if sources is not None and sources.beats is not None else None),
         "atlas_batch": plan.batch if plan else None,
     }
     data = sidecar_doc(

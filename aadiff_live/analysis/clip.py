@@ -21,7 +21,7 @@ import numpy as np
 from aadiff_live.analysis.envelope import Envelope, envelope_from_raw
 from aadiff_live.analysis.sources import LOUDNESS, OfflineSources, Smoothing, SourceFrames, is_stem
 from aadiff_live.audio.stream import AudioSource
-from aadiff_live.config import EnvelopeConfig, FeaturesConfig
+from aadiff_live.config import EnvelopeConfig, FeaturesConfig, TempoConfig
 
 CLAP_CHUNKS = 12
 CLAP_CHUNK_S = 10.0
@@ -52,10 +52,12 @@ def _chunk_picks(n_samples: int, chunk: int, max_chunks: int) -> np.ndarray:
 def analyse_clip(source: AudioSource, env: EnvelopeConfig, *, max_chunks: int = CLAP_CHUNKS,
                  chunk_s: float = CLAP_CHUNK_S, features: FeaturesConfig | None = None,
                  sources: Sequence[str] = (), onset_hz: float = 100.0, smoothing: Mapping[str, Smoothing] | None = None,
-                 separator=None) -> ClipAnalysis:
+                 separator=None, tempo: TempoConfig | None = None, track_beats: bool = False) -> ClipAnalysis:
     """``sources``: names of :func:`~aadiff_live.analysis.sources.known_sources` to compute besides the envelope
     (``onset_hz``: the live analysis rate, so that the onsets are the live ones; ``smoothing``: per source,
-    else the envelope's); stems need ``separator`` (:func:`~aadiff_live.analysis.stems.load_separator`)."""
+    else the envelope's); stems need ``separator`` (:func:`~aadiff_live.analysis.stems.load_separator`);
+    ``tempo``: the settings of the beat-locked sources (beat, bar, lfo:SHAPE:BEATS); ``track_beats``: find the
+    beats (``sources.beats``) even when no beat-locked source is asked for."""
     features = features or FeaturesConfig()
     stem_names = [n for n in sources if is_stem(n)]
     stream_names = list(dict.fromkeys([LOUDNESS, *(n for n in sources if not is_stem(n))]))
@@ -94,7 +96,7 @@ def analyse_clip(source: AudioSource, env: EnvelopeConfig, *, max_chunks: int = 
             yield mono
         seen["n"] = pos
 
-    analyser = OfflineSources(sr, env, features, stream_names, onset_hz)
+    analyser = OfflineSources(sr, env, features, stream_names, onset_hz, tempo, track_beats=track_beats)
     for mono in mono_blocks():
         analyser.push(mono)
     frames = analyser.finish(None, smoothing)

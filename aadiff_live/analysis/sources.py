@@ -9,6 +9,10 @@ A *source* is one named signal per frame, computed from the same streaming STFT
 - ``onset`` and ``onset:<band>``: a flash (1 at the onset, then down with time constant
   ``features.onset_decay_ms``) at each onset event found by causal adaptive peak picking on the
   spectral flux of the whole spectrum (or of the band's bins).
+- ``beat``, ``bar`` and ``lfo:SHAPE:BEATS`` (offline for now): locked to the beat that
+  :func:`aadiff_live.analysis.tempo.offline_beats` finds in the clip: a flash on every beat (time constant
+  ``tempo.beat_decay_ms``), on every bar line (every ``tempo.quantum`` beats), and an oscillator (sine, saw,
+  square, triangle) with a period of BEATS beats, starting on a bar line.
 - ``drums``, ``bass``, ``vocals``, ``other`` (offline only, ``pip install "aadiff-live[stems]"``):
   the loudness of each stem of a source separator (:mod:`aadiff_live.analysis.stems`).
 
@@ -60,13 +64,17 @@ from aadiff_live.analysis.envelope import (
     normalise_offline,
     smooth,
 )
-from aadiff_live.config import EnvelopeConfig, FeaturesConfig
+from aadiff_live.analysis.tempo import LFO_SHAPES, beat_position, downbeat_offset, lfo_shape, offline_beats
+from aadiff_live.config import EnvelopeConfig, FeaturesConfig, TempoConfig
 from aadiff_live.errors import UserError
 
 LOUDNESS = "loudness"
 ONSET = "onset"
 STEMS = ("drums", "bass", "vocals", "other")
 STEMS_INSTALL = 'pip install "aadiff-live[stems]"'
+
+BEAT, BAR, LFO = "beat", "bar", "lfo"
+BEAT_LOCKED_HELP = "beat, bar, lfo:SHAPE:BEATS (SHAPE: " + ", ".join(LFO_SHAPES) + ")"
 
 ONSET_LAG_MS = 30.0  # the flux compares each frame with the one this much earlier
 ONSET_PRE_MAX_MS = 30.0  # an event is the largest flux over this long
@@ -95,15 +103,41 @@ def is_stem(name: str) -> bool:
     return name in STEMS
 
 
+def is_beat_locked(name: str) -> bool:
+    return name in (BEAT, BAR) or name.startswith(LFO + ":")
+
+
+def parse_lfo(name: str, flag: str = "--route") -> tuple[str, float]:
+    """``lfo:SHAPE:BEATS`` -> ``(shape, beats)``; a one-line :class:`UserError` for anything else."""
+    parts = name.split(":")
+    beats = None
+    if len(parts) == 3:
+        try:
+            beats = float(parts[2])
+        except ValueError:
+            beats = None
+    if len(parts) != 3 or parts[1] not in LFO_SHAPES or beats is None or not 0 < beats <= 1024:
+        raise UserError(f"{flag}: source '{name}': expected lfo:SHAPE:BEATS with SHAPE one of "
+                        f"{', '.join(LFO_SHAPES)} and BEATS a period in beats (0 < BEATS <= 1024), e.g. lfo:sine:4")
+    return parts[1], float(beats)
+
+
 def check_source(name: str, features: FeaturesConfig, *, live: bool = False, flag: str = "--route") -> str:
     """``name`` if it is a source; else a one-line :class:`UserError` listing the known ones."""
     if name in known_sources(features, live=live):
         return name
+    if is_beat_locked(name):
+        if live:
+            raise UserError(f"{flag}: source '{name}' follows the tempo, which live does not take yet; use it in "
+                            f"render (live sources: {', '.join(known_sources(features, live=True))})")
+        if name.startswith(LFO + ":"):
+            parse_lfo(name, flag)
+        return name
     if live and is_stem(name):
         raise UserError(f"{flag}: source '{name}' is a stem, made offline only (render, analyse); live sources: "
                         f"{', '.join(known_sources(features, live=True))}")
-    raise UserError(f"{flag}: unknown source '{name}'; known sources: {', '.join(known_sources(features))} "
-                    "(bands from features.bands in config.yaml)")
+    raise UserError(f"{flag}: unknown source '{name}'; known sources: {', '.join(known_sources(features))}, "
+                    f"{BEAT_LOCKED_HELP} (bands from features.bands in config.yaml)")
 
 
 @dataclass(frozen=True)
@@ -259,6 +293,9 @@ class SourceFrames:
     raw: dict[str, np.ndarray]  # name -> raw value per frame (level sources: STFT units; onsets: the flash)
     rms_db: np.ndarray  # the full mix's level per frame (the gate)
     onsets: dict[str, np.ndarray] = field(default_factory=dict)  # onset source -> event times (s)
+    beats: np.ndarray | None = None  # beat-locked sources asked for: the beat times (s) the offline tracker found
+    downbeats: np.ndarray | None = None  # ... the bar lines among them
+    bpm: float | None = None  # ... and the median tempo
 
     @property
     def names(self) -> list[str]:
@@ -279,7 +316,7 @@ class OfflineSources:
     STFT (onsets); memory: a few floats per frame, never the clip."""
 
     def __init__(self, samplerate: int, env: EnvelopeConfig, features: FeaturesConfig, names: Sequence[str],
-                 onset_hz: float) -> None:
+                 onset_hz: float, tempo: TempoConfig | None = None, *, track_beats: bool = False) -> None:
         for n in names:
             check_source(n, features)
         stems = [n for n in names if is_stem(n)]
@@ -290,9 +327,17 @@ class OfflineSources:
         self.stft = FrameSTFT(samplerate, env.fps, env.n_fft)
         self.bank = SourceBank(features, samplerate, self.stft.n_fft, self.stft.norm)
         self.onset_names = [n for n in self.names if is_onset(n)]
-        self.onset_stft = FrameSTFT(samplerate, onset_hz, self.stft.n_fft, fit=False) if self.onset_names else None
+        self.beat_names = [n for n in self.names if is_beat_locked(n)]
+        self.tempo = tempo or TempoConfig()
+        self.track_beats = bool(self.beat_names) or track_beats  # the beats, even with no beat-locked source
+        flux = bool(self.onset_names or self.track_beats)
+        self.onset_stft = FrameSTFT(samplerate, onset_hz, self.stft.n_fft, fit=False) if flux else None
         self.detector = (OnsetDetector(features, samplerate, self.stft.n_fft, self.stft.norm, onset_hz)
-                         if self.onset_names else None)
+                         if flux else None)
+        bands = band_names(features)  # the lowest band's flux places the bar lines (the kick)
+        self._low = 1 + min(range(len(bands)), key=lambda k: features.bands[bands[k]][0]) if bands else 0
+        self._strength: list[float] = []  # whole-spectrum onset strength per hop (beat-locked sources only)
+        self._low_strength: list[float] = []
         self._levels: dict[str, list[np.ndarray]] = {n: [] for n in [LOUDNESS, *self.bank.bands]}
         self._db: list[np.ndarray] = []
         self._events: dict[str, list[float]] = {n: [] for n in self.onset_names}
@@ -310,6 +355,9 @@ class OfflineSources:
             for name in self.detector.step(spec):
                 if name in self._events:
                     self._events[name].append(self._onset_frames)
+            if self.track_beats:
+                self._strength.append(float(self.detector.flux[0]))
+                self._low_strength.append(float(self.detector.flux[self._low]))
             self._onset_frames += 1
 
     def push(self, mono: np.ndarray) -> None:
@@ -338,7 +386,32 @@ class OfflineSources:
         if self.onset_stft is not None:  # the onset analysis runs to the clip's end too
             self._onsets(self.onset_stft.flush_spectra(int(math.ceil(self._received / self.samplerate
                                                                      * self.onset_stft.fps)))[0])
+        beats = downbeats = None
+        bpm = None
+        if self.track_beats:
+            assert self.onset_stft is not None
+            hz = self.onset_stft.fps
+            t0 = float(onset_time(self.onset_stft.frame_end(0) / self.samplerate, self.onset_stft.n_fft,
+                                  self.samplerate))
+            beats, bpm = offline_beats(np.asarray(self._strength), hz, t0)
+            low = np.asarray(self._low_strength)
+            at = np.clip(np.round((beats - t0) * hz).astype(np.int64), 0, max(0, low.size - 1))
+            first = downbeat_offset(low[at] if low.size else np.zeros(0), self.tempo.quantum)
+            downbeats = beats[first::self.tempo.quantum]
+            centres = times + 0.5 / fps  # a frame shows the middle of its time
+            position = beat_position(centres, beats) - first  # 0 on the first bar line
+            for name in self.beat_names:
+                if name == BEAT:
+                    v = flash_at(centres, beats, self.tempo.beat_decay_ms)
+                elif name == BAR:
+                    v = flash_at(centres, downbeats, self.tempo.beat_decay_ms)
+                else:
+                    shape, period = parse_lfo(name)
+                    v = lfo_shape(shape, position / period) if beats.size >= 2 else np.zeros(n)
+                raw[name] = values[name] = v
         for name in self.names:
+            if name in values:
+                continue
             if is_onset(name):
                 assert self.onset_stft is not None
                 idx = np.asarray(self._events[name], dtype=np.int64)
@@ -350,7 +423,7 @@ class OfflineSources:
             raw[name] = raw_all[name]
             smoothed = smooth(raw[name], sm.mode, sm.window, fps, sm.attack_ms, sm.release_ms)
             values[name] = normalise_offline(smoothed, rms_db, self.env.norm_percentile, self.env.silence_db)
-        return SourceFrames(fps, times, values, raw, rms_db, onsets)
+        return SourceFrames(fps, times, values, raw, rms_db, onsets, beats, downbeats, bpm)
 
 
 def sources_offline(mono: np.ndarray, samplerate: int, env: EnvelopeConfig, features: FeaturesConfig,

@@ -274,3 +274,44 @@ def offline_beats(strength: np.ndarray, hz: float, t0: float = 0.0, tightness: f
         hops = hops[int(np.argmax(strong)):]
     bpm = float(hz * 60.0 / np.median(np.diff(hops))) if hops.size > 1 else float(hz * 60.0 / np.median(period))
     return t0 + hops / hz, bpm
+
+
+def beat_position(t: np.ndarray, beats: np.ndarray) -> np.ndarray:
+    """The beat position (beat ``k`` at ``beats[k]``, linear between beats, extrapolated at the first and last
+    beat's spacing) at times ``t``."""
+    t = np.asarray(t, dtype=np.float64)
+    b = np.asarray(beats, dtype=np.float64)
+    if b.size < 2:
+        return np.zeros(t.size)
+    pos = np.interp(t, b, np.arange(b.size, dtype=np.float64))
+    first, last = b[1] - b[0], b[-1] - b[-2]
+    pos = np.where(t < b[0], (t - b[0]) / first, pos)
+    return np.where(t > b[-1], b.size - 1 + (t - b[-1]) / last, pos)
+
+
+def downbeat_offset(beat_strength: np.ndarray, quantum: int) -> int:
+    """Which beat of the first ``quantum`` starts the bar: the one whose class (every ``quantum``-th beat) has
+    the strongest low-band onsets (the kick); a guess from the sound (a clock knows its bar)."""
+    s = np.asarray(beat_strength, dtype=np.float64)
+    if s.size < quantum:
+        return 0
+    means = np.array([np.median(s[k::quantum]) for k in range(quantum)])  # median: the first hops have no flux
+    return int(np.flatnonzero(means >= 0.95 * means.max())[0])  # near-ties (a kick on 1 and 3): the earliest
+
+
+LFO_SHAPES = ("sine", "saw", "square", "triangle")
+
+
+def lfo_shape(shape: str, p: np.ndarray) -> np.ndarray:
+    """The LFO in [0, 1] at phase ``p`` in [0, 1): 0 at the bar line for sine, saw and triangle (sine: a
+    raised cosine), square: 1 in the first half of the period."""
+    p = np.mod(np.asarray(p, dtype=np.float64), 1.0)
+    if shape == "sine":
+        return 0.5 - 0.5 * np.cos(2 * np.pi * p)
+    if shape == "saw":
+        return p
+    if shape == "square":
+        return (p < 0.5).astype(np.float64)
+    if shape == "triangle":
+        return 1.0 - np.abs(2.0 * p - 1.0)
+    raise ValueError(shape)

@@ -13,6 +13,7 @@ from aadiff_live.analysis.tempo import lfo_shape
 from aadiff_live.audio.drums import drum_pattern
 from aadiff_live.config import Config
 from aadiff_live.errors import UserError
+from aadiff_live.output.sidecar import read_frames
 
 SR = 22050
 
@@ -94,7 +95,7 @@ def test_render_routes_beat_and_lfo(tmp_path, drums, cli):
                        "--route", "lfo:sine:16=fog")
     assert code == 0, err
     side = json.loads((tmp_path / "v.mp4.json").read_text())
-    w = side["frames"]["weights"]
+    w = read_frames(tmp_path / "v.mp4.json")["weights"]
     assert side["settings"]["tempo"]["bpm"] == pytest.approx(120.0, rel=0.02)
     lightning = np.array(w["lightning"])
     assert lightning.max() > 1.2 and np.median(lightning) < 0.5  # flashes on the beats, low between them

@@ -81,3 +81,16 @@ def test_link_follower_follows_tempo_phase_and_peers_and_proposes_tempo():
     assert not r.heard and "no peer" in r.detail and r.bpm == 133.0
     f.propose(90.0)
     assert link.tempo == 90.0
+
+
+def test_a_change_lands_on_the_next_bar_with_its_fade_complete_and_the_lookahead():
+    from aadiff_live.analysis.clock import ClockReading, change_start
+
+    r = ClockReading(120.0, 9.5, True, "midi")  # half way through beat 2 of the third bar (0.5 s per beat)
+    assert change_start(10.0, r, "off") == 10.0
+    assert change_start(10.0, r, "beat") == pytest.approx(10.25)  # beat 10 is 0.25 s away
+    assert change_start(10.0, r, "bar", quantum=4) == pytest.approx(10.0 + 2.5 * 0.5)  # beat 12
+    # a 0.3 s fade and 50 ms lookahead: started 0.35 s before the line, complete 50 ms before it is heard
+    assert change_start(10.0, r, "bar", fade_s=0.3, lookahead_s=0.05) == pytest.approx(10.0 + 1.25 - 0.35)
+    # too close to the next beat to fade in time: the beat after
+    assert change_start(10.0, r, "beat", fade_s=0.3) == pytest.approx(10.0 + 0.75 - 0.3)

@@ -14,6 +14,9 @@ freewheeling at its last tempo (a stopped or silent MIDI clock, a Link session w
   interface of the ``aalink`` package's ``Link``) and can propose a tempo to the session. ``aalink``
   is GPLv3+, so it is not a dependency of aadiff-live; the follower takes any object with that
   interface (the tests use a fake one).
+- :func:`change_start`: when to start a scene or prompt change so that its cross-fade is complete on the
+  next beat or bar line (``off|beat|bar``), a lookahead earlier for the display's delay (not yet wired to
+  the live show).
 """
 
 from __future__ import annotations
@@ -127,3 +130,25 @@ class LinkFollower:
 
     def propose(self, bpm: float) -> None:
         self.session.tempo = float(bpm)
+
+
+QUANTISE = ("off", "beat", "bar")
+
+
+def change_start(now: float, reading: ClockReading, quantise: str, *, quantum: float = 4.0,
+                 lookahead_s: float = 0.0, fade_s: float = 0.0) -> float:
+    """When (s, the clock of ``now``) to start a change asked for at ``now`` so that it lands on the next beat
+    or bar line (``quantise``): its cross-fade (``fade_s``) complete on the line, and shown ``lookahead_s``
+    early for a display's delay. ``off``: at once. A line too close to make it: the one after."""
+    if quantise == "off":
+        return now
+    if quantise not in QUANTISE:
+        raise ValueError(quantise)
+    unit = 1.0 if quantise == "beat" else float(quantum)
+    spb = 60.0 / reading.bpm  # seconds per beat
+    ahead = fade_s + lookahead_s
+    pos = reading.beats
+    target = (pos // unit + 1) * unit  # the next line, in beats
+    while (target - pos) * spb < ahead:
+        target += unit
+    return now + (target - pos) * spb - ahead

@@ -19,6 +19,7 @@ from aadiff_live.live.messages import RenderRequest  # noqa: E402
 from aadiff_live.live.render_thread import RenderThread  # noqa: E402
 from aadiff_live.live.ring import RingBuffer, RingReader  # noqa: E402
 from aadiff_live.live.screen import AtlasScreen  # noqa: E402
+from aadiff_live.live.watchdog import StallWatchdog  # noqa: E402
 from aadiff_live.mailbox import Mailbox  # noqa: E402
 from aadiff_live.rendering.atlas import blend_frames  # noqa: E402
 from aadiff_live.rendering.pipeline import Renderer  # noqa: E402
@@ -35,6 +36,7 @@ def thread(tiny_components):
     t = RenderThread(tiny_components, r, prompt="a fire in the rain", words=["fire"], pinned=True, top_k=1,
                      weights=Mailbox(), choices=Mailbox(), requests=Mailbox(), frames=Mailbox(),
                      stop=threading.Event(), levels=LEVELS, atlas_mb=64, batch=2, views=Mailbox(),
+                     w_range=lambda: (0.0, 2.0), watchdog=StallWatchdog(20.0), restarts=3,
                      newest_weight=lambda: weight["w"])
     t.weight = weight  # type: ignore[attr-defined]
     return t

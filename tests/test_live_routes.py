@@ -16,6 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from aadiff_live.analysis.routes import LiveRoutes, Route  # noqa: E402
 from aadiff_live.backends import make_backend  # noqa: E402
 from aadiff_live.live.render_thread import RenderThread  # noqa: E402
+from aadiff_live.live.watchdog import StallWatchdog  # noqa: E402
 from aadiff_live.mailbox import Mailbox  # noqa: E402
 from aadiff_live.rendering.pipeline import Renderer  # noqa: E402
 
@@ -32,6 +33,7 @@ def routed(tiny_components):
     t = RenderThread(tiny_components, r, prompt=PROMPT, words=["fire"], pinned=False, top_k=1,
                      weights=Mailbox(), choices=Mailbox(), requests=Mailbox(), frames=Mailbox(),
                      stop=threading.Event(), levels=33, atlas_mb=64, batch=2, views=Mailbox(),
+                     w_range=lambda: (0.0, 2.0), watchdog=StallWatchdog(20.0), restarts=3,
                      newest_weight=lambda: routes.weights(values), routes=routes, grid_levels=3)
     return t, routes, values
 
@@ -86,6 +88,7 @@ def test_one_route_is_a_one_axis_atlas(tiny_components):
     t = RenderThread(tiny_components, r, prompt=PROMPT, words=["fire"], pinned=False, top_k=1,
                      weights=Mailbox(), choices=Mailbox(), requests=Mailbox(), frames=Mailbox(),
                      stop=threading.Event(), levels=5, atlas_mb=64, batch=5, views=Mailbox(),
+                     w_range=lambda: (0.0, 2.0), watchdog=StallWatchdog(20.0), restarts=3,
                      newest_weight=lambda: routes.weights({"onset": 0.5})[0], routes=routes)
     t.step_atlas()
     atlas = t.target.atlas
@@ -264,7 +267,8 @@ def test_exact_mode_renders_each_routed_words_own_weight(tiny_components):
     routes = LiveRoutes([Route("low", "fire", 0.0, 2.0, 1.0), Route("high", "rain", 0.0, 2.0, 1.0)])
     t = RenderThread(tiny_components, r, prompt=PROMPT, words=["fire"], pinned=False, top_k=1,
                      weights=Mailbox(), choices=Mailbox(), requests=Mailbox(), frames=Mailbox(),
-                     stop=threading.Event(), levels=0, routes=routes)
+                     stop=threading.Event(), levels=0, atlas_mb=64, batch=1, w_range=lambda: (0.0, 2.0),
+                     watchdog=StallWatchdog(20.0), restarts=3, routes=routes)
     t.weights.put(WeightSample(0, 1.0, 0.5, -20.0, 0.0, {"low": 0.9, "high": 0.1}))
     threading.Timer(2.0, t.stop_event.set).start()  # one sample: one render, then the loop idles
     t._run_exact()

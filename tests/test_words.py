@@ -145,7 +145,8 @@ def test_live_clap_thread_falls_back_too(clip_tokenizers, caplog):
     ring.write(np.zeros((48000 * 2, 1), np.float32), 0.0)
     ranker = FakeRanker({"quiet": 0.1, "valley": 0.2, "tall": 0.0, "green": 0.0, "trees": 0.3, "wildfire": 0.9})
     t = ClapThread(ring, ranker, LONG, top_k=1, every_s=1.0, window_s=2.0, margin=0.0, template="{word}",
-                   out=Mailbox(), stop=threading.Event(), tokenizer=clip_tokenizers["sd15"])
+                   out=Mailbox(), stop=threading.Event(), tokenizer=clip_tokenizers["sd15"],
+                   retry_max_s=60.0, restarts=3)
     with caplog.at_level(logging.WARNING):
         first = t.rank_once()
         second = t.rank_once()

@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/benchstats.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project from the working tree
 
 from benchstats import call_times, fmt_ratio, frame_stats, ratio_with_control  # noqa: E402
+from plain_unet import PlainUNet, set_plain  # noqa: E402
 
 PROMPT = "a city skyline in a thunderstorm"
 POSITIONS = [5, 6, 7, 8, 9]  # "thunderstorm"-ish positions; any positions exercise the same kernels
@@ -306,20 +307,6 @@ def frames_section(bench: Bench, c, size: int, frames: int, configs: list[str]) 
     return out
 
 
-class PlainUNet(torch.nn.Module):
-    """The same UNet with diffusers' own attention processor and no token_scale input."""
-
-    def __init__(self, unet) -> None:
-        super().__init__()
-        from diffusers.models.attention_processor import AttnProcessor2_0
-
-        self.unet = unet
-        unet.set_attn_processor(AttnProcessor2_0())
-
-    def forward(self, sample, timestep, encoder_hidden_states):
-        return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
-
-
 def reweight_section(bench: Bench, c, size: int, pairs: int) -> dict:
     """Reweighted / plain UNet (median of per-round ratios) with the A/A control, eager; and under CUDA
     graphs (the plain and the reweighted UNet captured separately) on CUDA."""
@@ -331,7 +318,9 @@ def reweight_section(bench: Bench, c, size: int, pairs: int) -> dict:
     unet_rw = c.unet.to(dev, dtype)
     install_reweighting(unet_rw)
     rw = UNetWithScale(unet_rw).eval()
-    plain = PlainUNet(copy.deepcopy(unet_rw)).eval()
+    plain_unet = copy.deepcopy(unet_rw)
+    set_plain(plain_unet)  # diffusers' own attention processor
+    plain = PlainUNet(plain_unet).eval()
     g = torch.Generator().manual_seed(0)
     lat = size // 8
     sample = torch.randn(1, 4, lat, lat, generator=g).to(dev, dtype)
@@ -355,8 +344,8 @@ def reweight_section(bench: Bench, c, size: int, pairs: int) -> dict:
 
 
 def batched_section(bench: Bench, c, size: int, batches: list[int], levels: int) -> dict:
-    """Time to render ``levels`` weights (a frame atlas) in batches of B: Renderer.render_batch when it
-    exists (the atlas code), else one UNet + decoder call per batch of B token_scale rows here."""
+    """Time to render ``levels`` weights (a frame atlas) in batches of B with Renderer.render_batch (the atlas
+    code)."""
     from aadiff_live.backends.torch_backend import torch_backend
     from aadiff_live.rendering.pipeline import Renderer
 
@@ -365,20 +354,14 @@ def batched_section(bench: Bench, c, size: int, batches: list[int], levels: int)
     r = Renderer(c, backend, width=size, height=size, seed=0, static=False)
     r.prepare(PROMPT)
     weights = [2.0 * i / (levels - 1) for i in range(levels)]
-    has_batch = hasattr(r, "render_batch")
     sync = _sync_fn(dev)
-    out: dict = {"size": size, "levels": levels, "via": "Renderer.render_batch" if has_batch else
-                 "bench_gpu batched UNet + decoder calls (Renderer.render_batch not on this branch)",
-                 "eager": True, "batches": {}}
+    out: dict = {"size": size, "levels": levels, "via": "Renderer.render_batch", "eager": True, "batches": {}}
 
     def fill(b: int) -> None:
         for i in range(0, levels, b):
             chunk = weights[i:i + b]
             chunk = chunk + [chunk[-1]] * (b - len(chunk))  # static batch: pad the last one
-            if has_batch:
-                r.render_batch(chunk, POSITIONS)
-            else:
-                _render_batch_here(r, chunk)
+            r.render_batch(chunk, POSITIONS)
 
     for b in batches:
         if bench.left() < 20:
@@ -407,24 +390,6 @@ def batched_section(bench: Bench, c, size: int, batches: list[int], levels: int)
     ok = [v["fill_ms_median"] for v in out["batches"].values() if "fill_ms_median" in v]
     out["best_fill_ms"] = min(ok) if ok else None
     return out
-
-
-@torch.no_grad()
-def _render_batch_here(r, weights: list[float]) -> np.ndarray:
-    """len(weights) frames in one UNet and one decoder call per step (1-step SD-Turbo: no injected noise)."""
-    n = len(weights)
-    b = r.base
-    r._sched_state.restore(r.c.scheduler)
-    scale = torch.ones(n, r.n_tokens, dtype=r.dtype, device=r.device)
-    scale[:, POSITIONS] = torch.tensor(weights, dtype=r.dtype, device=r.device)[:, None]
-    emb = b.embeddings.expand(n, -1, -1)
-    latents = b.latents.expand(n, -1, -1, -1).clone()
-    for t in b.timesteps:
-        model_in = r.c.scheduler.scale_model_input(latents, t).to(r.dtype)
-        pred = r.backend.unet(model_in, t.to(r.device).expand(n), emb, scale).float()
-        latents = r.c.scheduler.step(pred, t, latents, return_dict=False)[0]
-    img = r._to_image(latents)
-    return img.cpu().numpy()
 
 
 def streamdiffusion_section(bench: Bench, c, size: int, frames: int) -> dict:

@@ -32,9 +32,12 @@ MIN_AUDIO_S = 1.0  # rank only once this much audio has arrived
 class ClapThread(threading.Thread):
     def __init__(self, ring: RingBuffer, ranker, prompt: str, *, top_k: int, every_s: float, window_s: float,
                  margin: float, template: str, out: Mailbox[WordChoice], stop: threading.Event,
-                 tokenizer=None, retry_max_s: float = 60.0, restarts: int = 3,
+                 tokenizer=None, retry_max_s: float, restarts: int,
                  bands: Mapping[str, tuple[float, float]] | None = None, words: Sequence[str] = ()) -> None:
-        """``bands`` (``--route auto``): rank the words on each band's own sound instead and give each band
+        """``every_s``, ``window_s``, ``margin``, ``retry_max_s``, ``restarts``: ``Config.live``'s ``clap_*`` and
+        ``thread_restarts``.
+
+        ``bands`` (``--route auto``): rank the words on each band's own sound instead and give each band
         a different word (the largest total), starting from ``words``; it switches when the new assignment
         beats the current one, scored on the same sound, by ``margin`` in total."""
         super().__init__(name="clap", daemon=False)

@@ -95,13 +95,15 @@ def _lower_priority(niceness: int = 5) -> None:
 class RenderThread(threading.Thread):
     def __init__(self, components, renderer, *, prompt: str, words: list[str], pinned: bool, top_k: int,
                  weights: Mailbox[WeightSample], choices: Mailbox[WordChoice], requests: Mailbox[RenderRequest],
-                 frames: Mailbox[Frame], stop: threading.Event, levels: int = 0, atlas_mb: float = 512.0,
-                 batch: int = 1, views: Mailbox[AtlasView] | None = None,
-                 w_range: Callable[[], tuple[float, float]] = lambda: (0.0, 2.0),
+                 frames: Mailbox[Frame], stop: threading.Event, levels: int, atlas_mb: float, batch: int,
+                 views: Mailbox[AtlasView] | None = None, w_range: Callable[[], tuple[float, float]],
                  newest_weight: Callable[[], float | tuple[float, ...] | None] = lambda: None,
-                 watchdog: StallWatchdog | None = None, restarts: int = 3, routes: LiveRoutes | None = None,
-                 grid_levels: int = 9, routes_follow_clap: bool = False) -> None:
-        """``routes``: each routed word its own weight (docs/design.md §1.6): the words are the routes' (CLAP's
+                 watchdog: StallWatchdog, restarts: int, routes: LiveRoutes | None = None, grid_levels: int = 9,
+                 routes_follow_clap: bool = False) -> None:
+        """``levels``, ``atlas_mb``, ``batch``: ``Config.atlas``; ``w_range``: the envelope's weight range now;
+        ``restarts``: ``live.thread_restarts``; ``watchdog``: beaten after each piece of work and while idle.
+
+        ``routes``: each routed word its own weight (docs/design.md §1.6): the words are the routes' (CLAP's
         choice is not used), the atlas has one axis per route over that route's range (a grid of ``grid_levels``
         per axis from two routes on), and ``newest_weight`` gives a weight vector."""
         super().__init__(name="renderer", daemon=False)
@@ -139,7 +141,7 @@ class RenderThread(threading.Thread):
         self._prefill_positions: dict[RenderRequest, list[int]] = {}
         self.idle = threading.Event()  # set while every level of the current atlas exists (tests, benchmarks)
         self._t0 = time.monotonic()
-        self.watchdog = watchdog or StallWatchdog()  # beaten after each piece of work and while idle
+        self.watchdog = watchdog  # beaten after each piece of work and while idle
         self.supervisor = Supervisor("renderer", stop, restarts=restarts, on_give_up=self._give_up)
 
     def _positions(self) -> list[int]:
@@ -159,13 +161,9 @@ class RenderThread(threading.Thread):
     def _apply_request(self, req: RenderRequest) -> bool:
         """A new prompt (latents kept), pinned words (or back to CLAP) or seed (a new base); True if changed."""
         changed = False
-        new_seed = req.seed != self.renderer.seed
-        if req.prompt != self.prompt or new_seed:
+        if req.prompt != self.prompt or req.seed != self.renderer.seed:
             t0 = time.perf_counter()
-            if new_seed:
-                self.renderer.seed = req.seed
-                self.renderer.base = None  # the base noise is drawn again from the new seed
-            self.renderer.prepare(req.prompt)
+            self.renderer.prepare(req.prompt, seed=req.seed)  # a new seed: a new base
             self.prompt = req.prompt
             log.info("prompt: \"%s\", seed %d (prepared in %.2f s)", req.prompt, req.seed, time.perf_counter() - t0)
             changed = True

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import time
 
-STALL_S = 20.0  # default: far beyond a GPU frame, above a full-size CPU atlas batch
-
 
 class StallWatchdog:
-    def __init__(self, stall_s: float = STALL_S) -> None:
+    def __init__(self, stall_s: float) -> None:
+        """``stall_s``: ``live.stall_s``."""
         self.stall_s = float(stall_s)
         self._last: float | None = None  # NB: written by the renderer thread, read by the main thread
 

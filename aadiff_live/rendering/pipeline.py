@@ -25,6 +25,7 @@ from aadiff_live.rendering.static import FastPath, ScaleBuffer, StaticGraph, ToI
 from aadiff_live.tokens.words import check_prompt
 
 log = logging.getLogger(__name__)
+MAX_BATCH_SHAPES = 8  # batch buffers kept (per base and batch size): the live base, a scene's, a short last batch
 
 Point = float | Sequence[float]  # one weight, or one per routed word
 Positions = Sequence[int] | Sequence[Sequence[int]]  # one group of token positions, or one per routed word
@@ -112,8 +113,11 @@ def load_image(path: str, width: int, height: int) -> np.ndarray:
 class Renderer:
     def __init__(self, components: Components, backend: Backend, *, width: int, height: int,
                  steps: int | None = None, guidance: float | None = None, seed: int = 0,
-                 image: str | np.ndarray | None = None, strength: float = 0.5, static: bool | None = None) -> None:
-        """``static``: run frames from buffers allocated once (token_scale written in place, the frame
+                 image: str | np.ndarray | None = None, strength: float | None = None,
+                 static: bool | None = None) -> None:
+        """``image`` (img2img) with ``strength`` (``model.strength``: how far it is noised).
+
+        ``static``: run frames from buffers allocated once (token_scale written in place, the frame
         copied to one pinned host buffer), captured as CUDA graphs when the backend allows it
         (``backend.graphs``). Default: on for CUDA. On the CPU it is the same logic without capture.
 
@@ -126,7 +130,9 @@ class Renderer:
         self.width, self.height = width, height
         self.steps, self.guidance = default_schedule(components, steps, guidance)
         self.cfg = self.guidance > 1.0
-        self.seed = seed
+        self._seed = int(seed)
+        if image is not None and strength is None:
+            raise ValueError("an image (img2img) needs a strength")
         self.image = image
         self.strength = strength
         vae_cfg = components.vae.config
@@ -136,7 +142,7 @@ class Renderer:
         self.n_tokens = text_length(components.tokenizer)
         self._embed_cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._step_takes_generator = "generator" in inspect.signature(components.scheduler.step).parameters
-        self.base: BaseState | None = None
+        self._base: BaseState | None = None
         self._sched_state = SchedulerState(components.scheduler)  # replaced by prepare()
         self.last_timing: dict[str, float] = {}
         self.static = self.device.type == "cuda" if static is None else static
@@ -161,7 +167,18 @@ class Renderer:
                 self._image, StaticGraph(eager_image, capture=False) if self.static else eager_image, "the decoder")
         self._scale = ScaleBuffer(2 if self.cfg else 1, self.n_tokens, self.dtype, self.device)
         self._timesteps_dev: list[torch.Tensor] = []
+        self._batches: dict[tuple[int, int], _Batch] = {}  # (id of a base, batch size) -> that batch's buffers
         self._host: torch.Tensor | None = None  # pinned frame buffer (CUDA)
+
+    @property
+    def seed(self) -> int:
+        """The seed of the base noise and of every frame's injected noise (set through :meth:`prepare`)."""
+        return self._seed
+
+    @property
+    def base(self) -> BaseState | None:
+        """The prepared base (None before :meth:`prepare`)."""
+        return self._base
 
     # ---------------------------------------------------------------- prompt and base
     @torch.no_grad()
@@ -204,18 +221,22 @@ class Renderer:
         return emb, (text_embeds, time_ids)
 
     def _generator(self, offset: int = 0) -> torch.Generator:
-        return torch.Generator(device="cpu").manual_seed(self.seed + offset)
+        return torch.Generator(device="cpu").manual_seed(self._seed + offset)
 
     @torch.no_grad()
-    def prepare(self, prompt: str) -> BaseState:
-        """Encode the prompt and build the base: initial latents, timesteps (img2img: noised image)."""
+    def prepare(self, prompt: str, seed: int | None = None) -> BaseState:
+        """Encode the prompt and build the base: initial latents, timesteps (img2img: noised image).
+
+        A new prompt keeps the base's latents and timesteps (only the text changes); a new ``seed`` draws
+        the base noise again from it."""
         prompt = check_prompt(prompt)
+        if seed is not None and int(seed) != self._seed:
+            self._seed, self._base = int(seed), None  # the base noise is drawn again from the new seed
         emb, added = self._text(prompt)
-        if self.base is not None and self.base.prompt != prompt:
-            # a new prompt keeps latents and timesteps: only the text changes
-            self.base = BaseState(prompt, emb, self.base.latents, self.base.timesteps, self.base.begin_index,
-                                  self.base.n_train_steps, added)
-            return self.base
+        if self._base is not None and self._base.prompt != prompt:
+            b = self._base
+            self._base = BaseState(prompt, emb, b.latents, b.timesteps, b.begin_index, b.n_train_steps, added)
+            return self._base
         sched = self.c.scheduler
         shape = (1, self.c.unet.config.in_channels, self.height // self.vae_scale, self.width // self.vae_scale)
         noise = torch.randn(shape, generator=self._generator(), dtype=torch.float32)
@@ -225,6 +246,7 @@ class Renderer:
             latents = noise * float(sched.init_noise_sigma)
             begin, total = 0, self.steps
         else:
+            assert self.strength is not None
             total = max(self.steps, math.ceil(self.steps / self.strength))
             sched.set_timesteps(total)
             begin = total - self.steps
@@ -240,24 +262,22 @@ class Renderer:
             init = enc.latent_dist.mean if hasattr(enc, "latent_dist") else enc.latents
             init = ((init.float() - self.shift_factor) * self.scaling_factor).cpu()
             latents = sched.add_noise(init, noise, timesteps[:1])
-        self.base = BaseState(prompt, emb, latents.to(self.device, torch.float32), timesteps, begin, total, added)
+        self._base = BaseState(prompt, emb, latents.to(self.device, torch.float32), timesteps, begin, total, added)
         self._sched_state = SchedulerState(sched)
         batch = 2 if self.cfg else 1
         self._timesteps_dev = [t.to(self.device).expand(batch) for t in timesteps]  # once, not per frame
-        return self.base
+        return self._base
 
     @contextmanager
     def borrowed(self, prompt: str, seed: int):
         """Render ``prompt`` from ``seed`` for a while (an atlas filled ahead for a scene); the current prompt,
         base and schedule come back afterwards, untouched."""
-        saved = (self.seed, self.base, self._sched_state, self._timesteps_dev)
+        saved = (self._seed, self._base, self._sched_state, self._timesteps_dev)
         try:
-            if int(seed) != self.seed:
-                self.seed, self.base = int(seed), None  # the base noise is drawn from the scene's seed
-            self.prepare(prompt)
+            self.prepare(prompt, seed)
             yield self
         finally:
-            self.seed, self.base, self._sched_state, self._timesteps_dev = saved
+            self._seed, self._base, self._sched_state, self._timesteps_dev = saved
             self._sched_state.restore(self.c.scheduler)
 
     # ---------------------------------------------------------------- per frame
@@ -265,16 +285,21 @@ class Renderer:
         """``[batch, tokens]``: ``weight`` at the chosen positions of the conditional row, 1 elsewhere."""
         return self.token_scales(positions, [weight])
 
-    def token_scales(self, positions: Positions, weights: Sequence[Point]) -> torch.Tensor:
+    def token_scales(self, positions: Positions, weights: Sequence[Point], out: torch.Tensor | None = None
+                     ) -> torch.Tensor:
         """``[rows, tokens]`` for a batch of ``n = len(weights)`` frames: with guidance ``n`` unconditional
         rows (all 1) then ``n`` conditional rows; without, ``n`` rows. Row ``i`` weights ``weights[i]``.
+        Written into ``out`` (of that shape) when given, else into a new tensor.
 
         ``positions`` is one group of token positions (one weight per frame) or ``k`` groups, one per routed
         word (docs/design.md §1.6): then each ``weights[i]`` holds ``k`` values, value ``j`` at group ``j``."""
         groups = position_groups(positions)
         n = len(weights)
         rows = 2 * n if self.cfg else n
-        c = torch.ones(rows, self.n_tokens, dtype=self.dtype, device=self.device)
+        if out is None:
+            c = torch.ones(rows, self.n_tokens, dtype=self.dtype, device=self.device)
+        else:
+            c = out.fill_(1.0)
         w = torch.tensor(np.asarray(weights, dtype=np.float64).reshape(n, -1), dtype=self.dtype, device=self.device)
         if w.shape[1] != len(groups):
             raise ValueError(f"{len(groups)} groups of positions need {len(groups)} weights per frame, not {w.shape[1]}")
@@ -292,20 +317,20 @@ class Renderer:
         """Final latents ``[n, ...]`` of ``n`` frames in one UNet call per step: the base latents repeated per
         row, ``token_scale`` per row, and each row's injected noise drawn from its own generator seeded as a
         single frame's is, so row ``i`` equals ``render_latents(weights[i])`` (within float rounding)."""
-        if self.base is None:
+        b = self._base
+        if b is None:
             raise RuntimeError("call prepare(prompt) before rendering")
         n = len(weights)
         if n == 0:
             raise ValueError("render_latents_batch needs at least one weight")
-        b = self.base
         sched = self.c.scheduler
         self._sched_state.restore(sched)  # back to step 0 of the prepared schedule (no set_timesteps)
         # the same injected noise for every frame (schedulers that inject none take no generator)
         step_kw: dict = {}
         if self._step_takes_generator:
             step_kw["generator"] = self._generator(1) if n == 1 else [self._generator(1) for _ in range(n)]
-        emb, added, steps_dev = b.embeddings, b.added, self._timesteps_dev
         if n == 1:
+            emb, added, steps_dev = b.embeddings, b.added, self._timesteps_dev
             # static: the buffer allocated once, written in place (a new weight needs no recapture)
             if not self.static:
                 scale = self.token_scale(positions, weights[0])
@@ -313,13 +338,12 @@ class Renderer:
                 scale = self._scale.tensor.copy_(self.token_scale(positions, weights[0]))  # k weights: one copy
             else:
                 scale = self._scale.write(float(weights[0]), positions)  # type: ignore[arg-type]
+            latents = b.latents.clone()
         else:
-            scale = self.token_scales(positions, weights)
-            # [uncond x n, cond x n] with guidance, [cond x n] without
-            emb = emb.repeat_interleave(n, dim=0)
-            added = tuple(x.repeat_interleave(n, dim=0) for x in added)
-            steps_dev = [tt[:1].expand(scale.shape[0]) for tt in steps_dev]
-        latents = b.latents.expand(n, *b.latents.shape[1:]).clone()
+            batch = self._batch(b, n)  # [uncond x n, cond x n] with guidance, [cond x n] without
+            emb, added, steps_dev = batch.embeddings, batch.added, batch.timesteps
+            scale = self.token_scales(positions, weights, out=batch.scale)
+            latents = batch.latents.copy_(b.latents.expand(n, *b.latents.shape[1:]))
         for t, tt in zip(b.timesteps, steps_dev, strict=True):
             model_in = torch.cat([latents] * 2) if self.cfg else latents
             model_in = sched.scale_model_input(model_in, t).to(self.dtype)
@@ -329,6 +353,22 @@ class Renderer:
                 pred = uncond + self.guidance * (cond - uncond)
             latents = sched.step(pred, t, latents, return_dict=False, **step_kw)[0]
         return latents
+
+    def _batch(self, base: BaseState, n: int) -> _Batch:
+        """The inputs of an ``n``-frame batch: made once per batch size and base, reused by every call."""
+        key = (id(base), n)
+        got = self._batches.get(key)
+        if got is None or got.base is not base:
+            while len(self._batches) >= MAX_BATCH_SHAPES:  # the oldest first (a scene's base filled ahead, ...)
+                del self._batches[next(iter(self._batches))]
+            rows = 2 * n if self.cfg else n
+            got = self._batches[key] = _Batch(
+                base, base.embeddings.repeat_interleave(n, dim=0),
+                tuple(x.repeat_interleave(n, dim=0) for x in base.added),
+                [t.to(self.device).expand(rows) for t in base.timesteps],
+                torch.ones(rows, self.n_tokens, dtype=self.dtype, device=self.device),
+                torch.empty((n, *base.latents.shape[1:]), dtype=base.latents.dtype, device=base.latents.device))
+        return got
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
@@ -388,6 +428,19 @@ class Renderer:
         t2 = time.perf_counter()
         self.last_timing = {"unet": t1 - t0, "vae": t2 - t1}
         return frames
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """An ``n``-frame batch's buffers for one base: repeated text inputs and timesteps, ``token_scale``
+    (rewritten in place per call) and the working latents (overwritten with the base's per call)."""
+
+    base: BaseState
+    embeddings: torch.Tensor
+    added: tuple[torch.Tensor, ...]
+    timesteps: list[torch.Tensor]
+    scale: torch.Tensor
+    latents: torch.Tensor
 
 
 def _sync(device: torch.device) -> None:

@@ -55,9 +55,7 @@ def test_streamed_analysis_equals_the_whole_clip_analysis(audio_dir):
     cfg = EnvelopeConfig()
     clip = analyse_clip(open_audio(path), cfg)
     a = load_audio(path)
-    whole = analyse(a.mono(), a.samplerate, fps=cfg.fps, window=cfg.window, mode=cfg.mode, n_fft=cfg.n_fft,
-                    attack_ms=cfg.attack_ms, release_ms=cfg.release_ms, percentile=cfg.norm_percentile,
-                    silence_db=cfg.silence_db, w_min=cfg.w_min, w_max=cfg.w_max, gain=cfg.gain)
+    whole = analyse(a.mono(), a.samplerate, cfg)
     assert clip.envelope.n_frames == whole.n_frames == round(a.duration * cfg.fps)
     np.testing.assert_allclose(clip.envelope.raw, whole.raw, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(clip.envelope.weights, whole.weights, rtol=1e-9, atol=1e-12)
@@ -89,14 +87,27 @@ class _Collect:
 
 def test_audio_feed_hands_over_resampled_audio_as_the_picture_advances(tmp_path):
     path = tmp_path / "a.wav"
-    _write_noise(path, 10, sr=11025, channels=2)  # 11025 Hz is no AAC rate: resampled to 48000 on the way
+    src, dst, seconds = 44100, 48000, 10  # resampled to 48000 on the way, in blocks of ~1.5 s
+    t = np.arange(seconds * src) / src
+    sf.write(str(path), np.stack([0.5 * np.sin(2 * np.pi * 440 * t), 0.25 * np.sin(2 * np.pi * 1000 * t)], axis=1),
+             src, subtype="FLOAT")
     w = _Collect()
-    feed = AudioFeed(open_audio(path), w, 48000)
+    feed = AudioFeed(open_audio(path), w, dst)
     feed.until(2.0)
-    assert 2.0 * 48000 <= feed.given < 2.0 * 48000 + 65536 * 48000 / 11025 + 48000  # at most a block ahead
+    # it stops at the first block that reaches 2 s: before the last block handed over it had less than 2 s
+    assert feed.given >= 2.0 * dst > feed.given - w.blocks[-1].shape[0], (feed.given, [b.shape for b in w.blocks])
+    n_early = len(w.blocks)
+    feed.until(2.0)  # nothing more until the picture moves on
+    assert len(w.blocks) == n_early
     feed.until(None)
-    total = sum(b.shape[0] for b in w.blocks)
-    assert abs(total - 10 * 48000) <= 2 and all(b.shape[1] == 2 for b in w.blocks)
+    out = np.concatenate(w.blocks)
+    assert abs(out.shape[0] - seconds * dst) <= 2 and out.shape[1] == 2
+    # the content: the same two tones, now at 48 kHz (the first and last 10 ms, where the resampler starts and
+    # ends, aside)
+    td = np.arange(out.shape[0]) / dst
+    inner = slice(dst // 100, out.shape[0] - dst // 100)
+    np.testing.assert_allclose(out[inner, 0], 0.5 * np.sin(2 * np.pi * 440 * td[inner]), atol=2e-3)
+    np.testing.assert_allclose(out[inner, 1], 0.25 * np.sin(2 * np.pi * 1000 * td[inner]), atol=2e-3)
 
 
 def test_analyse_cli_end_to_end(cli, tmp_path, audio_dir):

@@ -56,14 +56,21 @@ def test_pinned_word_not_in_prompt(cli, tmp_path, wav):
     _one_line_error(code, err, "'rain' is not a word of the prompt")
 
 
-@pytest.mark.parametrize("flag,value,needle", [
-    ("--size", "100", "multiple of 64"), ("--size", "abc", "WIDTH"), ("--size", "0x64", "multiple of 64"),
-    ("--fps", "0", "--fps"), ("--fps", "-3", "--fps"), ("--window", "0", "--window"), ("--fps", "x", "invalid float"),
+@pytest.mark.parametrize("flag,value,cause", [
+    ("--size", "100", "size '100': each side must be a multiple of 64 and at least 64"),
+    ("--size", "abc", "size 'abc' is not WIDTH or WIDTHxHEIGHT"),
+    ("--size", "0x64", "size '0x64': each side must be a multiple of 64 and at least 64"),
+    ("--fps", "0", "Input should be greater than 0"), ("--fps", "-3", "Input should be greater than 0"),
+    ("--window", "0", "Input should be greater than or equal to 1"),
+    ("--fps", "x", "invalid float value: 'x'"),
 ])
-def test_bad_numbers(cli, tmp_path, wav, flag, value, needle):
+def test_bad_numbers(cli, tmp_path, wav, flag, value, cause):
+    """The line names the flag and why its value is refused (not only that something is wrong)."""
     args = ["render", "--audio", wav, "--prompt", "fire", "--out", tmp_path / "o.mp4", "--model", "tiny", flag, value]
     code, _, err = cli(*args)
-    _one_line_error(code, err, needle)
+    _one_line_error(code, err, flag, cause)
+    line = err.strip().splitlines()[-1]
+    assert line.index(flag) < line.index(cause), line  # the flag first, then the cause
 
 
 def test_output_folder_missing_or_not_writable(cli, tmp_path, wav):
@@ -166,6 +173,8 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
                         "--prompt", "fire", "--out", str(tmp_path / "o.mp4")], capture_output=True, text=True, env=env)
     assert p.returncode == 2
     assert p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr
+    assert p.stderr.strip() == (f"aadiff-live: error: audio file {tmp_path / 'x.wav'} not found; check the path "
+                                f"passed to --audio"), p.stderr
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])

@@ -17,6 +17,7 @@ from aadiff_live.analysis.envelope import (
     to_weight,
 )
 from aadiff_live.audio.decode import load_audio
+from aadiff_live.config import EnvelopeConfig
 
 SR = 44100
 
@@ -91,7 +92,7 @@ def test_centred_mean_edges_average_only_existing_frames():
 
 
 def test_silent_clip_gives_minimum_weight_without_nan():
-    env = analyse(np.zeros(SR * 2), SR, fps=30, window=5, w_min=0.2, w_max=2.0)
+    env = analyse(np.zeros(SR * 2), SR, EnvelopeConfig(fps=30, window=5, w_min=0.2, w_max=2.0))
     assert np.all(env.normalised == 0) and np.all(env.weights == 0.2)
     assert np.all(np.isfinite(env.weights))
 
@@ -100,7 +101,7 @@ def test_weight_mapping_and_normalisation():
     assert to_weight(0.0, -1.0, 3.0, 1.0) == -1.0
     assert to_weight(1.0, -1.0, 3.0, 0.5) == 1.0
     x = np.random.default_rng(3).standard_normal(SR * 3) * np.repeat([0.01, 0.1, 0.5], SR)
-    env = analyse(x, SR, fps=30, window=3)
+    env = analyse(x, SR, EnvelopeConfig(fps=30, window=3))
     assert env.normalised.max() == 1.0 and env.normalised.min() >= 0
     assert env.weights[10] < env.weights[40] < env.weights[70]
 

@@ -77,7 +77,8 @@ def test_too_many_levels_for_the_cap_is_a_one_line_error(tmp_path, audio_dir, cl
     assert err.strip().count("\n") == 0 and "at most 42 levels fit" in err, err  # before the model loads
 
 
-@pytest.mark.parametrize("flag", [["--levels", "-1"], ["--atlas-batch", "0"]])
-def test_bad_atlas_flags(tmp_path, cli, flag):
-    code, _, err = cli("render", "--demo", "--out", tmp_path / "x.mp4", *flag)
-    assert code == 2 and err.strip().splitlines()[-1].startswith("aadiff-live: error: --"), err
+@pytest.mark.parametrize("flag,value,cause", [("--levels", "-1", "Input should be greater than or equal to 0"),
+                                              ("--atlas-batch", "0", "Input should be greater than or equal to 1")])
+def test_bad_atlas_flags(tmp_path, cli, flag, value, cause):
+    code, _, err = cli("render", "--demo", "--out", tmp_path / "x.mp4", flag, value)
+    assert code == 2 and err.strip().splitlines() == [f"aadiff-live: error: {flag}: {cause}"], err

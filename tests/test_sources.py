@@ -68,7 +68,7 @@ def test_low_follows_the_kicks_and_high_the_hats(drums):
 def test_loudness_source_is_todays_envelope(drums):
     mix = drums[0]
     cfg = Config()
-    env = analyse(mix, SR, fps=cfg.envelope.fps, window=cfg.envelope.window, mode=cfg.envelope.mode)
+    env = analyse(mix, SR, cfg.envelope)
     sf = sources_offline(mix, SR, cfg.envelope, cfg.features, ["loudness"])
     np.testing.assert_array_equal(sf.raw["loudness"], env.raw)
     np.testing.assert_array_equal(sf.values["loudness"], env.normalised)

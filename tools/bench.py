@@ -31,6 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchstats import call_times, fmt_ratio, ratio_with_control  # noqa: E402
+from plain_unet import PlainUNet, set_plain  # noqa: E402
 
 log = logging.getLogger("bench")
 BACKENDS = ("torch-fp32", "torch-bf16", "onnxruntime-fp32")
@@ -65,21 +66,6 @@ def machine() -> dict:
             "amx": "amx_tile" in flags, "avx512_bf16": "avx512_bf16" in flags,
             "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__}
-
-
-class PlainUNet(torch.nn.Module):
-    def __init__(self, unet) -> None:
-        super().__init__()
-        self.unet = unet
-
-    def forward(self, sample, timestep, encoder_hidden_states):
-        return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
-
-
-def set_plain(unet) -> None:
-    from diffusers.models.attention_processor import AttnProcessor2_0
-
-    unet.set_attn_processor(AttnProcessor2_0())
 
 
 def inputs(size: int, dtype: torch.dtype) -> tuple:

@@ -111,9 +111,7 @@ def analyse_clip(source: AudioSource, env: EnvelopeConfig, *, max_chunks: int = 
         del audio
         values, stem_raw = stem_values(stems, stem_sr, env, features, stem_names, frames.n_frames, smoothing)
         frames = replace(frames, values={**frames.values, **values}, raw={**frames.raw, **stem_raw})
-    envelope = envelope_from_raw(raw, rms_db, fps=env.fps, window=env.window, mode=env.mode,
-                                 attack_ms=env.attack_ms, release_ms=env.release_ms, percentile=env.norm_percentile,
-                                 silence_db=env.silence_db, w_min=env.w_min, w_max=env.w_max, gain=env.gain)
+    envelope = envelope_from_raw(raw, rms_db, env)
     return ClipAnalysis(envelope, sr, source.channels, n, excerpt, [float(s) / sr for s in starts],
                         frames if sources else None)
 

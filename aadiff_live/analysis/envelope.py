@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import get_window
 
-SMOOTHING_MODES = ("centred", "trailing", "attack-release")
+from aadiff_live.config import EnvelopeConfig
 
 
 class FrameSTFT:
@@ -155,14 +155,18 @@ def centred_mean(x: np.ndarray, window: int) -> np.ndarray:
     return (csum[hi] - csum[lo]) / (hi - lo)
 
 
-def smooth(raw: np.ndarray, mode: str, window: int, fps: float, attack_ms: float = 10.0,
-           release_ms: float = 300.0) -> np.ndarray:
-    """Offline smoothing of a whole envelope; causal modes run the same streaming objects as live."""
+def smooth(raw: np.ndarray, mode: str, window: int, fps: float, attack_ms: float | None = None,
+           release_ms: float | None = None) -> np.ndarray:
+    """Offline smoothing of a whole envelope; causal modes run the same streaming objects as live.
+    ``attack_ms`` and ``release_ms`` (``envelope.attack_ms``, ``envelope.release_ms``) are needed by
+    'attack-release' only."""
     if mode == "centred":
         return centred_mean(raw, window)
     if window >= len(raw) and mode == "trailing":
         return np.full(len(raw), float(np.mean(raw))) if len(raw) else np.zeros(0)
-    smoother = make_causal_smoother(mode, window, fps, attack_ms, release_ms)
+    if mode == "attack-release" and (attack_ms is None or release_ms is None):
+        raise ValueError("attack-release smoothing needs attack_ms and release_ms")
+    smoother = make_causal_smoother(mode, window, fps, attack_ms or 0.0, release_ms or 0.0)
     return np.array([smoother.step(v) for v in raw], dtype=np.float64)
 
 
@@ -257,23 +261,17 @@ def raw_envelope(mono: np.ndarray, samplerate: int, fps: float, n_fft: int = 204
                                n_frames if n_frames is not None else n_frames_for(mono.size / samplerate, fps))
 
 
-def analyse(mono: np.ndarray, samplerate: int, *, fps: float, window: int, mode: str = "centred",
-            n_fft: int = 2048, attack_ms: float = 10.0, release_ms: float = 300.0,
-            percentile: float = 99.0, silence_db: float = -60.0, w_min: float = 0.0,
-            w_max: float = 2.0, gain: float = 1.0) -> Envelope:
-    raw, rms_db = raw_envelope(mono, samplerate, fps, n_fft)
-    return envelope_from_raw(raw, rms_db, fps=fps, window=window, mode=mode, attack_ms=attack_ms,
-                             release_ms=release_ms, percentile=percentile, silence_db=silence_db, w_min=w_min,
-                             w_max=w_max, gain=gain)
+def analyse(mono: np.ndarray, samplerate: int, env: EnvelopeConfig) -> Envelope:
+    """The envelope and weights of a whole clip with the settings ``env`` (``Config.envelope``)."""
+    raw, rms_db = raw_envelope(mono, samplerate, env.fps, env.n_fft)
+    return envelope_from_raw(raw, rms_db, env)
 
 
-def envelope_from_raw(raw: np.ndarray, rms_db: np.ndarray, *, fps: float, window: int, mode: str = "centred",
-                      attack_ms: float = 10.0, release_ms: float = 300.0, percentile: float = 99.0,
-                      silence_db: float = -60.0, w_min: float = 0.0, w_max: float = 2.0,
-                      gain: float = 1.0) -> Envelope:
-    """Smoothing, normalisation and weights of a raw per-frame envelope (offline)."""
-    sm = smooth(raw, mode, window, fps, attack_ms, release_ms)
-    norm = normalise_offline(sm, rms_db, percentile, silence_db)
-    weights = to_weight(norm, w_min, w_max, gain)
+def envelope_from_raw(raw: np.ndarray, rms_db: np.ndarray, env: EnvelopeConfig) -> Envelope:
+    """Smoothing, normalisation and weights of a raw per-frame envelope (offline), with the settings ``env``."""
+    fps = env.fps
+    sm = smooth(raw, env.mode, env.window, fps, env.attack_ms, env.release_ms)
+    norm = normalise_offline(sm, rms_db, env.norm_percentile, env.silence_db)
+    weights = to_weight(norm, env.w_min, env.w_max, env.gain)
     times = np.arange(raw.size) / fps
     return Envelope(fps, times, raw, sm, norm, weights, rms_db)

@@ -29,7 +29,7 @@ class HudInfo:
     atlas: str = ""  # "atlas 12/33", or "exact" (--levels 0)
     latency_ms: float | None = None
     level_db: float = -120.0
-    gate_db: float = -55.0
+    gate_db: float = -120.0  # the gate marked on the level meter (the app passes live.gate_db)
     words: tuple[str, ...] = ()
     weight: float = 0.0
     gain: float = 1.0

@@ -33,8 +33,6 @@ import numpy as np
 
 from aadiff_live.errors import UserError
 
-DEFAULT_LEVELS = 33
-DEFAULT_ATLAS_MB = 512
 MAX_AXES = 3  # routed words one atlas can vary (cells grow as levels ** k)
 MB = 1024 * 1024
 

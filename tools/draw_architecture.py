@@ -22,14 +22,14 @@ LEAVE_OUT = {"errors", "__main__", ""}
 SLOT = 2.6  # horizontal room per box, in the units of the box width (2.35)
 ROLE = {
     "audio": "decode files, demo sound, sample rates",
-    "analysis": "envelope -> weight",
-    "tokens": "words, positions, CLAP",
+    "analysis": "envelope, sources, routes -> weight",
+    "tokens": "words, positions, word choice, CLAP",
     "models": "load, tiny / random, attention processor",
     "backends": "torch, ONNX Runtime, TensorRT, engines/",
-    "rendering": "cached base, per-frame render",
+    "rendering": "cached base, batched render, atlas",
     "output": "video, sidecar, plot, video out",
     "control": "OSC, MIDI, scenes",
-    "live": "threads: capture, analysis, CLAP, render, display, recorder",
+    "live": "threads + messages, present, health, rig",
     "mailbox": "latest-value hand-over",
     "config": "typed config (pydantic)",
     "render": "aadiff-live render",

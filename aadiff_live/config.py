@@ -313,7 +313,8 @@ def _describe(err: ValidationError, source: str) -> str:
 FLAGS = {("osc", "port"): "--osc-port", ("osc", "host"): "--osc-host", ("osc", "send"): "--osc-send",
          ("midi", "port"): "--midi", ("video_out", "targets"): "--output", ("video_out", "hud"): "--output-hud",
          ("atlas", "mb"): "--atlas-mb", ("atlas", "batch"): "--atlas-batch", ("envelope", "mode"): "--smoothing",
-         ("model", "loras"): "--lora", ("live", "wait_for_device_s"): "--wait-for-device"}
+         ("model", "loras"): "--lora", ("live", "wait_for_device_s"): "--wait-for-device",
+         ("tempo", "source"): "--tempo"}
 
 
 def flag_for(section: str, key: str) -> str:

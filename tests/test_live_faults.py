@@ -100,11 +100,11 @@ def test_recorder_disk_error_shows_in_hud_and_exit_code_while_the_show_goes_on(t
     real_write = video.VideoWriter.write
     count = {"n": 0}
 
-    def full_disk(self, image, t=None):
+    def full_disk(self, image, t=None, index=None):
         count["n"] += 1
         if count["n"] > 2:
             raise OSError(28, "No space left on device")
-        return real_write(self, image, t)
+        return real_write(self, image, t, index)
 
     monkeypatch.setattr(video.VideoWriter, "write", full_disk)
     alerts: list[str] = []

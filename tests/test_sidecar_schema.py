@@ -39,7 +39,8 @@ def check(sidecar: Path, kind: str) -> list[dict]:
     assert data["frames_file"] == rows_path(sidecar).name
     for r in rows:
         row.validate(r)
-    assert [r["frame"] for r in rows] == list(range(len(rows)))
+    frames = [r["frame"] for r in rows]
+    assert frames == list(range(frames[0], frames[0] + len(rows)))  # consecutive (live: from its first slot)
     t = np.array([r["time"] for r in rows])
     assert np.all(np.diff(t) > 0)
     return rows
@@ -98,7 +99,8 @@ def test_live_recorder_sidecar(tmp_path):
     rec.join(timeout=10)
     rec.finish({"frames_shown": 30})
     rows = check(tmp_path / "set.mp4.json", "live")
-    assert all(r["latency_s"] == pytest.approx(r["time"] - r["capture_time"], abs=2e-3) for r in rows)
+    # time is the frame's slot on the video's grid, latency the refresh's own: within half a slot
+    assert all(r["latency_s"] == pytest.approx(r["time"] - r["capture_time"], abs=0.5 / 30 + 1e-3) for r in rows)
 
 
 def test_live_show_sidecar(tmp_path, wav):

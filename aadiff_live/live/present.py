@@ -120,8 +120,6 @@ class Presenter:
         self.screen = AtlasScreen(cfg.live.fade_s)  # atlas mode: what is on screen
         self.sample: WeightSample | None = None  # the newest weight
         self._picture_key: tuple | None = None  # what the window shows (skip re-uploading the same picture)
-        self._last_recorded = -1e9
-        self._record_period = 0.999 / cfg.envelope.fps  # recordings keep the video rate, not the refresh rate
         self._last_hud = 0.0
 
     # ------------------------------------------------------------------ one refresh
@@ -177,8 +175,7 @@ class Presenter:
         self.stats.add(shown, None if self.capture.finished.is_set() else latency,
                        frame.render_s > 0 or frame.lookup is not None)
         self.rig.shown(frame, latency, image)
-        if self.recorder is not None and shown - self._last_recorded >= self._record_period:
-            self._last_recorded = shown
+        if self.recorder is not None:  # every refresh: the recorder's frame grid picks the video's frames
             routes = route_row(self.routes, frame.sample) if self.routes is not None else {}
             self.recorder.add(frame, shown, {**self.rig.row(frame), **atlas_row(frame), **routes})
 

@@ -25,6 +25,7 @@ app's exit code is non-zero at the end.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from aadiff_live.errors import UserError
+from aadiff_live.live.frame_grid import FrameGrid, Pick
 from aadiff_live.live.messages import Frame
 from aadiff_live.live.ring import RingBuffer, RingReader
 from aadiff_live.output.sidecar import RowWriter, frames_path, sidecar_doc, sidecar_path, write_json_atomic
@@ -64,8 +66,11 @@ class _Segment:
         self.index = index
         self.t0 = t0  # monotonic capture time of the first audio sample
         self.wall_start = wall_start
+        self.fps = fps
+        self.slot_offset: int | None = None  # this file's frame index minus the grid's slot index
+        # a constant rate: frame k at k / fps (the slots of live/frame_grid.py), so editors get a fixed-rate file
         self.writer = VideoWriter(path, fps, width, height, audio=np.zeros((0, channels), np.float32),
-                                  samplerate=samplerate, vfr=True, fragmented=True, flag="--record")
+                                  samplerate=samplerate, fragmented=True, flag="--record")
         try:
             self.rows = RowWriter(frames_path(path), line_buffered=True)
         except BaseException:
@@ -76,9 +81,12 @@ class _Segment:
     def n_rows(self) -> int:
         return self.rows.n_rows
 
-    def write(self, image: np.ndarray, t: float, row: dict[str, Any]) -> None:
-        self.writer.write(image, t=t)
-        self.rows.write({"frame": self.rows.n_rows, **row})
+    def write(self, image: np.ndarray, index: int, row: dict[str, Any]) -> None:
+        """Frame ``index`` of this file (its time is ``index / fps``)."""
+        before = self.writer.n_frames
+        self.writer.write(image, index=index)
+        if self.writer.n_frames > before:
+            self.rows.write({"frame": index, "time": index / self.fps, **row})
 
     def close(self) -> Path | None:
         try:
@@ -100,7 +108,8 @@ class Recorder(threading.Thread):
         self.settings = settings or dict
         self.clock = clock
         self._reader = RingReader(ring, start=0)
-        self._q: queue.Queue[tuple[Frame, float, dict | None]] = queue.Queue(maxsize=MAX_PENDING)
+        self.grid: FrameGrid[tuple[Frame, dict | None]] = FrameGrid(fps)  # NB: only the display thread offers
+        self._q: queue.Queue[Pick[tuple[Frame, dict | None]]] = queue.Queue(maxsize=MAX_PENDING)
         self.dropped = 0
         self.error: BaseException | None = None  # NB: set by this thread, read by the app at the end
         self.alert: str | None = None  # NB: set by this thread, read by the HUD: the recording is stopped
@@ -114,11 +123,16 @@ class Recorder(threading.Thread):
 
     # ------------------------------------------------------------------ from the display thread
     def add(self, frame: Frame, shown_time: float, extra: dict | None = None) -> None:
-        """Never blocks. ``extra``: more per-frame fields for the row (display, scene, ...)."""
+        """Every display refresh, never blocks: the frame grid picks the refresh nearest each slot of the
+        video rate (live/frame_grid.py). ``extra``: more per-frame fields for the row (display, scene, ...)."""
+        for pick in self.grid.offer(shown_time, (frame, extra)):
+            self._put(pick)
+
+    def _put(self, pick: Pick[tuple[Frame, dict | None]]) -> None:
         if self._retry_at is not None:
             return  # the recording is stopped (already reported); the show goes on
         try:
-            self._q.put_nowait((frame, shown_time, extra))
+            self._q.put_nowait(pick)
         except queue.Full:
             self.dropped += 1
             if self.dropped == 1:
@@ -164,7 +178,9 @@ class Recorder(threading.Thread):
         data = sidecar_doc(
             "live", seg.rows,
             settings=self.settings(),
-            summary={**(summary or {}), "frames_dropped_from_recording": self.dropped},
+            summary={**(summary or {}), "frames_dropped_from_recording": self.dropped,
+                     # slots that repeated the picture before them: the display stalled (whole recording so far)
+                     "frames_held_in_recording": self.grid.held},
             audio={"samplerate": ring.samplerate, "channels": ring.channels, "duration_s": seg.writer.audio_s},
             n_frames=seg.n_rows, complete=True,
             segment={"index": seg.index, "start_utc": datetime.fromtimestamp(seg.wall_start, tz=timezone.utc)
@@ -185,10 +201,7 @@ class Recorder(threading.Thread):
             time.sleep(0.002)
         self._pull_audio()  # up to the end, no further
         self._close_segment()
-        self._open(end)
-        if self._last is not None:  # the picture on screen when the new file starts
-            image, row = self._last
-            self._seg_write(image, 0.0, {**row, "time": 0.0, "held": True})
+        self._open(end)  # its first frames repeat the picture on screen when it starts (see _write)
 
     # ------------------------------------------------------------------ audio and frames
     def _audio_reaches(self, t: float) -> bool:
@@ -224,25 +237,35 @@ class Recorder(threading.Thread):
         self._open(t0)
         return True
 
-    def _seg_write(self, image: np.ndarray, t: float, row: dict) -> None:
+    def _seg_write(self, image: np.ndarray, index: int, row: dict) -> None:
         assert self._seg is not None
-        self._seg.write(image, t, row)
+        self._seg.write(image, index, row)
 
-    def _write(self, frame: Frame, shown: float, extra: dict | None) -> None:
+    def _write(self, pick: Pick[tuple[Frame, dict | None]]) -> None:
         if not self._start():
             return  # no audio yet: cannot place the frame
+        frame, extra = pick.item
         end = self._segment_end()
-        if end is not None and shown >= end:
+        if end is not None and pick.time >= end:
             self._rotate()
         self._pull_audio()
         seg = self._seg
         assert seg is not None
-        t = max(0.0, shown - seg.t0)
+        if seg.slot_offset is None:  # the grid's slots are this file's frames from here on, one for one
+            seg.slot_offset = math.floor((pick.time - seg.t0) * self.fps + 0.5) - pick.slot
+        index = pick.slot + seg.slot_offset
+        if index < 0:
+            return  # before this file's first sound
+        if seg.writer.n_frames == 0 and seg.index > 0 and self._last is not None:
+            # a new segment: the picture on screen when it started, until this slot
+            image, row = self._last
+            for k in range(index):
+                self._seg_write(image, k, {**row, "held": True})
         s = frame.sample
-        row = {"time": t, "capture_time": s.capture_time - seg.t0, "latency_s": shown - s.capture_time,
+        row = {"capture_time": s.capture_time - seg.t0, "latency_s": pick.shown - s.capture_time,
                "weight": s.weight, "normalised": s.normalised, "rms_db": s.rms_db, "render_s": frame.render_s,
                "words": list(frame.words), "prompt": frame.prompt, **(extra or {})}
-        self._seg_write(frame.image, t, row)
+        self._seg_write(frame.image, index, {**row, "held": True} if pick.held else row)
         self._last = (frame.image, row)
 
     def _idle(self) -> None:
@@ -291,7 +314,7 @@ class Recorder(threading.Thread):
                 if item is None:
                     self._idle()
                 else:
-                    self._write(*item)
+                    self._write(item)
             except Exception as exc:  # noqa: BLE001 - the recording stops, the show goes on (loudly)
                 self._fail(exc)
 
@@ -311,6 +334,12 @@ class Recorder(threading.Thread):
         """After the thread has ended: all captured audio in, close the open file with its sidecar.
         Returns the files written (every segment). Raises nothing: a failure here is recorded in
         :attr:`error` and logged."""
+        if self._retry_at is None:
+            try:
+                for pick in self.grid.flush():  # the last refresh, when it is its slot's nearest
+                    self._write(pick)
+            except Exception as exc:  # noqa: BLE001 - reported through the exit code
+                self._fail(exc)
         self._final = True
         if self._seg is not None:
             try:

@@ -173,8 +173,9 @@ class VideoWriter:
                 self._pending[0] = head[take:]
             self._audio_pos += take
 
-    def write(self, image: np.ndarray, t: float | None = None) -> None:
-        """Append a ``[h, w, 3]`` uint8 frame (at time ``t`` seconds when ``vfr``)."""
+    def write(self, image: np.ndarray, t: float | None = None, index: int | None = None) -> None:
+        """Append a ``[h, w, 3]`` uint8 frame (at time ``t`` seconds when ``vfr``; at frame ``index`` of the
+        constant rate otherwise, default the next one; an index at or before the last is ignored)."""
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         if self.vfr:
             pts = int(round((t or 0.0) * 1000))
@@ -184,8 +185,12 @@ class VideoWriter:
             self._last_pts = pts
             end = pts / 1000.0
         else:
-            frame.pts = self.n_frames
-            end = (self.n_frames + 1) / self.fps
+            pts = self._last_pts + 1 if index is None else int(index)
+            if pts <= self._last_pts:
+                return
+            frame.pts = pts
+            self._last_pts = pts
+            end = (pts + 1) / self.fps
         with self._writing():
             self._encode_video(frame)
             self.n_frames += 1
@@ -208,7 +213,7 @@ class VideoWriter:
                 return None
             self._encode_video(None)
             if audio_seconds is None and not complete:
-                audio_seconds = (self._last_pts / 1000.0 + 1 / self.fps) if self.vfr else self.n_frames / self.fps
+                audio_seconds = (self._last_pts / 1000.0 + 1 / self.fps) if self.vfr else (self._last_pts + 1) / self.fps
             self._write_audio_until(audio_seconds)
             if self.audio_stream is not None:
                 for pkt in self.audio_stream.encode(None):

@@ -1,0 +1,81 @@
+"""Which display refreshes go into a constant-rate recording (docs/recording.md).
+
+The display refreshes at its own rate (30, 50, 60, 144 Hz, with jitter, and stalls now and then);
+a recording is a video at exactly ``fps`` frames a second. :class:`FrameGrid` lays a fixed grid of
+slots over time (slot ``k`` at ``t0 + k / fps``, ``t0`` the first refresh) and gives every slot the
+refresh nearest its time. A slot is decided as soon as a refresh at or after its time arrives (at
+most one refresh late). When the display stalls for longer than a slot, the slots it missed repeat
+the nearest refresh and are marked ``held`` (and counted); a refresh that comes a little early or
+late moves nothing else, so the picture never judders by a whole refresh as a "one period since
+the last pick" rule does.
+
+Pure and single-threaded: the main thread offers every refresh, the recorder gets the picks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Pick(Generic[T]):
+    slot: int  # index on the grid
+    time: float  # the slot's time (t0 + slot / fps): where the frame goes in the video
+    shown: float  # when the picked refresh was shown
+    item: T
+    held: bool  # the same refresh as the slot before (the display stalled)
+
+
+class FrameGrid(Generic[T]):
+    def __init__(self, fps: float) -> None:
+        if fps <= 0:
+            raise ValueError("fps must be positive")
+        self.period = 1.0 / float(fps)
+        self.t0: float | None = None
+        self.next_slot = 0
+        self.held = 0  # slots that repeated a refresh (counted for the summary)
+        self._prev: tuple[int, float, T] | None = None  # the newest refresh: (id, time, item)
+        self._last_pick_id = -1
+        self._n = 0
+
+    def slot_time(self, k: int) -> float:
+        assert self.t0 is not None
+        return self.t0 + k * self.period
+
+    def offer(self, t: float, item: T) -> list[Pick[T]]:
+        """A refresh shown at ``t`` (non-decreasing); the slots it decides, in order."""
+        rid = self._n
+        self._n += 1
+        if self.t0 is None:
+            self.t0 = t
+        picks = list(self._decide(rid, t, item))
+        self._prev = (rid, t, item)
+        return picks
+
+    def _decide(self, rid: int, t: float, item: T) -> Iterator[Pick[T]]:
+        while self.slot_time(self.next_slot) <= t:
+            s = self.slot_time(self.next_slot)
+            prev = self._prev
+            if prev is not None and s - prev[1] <= t - s:  # the refresh before the slot is nearer (ties: earlier)
+                yield self._pick(s, prev[0], prev[1], prev[2])
+            else:
+                yield self._pick(s, rid, t, item)
+
+    def _pick(self, s: float, rid: int, shown: float, item: T) -> Pick[T]:
+        held = rid == self._last_pick_id
+        self.held += held
+        self._last_pick_id = rid
+        pick = Pick(self.next_slot, s, shown, item, held)
+        self.next_slot += 1
+        return pick
+
+    def flush(self) -> list[Pick[T]]:
+        """At the end: the next slot, if the last refresh is within half a slot of it (it would have been its pick)."""
+        prev = self._prev
+        if prev is None or self.slot_time(self.next_slot) - prev[1] > self.period / 2:
+            return []
+        return [self._pick(self.slot_time(self.next_slot), prev[0], prev[1], prev[2])]

@@ -22,7 +22,7 @@ from aadiff_live.analysis.routes import (
     route_weights,
 )
 from aadiff_live.analysis.sources import is_stem
-from aadiff_live.audio.rates import AAC_RATES
+from aadiff_live.audio.rates import AAC_RATES, FALLBACK_RATE
 from aadiff_live.audio.source import source_for
 from aadiff_live.audio.stream import AudioFeed
 from aadiff_live.config import MAX_ROUTES, Config, parse_size
@@ -208,7 +208,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         log.info("frame atlas: %s %s over %s, %d per UNet call; this clip needs %d of them (--exact renders every "
                  "frame)", grid_label(shape), "cells" if grid else "levels",
                  " x ".join(f"[{lo:g}, {hi:g}]" for lo, hi in ranges), plan.batch, len(plan.need))
-    rate = clip.samplerate if clip.samplerate in AAC_RATES else 48000
+    rate = clip.samplerate if clip.samplerate in AAC_RATES else FALLBACK_RATE
     writer = VideoWriter(out_path, env.fps, renderer.width, renderer.height,
                          audio=np.zeros((0, min(2, clip.channels)), np.float32), samplerate=rate)
     audio_feed = AudioFeed(source, writer, rate)  # the audio is read again, block by block, as frames are written

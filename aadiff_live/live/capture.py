@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from aadiff_live.audio.rates import AAC_RATES
+from aadiff_live.audio.rates import AAC_RATES, FALLBACK_RATE
 from aadiff_live.errors import UserError
 from aadiff_live.live.devices import InputDevice, resolve_input, sounddevice_module, wait_for_input
 from aadiff_live.live.ring import RingBuffer
@@ -80,10 +80,10 @@ class DeviceCapture(Capture):
         # what to look for after a replug: the name the user gave (an index may change), else the device's name
         spec = (spec or "").strip()
         self.spec = device.name if not spec or spec.lstrip("-").isdigit() else spec
-        sr = int(samplerate or device.default_samplerate or 48000)
+        sr = int(samplerate or device.default_samplerate or FALLBACK_RATE)
         if sr not in AAC_RATES:
-            log.info("device rate %d Hz is not an AAC rate: capturing at 48000 Hz", sr)
-            sr = 48000
+            log.info("device rate %d Hz is not an AAC rate: capturing at %d Hz", sr, FALLBACK_RATE)
+            sr = FALLBACK_RATE
         self.samplerate = sr
         self.channels = max(1, min(2, device.channels))
         self.blocksize = int(blocksize)
@@ -194,7 +194,7 @@ class FileCapture(Capture):
 
         audio = load_audio(path)
         if audio.samplerate not in AAC_RATES:
-            audio = audio.resampled(48000)
+            audio = audio.resampled(FALLBACK_RATE)
         samples = audio.samples[:, :2]
         self.audio = np.ascontiguousarray(samples, dtype=np.float32)
         self.samplerate = audio.samplerate

@@ -29,7 +29,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from aadiff_live.audio.rates import AAC_RATES
+from aadiff_live.audio.rates import AAC_RATES, FALLBACK_RATE
 from aadiff_live.errors import UserError, cannot_create, cannot_write
 from aadiff_live.output.sidecar import current_umask
 
@@ -103,8 +103,8 @@ class VideoWriter:
                 raise ValueError(f"streaming audio needs an AAC sample rate, one of {AAC_RATES}")
             import soxr
 
-            audio = soxr.resample(audio, sr, 48000).astype(np.float32).reshape(-1, audio.shape[1])
-            sr = 48000
+            audio = soxr.resample(audio, sr, FALLBACK_RATE).astype(np.float32).reshape(-1, audio.shape[1])
+            sr = FALLBACK_RATE
         self._layout = "mono" if audio.shape[1] == 1 else "stereo"
         stream = self.container.add_stream("aac", rate=sr, layout=self._layout)
         stream.bit_rate = 192000

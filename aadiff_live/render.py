@@ -322,9 +322,14 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         return 130
     side = write_json_atomic(sidecar_path(path), data)
     if plot:
-        from aadiff_live.output.plot import plot_envelope
+        from aadiff_live.output.plot import plot_envelope, plot_sources
 
-        png = plot_envelope(env, path.with_name(path.name + ".png"), title=f"{prompt}  [{', '.join(choice.words)}]")
+        png_path = path.with_name(path.name + ".png")
+        if sources is not None:  # routes: a panel per routed source, and each word's weight
+            png = plot_sources(sources, env, png_path, title=prompt,
+                               weights={r.word: route_w[:n_done, j] for j, r in enumerate(routes)})
+        else:
+            png = plot_envelope(env, png_path, title=f"{prompt}  [{', '.join(choice.words)}]")
         log.info("plot: %s", png)
     if interrupted:
         log.warning("interrupted: kept a playable %s with the %d frame(s) rendered so far", path, n_done)

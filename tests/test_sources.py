@@ -131,14 +131,33 @@ def test_the_live_stepper_gives_the_offline_numbers(drums):
         live = np.array([v[band] for v in values])[at_frames]
         assert r(live[heard], offline_ar.values[band][heard]) >= 0.95, band
         assert r(live[heard], follows[heard]) >= 0.9 and r(live[heard], ignores[heard]) <= 0.2, band
-    live_flash = np.array([v["onset"] for v in values])[(np.arange(offline.n_frames) + 1) * 10 // 3 - 1]
-    np.testing.assert_allclose(live_flash[video], offline.values["onset"][video], atol=1e-9)
+    # the flash: live, the value at each hop; offline, each frame's peak (1 in the frame an onset is known in)
+    live_flash = np.array([v["onset"] for v in values])
+    hop_ends = (np.arange(live_flash.size) + 1) / hz
+    detected = (np.array(fired["onset"]) + 1) / hz
+    np.testing.assert_allclose(live_flash, flash_at(hop_ends, detected, cfg.features.onset_decay_ms), atol=1e-9)
+    frame_ends = (np.arange(offline.n_frames) + 1) / env.fps
+    k = np.searchsorted(frame_ends, detected - 1e-9)  # the frame each onset is known in
+    assert (offline.values["onset"][k] == 1.0).all()
+    assert (offline.values["onset"] >= live_flash[at_frames] - 1e-9).all()
 
 
 def test_flash_decays_from_each_event():
     t = np.array([0.0, 0.1, 0.2, 0.35, 0.5])
     f = flash_at(t, np.array([0.1, 0.35]), decay_ms=100.0)
     np.testing.assert_allclose(f, [0.0, 1.0, np.exp(-1.0), 1.0, np.exp(-1.5)])
+
+
+def test_the_render_plot_shows_routed_sources_and_each_words_weight(drums, tmp_path):
+    from aadiff_live.analysis.envelope import envelope_from_raw
+    from aadiff_live.output.plot import plot_sources
+
+    cfg = Config()
+    sf = sources_offline(drums[0], SR, cfg.envelope, cfg.features, ["loudness", "low", "onset:high"])
+    env = envelope_from_raw(sf.raw["loudness"], sf.rms_db, fps=cfg.envelope.fps, window=5)
+    png = plot_sources(sf, env, tmp_path / "r.png", "thunder and rain",
+                       weights={"thunder": 2 * sf.values["low"], "rain": 2 * sf.values["onset:high"]})
+    assert png.stat().st_size > 10_000
 
 
 def test_unknown_source_is_one_line_listing_the_known_ones():
@@ -250,3 +269,37 @@ def test_analyse_writes_every_source_and_the_onset_times(drums, tmp_path):
     assert src["onsets_s"]["onset:low"] == pytest.approx(expected.onsets["onset:low"].tolist())
     assert len(src["onsets_s"]["onset"]) == kick_t.size + hat_t.size
     assert (tmp_path / "a.png").stat().st_size > 10_000
+
+
+def test_live_from_a_file_sends_every_source_and_the_onsets_over_osc(drums, tmp_path):
+    import threading
+    import time
+
+    import soundfile as sf
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+
+    from aadiff_live.cli import main
+
+    wav = tmp_path / "drums.wav"
+    sf.write(str(wav), drums[0][:3 * SR].astype(np.float32), SR)
+    got: list[tuple] = []
+    d = Dispatcher()
+    d.map("/aadiff/*", lambda addr, *a: got.append((addr, *a)))
+    srv = ThreadingOSCUDPServer(("127.0.0.1", 0), d)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        code = main(["--input", str(wav), "--model", "tiny", "--size", "64", "--prompt", "thunder and rain",
+                     "--tokens", "thunder", "--no-display", "--osc-send", f"127.0.0.1:{srv.server_address[1]}"])
+        time.sleep(0.2)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert code == 0
+    cfg = Config()
+    counts = {n: sum(g[0] == f"/aadiff/source/{n}" for g in got) for n in known_sources(cfg.features, live=True)}
+    assert min(counts.values()) >= 100, counts  # 100 a second (the start-up may skip stale audio; UDP may drop)
+    assert all(0.0 <= g[1] <= 1.0 for g in got if g[0].startswith("/aadiff/source/"))
+    onsets = [g[1] for g in got if g[0] == "/aadiff/onset"]
+    assert onsets.count("onset") >= 5 and onsets.count("onset:low") >= 2 and onsets.count("onset:high") >= 2, onsets
+    assert set(onsets) <= {n for n in counts if n.startswith("onset")}

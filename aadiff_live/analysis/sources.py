@@ -7,7 +7,8 @@ A *source* is one named signal per frame, computed from the same streaming STFT
 - one per frequency band of ``features.bands`` (defaults ``low`` 20-200 Hz, ``mid`` 200-2000 Hz,
   ``high`` 2000-16000 Hz): the mean STFT magnitude over the band's bins, in the envelope's units.
 - ``onset`` and ``onset:<band>``: a flash (1 at the onset, then down with time constant
-  ``features.onset_decay_ms``) at each onset event found by causal adaptive peak picking on the
+  ``features.onset_decay_ms``; offline, a frame shows the flash's peak within it) at each onset event
+  found by causal adaptive peak picking on the
   spectral flux of the whole spectrum (or of the band's bins).
 - ``beat``, ``bar`` and ``lfo:SHAPE:BEATS`` (offline for now): locked to the beat that
   :func:`aadiff_live.analysis.tempo.offline_beats` finds in the clip: a flash on every beat (time constant
@@ -270,6 +271,16 @@ def onset_strength(mono: np.ndarray, samplerate: int, env: EnvelopeConfig, featu
     return np.asarray(out), t0
 
 
+def flash_per_frame(starts: np.ndarray, ends: np.ndarray, events: np.ndarray, decay_ms: float) -> np.ndarray:
+    """The flash's peak within each frame ``(start, end]``: 1 where an event falls in it (every onset shows at
+    full strength, whatever the frame rate), else the flash at the frame's start."""
+    events = np.sort(np.asarray(events, dtype=np.float64))
+    out = flash_at(starts, events, decay_ms)
+    hit = np.searchsorted(events, ends, side="right") > np.searchsorted(events, starts, side="right")
+    out[hit] = 1.0
+    return out
+
+
 def flash_at(times: np.ndarray, events: np.ndarray, decay_ms: float) -> np.ndarray:
     """The flash at each time: ``exp(-(t - e) / decay)`` for the newest event ``e <= t``; 0 before the first."""
     times = np.asarray(times, dtype=np.float64)
@@ -380,6 +391,7 @@ class OfflineSources:
         raw_all = {k: np.concatenate(v)[:n] for k, v in self._levels.items()}
         times = np.arange(n) / fps
         ends = self.stft.frame_end(np.arange(n)) / self.samplerate  # when each frame's audio is complete
+        starts = np.concatenate([[0.0], ends[:-1]])
         values: dict[str, np.ndarray] = {}
         raw: dict[str, np.ndarray] = {}
         onsets: dict[str, np.ndarray] = {}
@@ -417,7 +429,7 @@ class OfflineSources:
                 idx = np.asarray(self._events[name], dtype=np.int64)
                 detected = self.onset_stft.frame_end(idx) / self.samplerate if idx.size else np.zeros(0)
                 onsets[name] = onset_time(detected, self.onset_stft.n_fft, self.samplerate)
-                raw[name] = values[name] = flash_at(ends, detected, self.features.onset_decay_ms)
+                raw[name] = values[name] = flash_per_frame(starts, ends, detected, self.features.onset_decay_ms)
                 continue
             sm = (smoothing or {}).get(name) or Smoothing.of(self.env)
             raw[name] = raw_all[name]

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+
+import numpy as np
 
 from aadiff_live.analysis.envelope import Envelope
 from aadiff_live.analysis.sources import LOUDNESS, ONSET, SourceFrames, is_onset
@@ -37,24 +40,27 @@ def plot_envelope(env: Envelope, path: str | Path, title: str = "") -> Path:
     return Path(path)
 
 
-def plot_sources(frames: SourceFrames, env: Envelope, path: str | Path, title: str = "") -> Path:
+def plot_sources(frames: SourceFrames, env: Envelope, path: str | Path, title: str = "",
+                 weights: Mapping[str, np.ndarray] | None = None) -> Path:
     """One panel per level source (loudness, each band, each stem): its raw value (grey, relative) and its value
     in [0, 1], with the onset events of its onset source marked (``onset`` on the loudness, ``onset:<band>`` on
-    the band); then the weight."""
+    the band); a flash source that is routed (in ``frames`` without its level source) gets a panel of its own;
+    then the weight (or each routed word's, ``weights``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    levels = [n for n in frames.names if not is_onset(n)]
+    levels = [n for n in frames.names if not is_onset(n) or weights is not None]
     fig, axes = plt.subplots(len(levels) + 1, 1, figsize=(10, 1.3 * len(levels) + 2.2), sharex=True,
                              constrained_layout=True)
     for k, (ax, name) in enumerate(zip(axes, levels, strict=False)):
         raw = frames.raw[name]
-        ax.plot(frames.times, raw / max(float(raw.max(initial=0.0)), 1e-12), lw=0.6, color="0.7")
+        if not is_onset(name):  # a flash is its own raw value
+            ax.plot(frames.times, raw / max(float(raw.max(initial=0.0)), 1e-12), lw=0.6, color="0.7")
         ax.fill_between(frames.times, frames.values[name], lw=0, color=f"C{k}", alpha=0.55)
         ax.plot(frames.times, frames.values[name], lw=1.0, color=f"C{k}")
-        onset = ONSET if name == LOUDNESS else f"{ONSET}:{name}"
+        onset = name if is_onset(name) else ONSET if name == LOUDNESS else f"{ONSET}:{name}"
         events = frames.onsets.get(onset)
         label = name
         if events is not None and events.size:
@@ -63,8 +69,14 @@ def plot_sources(frames: SourceFrames, env: Envelope, path: str | Path, title: s
         ax.set_ylim(0, 1.08)
         ax.set_ylabel(label, rotation=0, ha="right", va="center")
         ax.set_yticks([0, 1])
-    axes[-1].plot(env.times, env.weights, lw=1.4, color="C3")
-    axes[-1].set_ylabel("weight w_t\n(loudness)", rotation=0, ha="right", va="center")
+    if weights:
+        for k, (word, w) in enumerate(weights.items()):
+            axes[-1].plot(frames.times[:len(w)], w, lw=1.4, color=f"C{k + 3}", label=word)
+        axes[-1].legend(loc="upper right")
+        axes[-1].set_ylabel("weights", rotation=0, ha="right", va="center")
+    else:
+        axes[-1].plot(env.times, env.weights, lw=1.4, color="C3")
+        axes[-1].set_ylabel("weight w_t\n(loudness)", rotation=0, ha="right", va="center")
     axes[-1].set_xlabel("time (s)")
     if title:
         axes[0].set_title(title)

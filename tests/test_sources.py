@@ -154,7 +154,7 @@ def test_the_render_plot_shows_routed_sources_and_each_words_weight(drums, tmp_p
 
     cfg = Config()
     sf = sources_offline(drums[0], SR, cfg.envelope, cfg.features, ["loudness", "low", "onset:high"])
-    env = envelope_from_raw(sf.raw["loudness"], sf.rms_db, fps=cfg.envelope.fps, window=5)
+    env = envelope_from_raw(sf.raw["loudness"], sf.rms_db, cfg.envelope)
     png = plot_sources(sf, env, tmp_path / "r.png", "thunder and rain",
                        weights={"thunder": 2 * sf.values["low"], "rain": 2 * sf.values["onset:high"]})
     assert png.stat().st_size > 10_000

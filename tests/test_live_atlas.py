@@ -171,6 +171,30 @@ def test_stale_audio_is_skipped_not_shown():
     assert a.skip_stale(reader) == 0
 
 
+def test_start_up_holds_weights_from_queued_sound_and_gives_up_on_a_slow_device(caplog):
+    """At start-up a weight from sound older than FRESH_S is held back (and counted); fresh sound is posted and
+    ends the check; a device whose sound is always old is shown anyway after STARTUP_WAIT_S, with a warning."""
+    import logging
+    from dataclasses import replace
+
+    from aadiff_live.live import analysis_thread as at
+    from aadiff_live.live.messages import WeightSample
+
+    cfg = load_config(None, {"envelope": {"mode": "attack-release"}})
+    a, _ = _analysis(cfg)
+    s = WeightSample(0, 1.0, 0.5, -20.0, 100.0, {}, ())
+    assert not a._fresh_enough(s, 480, now=100.5) and a.skipped == 480 and not a.fresh
+    assert not a._fresh_enough(s, 480, now=100.0 + at.FRESH_S + 0.01) and a.skipped == 960
+    assert a._fresh_enough(replace(s, capture_time=100.6), 480, now=100.6 + at.FRESH_S / 2) and a.fresh
+    b, _ = _analysis(cfg)  # a device whose sound always arrives 300 ms old
+    caplog.set_level(logging.WARNING)
+    assert not b._fresh_enough(s, 480, now=100.3)
+    assert not b._fresh_enough(replace(s, capture_time=102.0), 480, now=102.3)
+    assert b._fresh_enough(replace(s, capture_time=100.0 + at.STARTUP_WAIT_S), 480,
+                           now=100.3 + at.STARTUP_WAIT_S) and b.fresh
+    assert "300 ms old when it arrives" in caplog.text
+
+
 def test_start_up_never_shows_sound_older_than_100_ms(tmp_path):
     """File input, where capture times are known: from the first frame on screen, every refresh shows
     sound at most 100 ms old (the exact path used to show ~740 ms old sound for the first ~2 s)."""

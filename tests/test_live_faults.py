@@ -215,7 +215,7 @@ class FakePortAudio:
     """A PortAudio whose device list, like the real one, is read when it initialises: a device
     unplugged and plugged back (with a new index, as USB does) is seen only after a re-initialise."""
 
-    def __init__(self, sd, monkeypatch) -> None:
+    def __init__(self, sd, monkeypatch, stream_cls: type | None = None) -> None:
         self.sd = sd
         self.system = {0: "Built-in Microphone", 3: "USB Audio (hw:2,0)"}  # what is plugged in now
         self.seen = dict(self.system)  # PortAudio's list, from the last initialise
@@ -223,7 +223,7 @@ class FakePortAudio:
         self.streams: list[FakePAStream] = []
         fake = self
 
-        class Stream(FakePAStream):
+        class Stream(stream_cls or FakePAStream):  # type: ignore[misc]
             def __init__(self, **kw):
                 super().__init__(fake, **kw)
 
@@ -628,3 +628,57 @@ def test_a_renderer_still_stalled_when_the_show_stops_makes_the_exit_code_1(tmp_
 
     code = run_watched(app, watch, release.set)
     assert code == 1 and "still stalled when the show stopped" in caplog.text
+
+
+class QueuedPAStream(FakePAStream):
+    """A device that, like PulseAudio with sound already playing, first hands over about 0.9 s of sound it
+    queued before the stream started, a little faster than real time (ADC times say how old each block is),
+    then keeps up: noise bursts, so the weight moves."""
+
+    QUEUED_S = 0.9
+
+    def _run(self):
+        sr, n = 48000, self.blocksize
+        block_s = n / sr
+        rng = np.random.default_rng(5)
+        age, k = self.QUEUED_S, 0
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            on = (k * block_s) % 0.5 < 0.25
+            block = (0.3 * on * rng.standard_normal((n, self.channels))).astype(np.float32)
+            now = time.monotonic()
+            info = SimpleNamespace(inputBufferAdcTime=now - age - block_s, currentTime=now)
+            self.callback(block, n, info, 0)
+            k += 1
+            if age > block_s:  # catching up: two blocks per block's time
+                age = max(block_s, age - block_s / 2)
+                next_t += block_s / 2
+            else:
+                next_t += block_s
+            self._stop.wait(max(0.0, next_t - time.monotonic()))
+
+
+def test_sound_a_device_queued_before_the_show_is_never_shown(monkeypatch):
+    """With sound already playing when the show starts, a device hands over ~0.9 s of queued sound first:
+    no refresh shows sound older than 100 ms, and the skipped sound is counted (it was 0 for a device)."""
+    from aadiff_live.config import load_config
+    from aadiff_live.live.app import LiveApp
+
+    sd = capture_mod.sounddevice_module()
+    FakePortAudio(sd, monkeypatch, QueuedPAStream)
+    cfg = load_config(None, {"model": {"model": "tiny", "size": "64"}, "live": {"input": "USB Audio"},
+                             "tokens": {"tokens": ["fire"]}, "atlas": {"levels": 9}})
+    stats: dict = {}
+    app = LiveApp(cfg, prompt="a fire in the rain", no_display=True, duration=30.0, record=None, monitor=False,
+                  stats_out=stats)
+
+    def watch():  # past the queued sound, with enough refreshes shown
+        while not app.stop.wait(0.05):
+            if app.present.stats.n_shown >= 90 and app.capture.ring.written > 2.5 * 48000:
+                app.stop.set()
+
+    assert run_watched(app, watch) == 0
+    lat = np.array(stats["latencies_s"])
+    assert lat.size >= 60, lat.size
+    assert lat.max() <= 0.1, np.sort(lat)[-5:]
+    assert stats["stale_audio_skipped_s"] >= 0.3, stats["stale_audio_skipped_s"]

@@ -9,6 +9,10 @@ attack, release and the AGC are defined in time (the config's ``window`` is in v
 ``envelope.fps``), so the envelope looks the same whatever the hop. Audio that is already stale
 (a backlog of more than :data:`MAX_BACKLOG_S`, e.g. at start-up while the first atlas level
 renders) is skipped: the analysis jumps to the newest audio instead of catching up through it.
+A device can also hand over sound it queued before the show started (PulseAudio: up to about a
+second, delivered a little faster than real time until it has caught up): that backlog never sits
+unread in the ring, so at start-up a weight from sound older than :data:`FRESH_S` is not posted
+(counted as skipped) until fresh sound arrives; the first refresh never shows stale sound.
 
 Every hop also steps every live source (bands, onsets: :class:`~aadiff_live.analysis.sources.SourceStepper`)
 on the same STFT frame; the posted sample carries their values, and ``on_hop`` (OSC out) gets every hop's.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
@@ -33,6 +38,10 @@ from aadiff_live.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
 MAX_BACKLOG_S = 0.05  # more unread audio than this (beyond one STFT window) is stale: skipped, never shown
+# at start-up, a weight from sound older than this is not posted (a refresh and a blend still follow: <= 100 ms)
+FRESH_S = 0.06
+# a device whose sound is always older than FRESH_S when it arrives (a large buffer) is shown anyway after this
+STARTUP_WAIT_S = 5.0
 
 
 def live_smoothing_mode(mode: str) -> str:
@@ -66,7 +75,9 @@ class AnalysisThread(threading.Thread):
                                      video_fps=env.fps, agc_release_s=live.agc_release_s, gate_db=live.gate_db,
                                      smoothing_for=smoothing_for)
         self.on_hop = on_hop  # called on this thread with every hop's sample (OSC out of the sources)
-        self.skipped = 0  # stale samples skipped (start-up backlog, a stall)
+        self.skipped = 0  # stale samples skipped (start-up backlog, a device's queued sound, a stall)
+        self.fresh = False  # a weight from fresh sound has been posted (the start-up check is over)
+        self._first_read: float | None = None
         self.w_min, self.w_max = env.w_min, env.w_max
         self.gain = float(env.gain)  # NB: written by the display thread (+/- keys), read here per frame
         self.latest: WeightSample | None = None  # NB: read by the HUD
@@ -94,6 +105,27 @@ class AnalysisThread(threading.Thread):
         reader.pos += skip
         self.skipped += skip
         return skip
+
+    def _fresh_enough(self, sample: WeightSample, n_read: int, now: float | None = None) -> bool:
+        """At start-up: post ``sample`` only if its sound is at most :data:`FRESH_S` old; otherwise count the
+        ``n_read`` samples just read as skipped. After :data:`STARTUP_WAIT_S` without fresh sound the device's
+        latency is what it is: post, and say so once."""
+        now = time.monotonic() if now is None else now
+        if self._first_read is None:
+            self._first_read = now
+        age = now - sample.capture_time
+        if sample.capture_time <= 0.0 or age <= FRESH_S:  # 0: the capture time is unknown
+            self.fresh = True
+            if self.skipped:
+                log.info("analysis: skipped %.0f ms of sound queued before the show", 1000 * self.skipped / self.ring.samplerate)
+            return True
+        if now - self._first_read >= STARTUP_WAIT_S:
+            log.warning("analysis: the input's sound is %.0f ms old when it arrives (a large device buffer?); "
+                        "showing it anyway", 1000 * age)
+            self.fresh = True
+            return True
+        self.skipped += n_read
+        return False
 
     def step(self, mono: np.ndarray, first_sample: int) -> WeightSample | None:
         """Push samples (the first at absolute ring index ``first_sample``); the newest completed frame."""
@@ -150,6 +182,8 @@ class AnalysisThread(threading.Thread):
             if data.shape[0] == 0:
                 continue
             sample = self.step(data.mean(axis=1), start)
+            if sample is not None and not self.fresh and not self._fresh_enough(sample, data.shape[0]):
+                continue
             if sample is not None:
                 self.latest = sample
                 self.out.put(sample)

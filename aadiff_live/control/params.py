@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 MAX_TEXT = 1000  # characters of a prompt or a word list (77 CLIP tokens are far fewer)
 SEED_MAX = 2**32 - 1
+GAIN_MAX = 100.0  # the highest gain keys, MIDI, OSC and scenes may set
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Param:
 
 
 PARAMS: dict[str, Param] = {p.name: p for p in (
-    Param("gain", "f", 0.0, 100.0, "multiplies the normalised envelope"),
+    Param("gain", "f", 0.0, GAIN_MAX, "multiplies the normalised envelope"),
     Param("w_min", "f", -10.0, 10.0, "token weight in silence"),
     Param("w_max", "f", -10.0, 10.0, "token weight at full loudness"),
     Param("window_ms", "f", 0.0, 10000.0, "trailing smoothing window (smoothing 'trailing')"),

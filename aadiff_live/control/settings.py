@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from aadiff_live.control.params import PARAMS, SEED_MAX
+from aadiff_live.control.params import GAIN_MAX, PARAMS, SEED_MAX
 
 
 class _Strict(BaseModel):
@@ -109,7 +109,7 @@ class SceneConfig(_Strict):
     words: list[str] | None = Field(None, description="pin these words of the prompt (unset: CLAP chooses)")
     seed: int | None = Field(None, ge=0, le=SEED_MAX, description="a new base from this seed (unset: the current)")
     window: int | None = Field(None, ge=1, description="smoothing window in frames (acts under smoothing trailing)")
-    gain: float | None = Field(None, ge=0, le=100, description="the gain while the scene is on (unset: the current)")
+    gain: float | None = Field(None, ge=0, le=GAIN_MAX, description="the gain while the scene is on (unset: the current)")
 
     @model_validator(mode="after")
     def _words_in_prompt(self) -> SceneConfig:

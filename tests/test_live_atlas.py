@@ -37,7 +37,7 @@ def thread(tiny_components):
                      weights=Mailbox(), choices=Mailbox(), requests=Mailbox(), frames=Mailbox(),
                      stop=threading.Event(), levels=LEVELS, atlas_mb=64, batch=2, views=Mailbox(),
                      w_range=lambda: (0.0, 2.0), watchdog=StallWatchdog(20.0), restarts=3,
-                     newest_weight=lambda: weight["w"])
+                     newest_weight=lambda: weight["w"], grid_levels=9)
     t.weight = weight  # type: ignore[attr-defined]
     return t
 

@@ -89,7 +89,7 @@ def test_one_route_is_a_one_axis_atlas(tiny_components):
                      weights=Mailbox(), choices=Mailbox(), requests=Mailbox(), frames=Mailbox(),
                      stop=threading.Event(), levels=5, atlas_mb=64, batch=5, views=Mailbox(),
                      w_range=lambda: (0.0, 2.0), watchdog=StallWatchdog(20.0), restarts=3,
-                     newest_weight=lambda: routes.weights({"onset": 0.5})[0], routes=routes)
+                     newest_weight=lambda: routes.weights({"onset": 0.5})[0], routes=routes, grid_levels=9)
     t.step_atlas()
     atlas = t.target.atlas
     assert atlas.k == 1 and atlas.complete and atlas.key.w_hi == 3.0 and t.words == ["rain"]
@@ -268,7 +268,7 @@ def test_exact_mode_renders_each_routed_words_own_weight(tiny_components):
     t = RenderThread(tiny_components, r, prompt=PROMPT, words=["fire"], pinned=False, top_k=1,
                      weights=Mailbox(), choices=Mailbox(), requests=Mailbox(), frames=Mailbox(),
                      stop=threading.Event(), levels=0, atlas_mb=64, batch=1, w_range=lambda: (0.0, 2.0),
-                     watchdog=StallWatchdog(20.0), restarts=3, routes=routes)
+                     watchdog=StallWatchdog(20.0), restarts=3, routes=routes, grid_levels=9)
     t.weights.put(WeightSample(0, 1.0, 0.5, -20.0, 0.0, {"low": 0.9, "high": 0.1}))
     threading.Timer(2.0, t.stop_event.set).start()  # one sample: one render, then the loop idles
     t._run_exact()

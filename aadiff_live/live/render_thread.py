@@ -98,7 +98,7 @@ class RenderThread(threading.Thread):
                  frames: Mailbox[Frame], stop: threading.Event, levels: int, atlas_mb: float, batch: int,
                  views: Mailbox[AtlasView] | None = None, w_range: Callable[[], tuple[float, float]],
                  newest_weight: Callable[[], float | tuple[float, ...] | None] = lambda: None,
-                 watchdog: StallWatchdog, restarts: int, routes: LiveRoutes | None = None, grid_levels: int = 9,
+                 watchdog: StallWatchdog, restarts: int, routes: LiveRoutes | None = None, grid_levels: int,
                  routes_follow_clap: bool = False) -> None:
         """``levels``, ``atlas_mb``, ``batch``: ``Config.atlas``; ``w_range``: the envelope's weight range now;
         ``restarts``: ``live.thread_restarts``; ``watchdog``: beaten after each piece of work and while idle.

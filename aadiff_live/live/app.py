@@ -335,7 +335,8 @@ class LiveApp:
     def run(self) -> int:
         """Start the threads, run the display loop until quit, shut down; the exit code (docs: live.health)."""
         if isinstance(self.capture, FileCapture) and self.duration is None and not self.capture.loop:
-            log.info("stops when the file ends (%.1f s)", self.capture.duration)
+            log.info("stops when the file ends%s", f" ({self.capture.duration:.1f} s)"
+                     if self.capture.duration is not None else "")
         reason = "not started"
         started = time.monotonic()
         old_term = None

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from aadiff_live.audio.rates import AAC_RATES, FALLBACK_RATE
+from aadiff_live.audio.stream import AudioSource
 from aadiff_live.errors import UserError
 from aadiff_live.live.devices import InputDevice, resolve_input, sounddevice_module, wait_for_input
 from aadiff_live.live.ring import RingBuffer
@@ -183,37 +184,133 @@ class DeviceCapture(Capture):
         self._close()
 
 
+PREFETCH_S = 2.0  # a file input is decoded this far ahead of the player: memory stays flat however long the file
+DECODE_BLOCK = 4096  # samples per block read from the file by the decoder thread
+
+
+class Prefetch:
+    """A sound file decoded ahead of its player in a thread of its own, into a fixed buffer of
+    ``seconds``; ``loop`` starts the file again at its end. One writer (the decoder) and one reader (the
+    feeder, or PortAudio's output callback): each position is written by one side only, so the reader
+    takes no lock and allocates nothing (:meth:`read_into`)."""
+
+    def __init__(self, source: AudioSource, rate: int, channels: int, seconds: float, loop: bool,
+                 stop: threading.Event) -> None:
+        self.source, self.rate, self.channels, self.loop = source, int(rate), int(channels), loop
+        self.buf = np.zeros((max(DECODE_BLOCK * 2, int(seconds * rate)), channels), dtype=np.float32)
+        self.written = 0  # NB: advanced by the decoder thread only
+        self.read_pos = 0  # NB: advanced by the reader only
+        self.eof = False  # NB: set by the decoder thread: nothing more will be written
+        self.error: BaseException | None = None
+        self._stop = stop
+        self._thread = threading.Thread(target=self._run, name="file-decoder", daemon=False)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout)
+
+    @property
+    def available(self) -> int:
+        return self.written - self.read_pos
+
+    @property
+    def finished(self) -> bool:
+        """The file has ended (no ``loop``) and every sample was read."""
+        return self.eof and self.written == self.read_pos
+
+    def wait_ready(self, samples: int, timeout: float) -> None:
+        """Until ``samples`` are decoded ahead, the file ended, or ``timeout`` s (the decoder's head start)."""
+        end = time.monotonic() + timeout
+        while self.available < samples and not self.eof and time.monotonic() < end:
+            if self._stop.wait(0.005):
+                return
+
+    def read_into(self, out: np.ndarray) -> int:
+        """Copy up to ``len(out)`` decoded samples into ``out``; how many (0 when none are ready)."""
+        cap = self.buf.shape[0]
+        n = min(out.shape[0], self.written - self.read_pos)
+        if n <= 0:
+            return 0
+        start = self.read_pos % cap
+        first = min(n, cap - start)
+        out[:first] = self.buf[start:start + first]
+        if n > first:
+            out[first:n] = self.buf[:n - first]
+        self.read_pos += n
+        return n
+
+    def _put(self, block: np.ndarray) -> bool:
+        """Write ``block`` as room allows; False once stopped."""
+        cap = self.buf.shape[0]
+        pos = 0
+        while pos < block.shape[0]:
+            room = cap - (self.written - self.read_pos)
+            if room <= 0:
+                if self._stop.wait(0.02):  # the reader frees room at the pace of the sound: look again soon
+                    return False
+                continue
+            n = min(room, block.shape[0] - pos)
+            at = self.written % cap
+            first = min(n, cap - at)
+            self.buf[at:at + first] = block[pos:pos + first]
+            if n > first:
+                self.buf[:n - first] = block[pos + first:pos + n]
+            self.written += n  # after the samples: the reader never sees a position before its data
+            pos += n
+        return True
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                got = False
+                for block in self.source.blocks(DECODE_BLOCK, rate=self.rate):
+                    got = True
+                    if not self._put(block[:, :self.channels]):
+                        return
+                if not (self.loop and got):
+                    return
+        except Exception as exc:  # noqa: BLE001 - a file that fails mid-way ends the input, loudly
+            self.error = exc
+            log.error("file input: decoding stopped at %.1f s (%s: %s); the input ends there",
+                      self.written / self.rate, type(exc).__name__, exc)
+        finally:
+            self.eof = True
+
+
 class FileCapture(Capture):
     """A sound file delivered block by block at the pace of the clock (``monitor``: through the speakers,
-    whose output callback then sets the pace and the capture time is when the block is heard)."""
+    whose output callback then sets the pace and the capture time is when the block is heard). The file is
+    decoded a little ahead (:class:`Prefetch`), never whole: an hour-long set starts at once, in flat memory."""
 
     def __init__(self, path: str, blocksize: int, ring_seconds: float, monitor: bool = False,
                  loop: bool = False) -> None:
         super().__init__()
-        from aadiff_live.audio.decode import load_audio
+        from aadiff_live.audio.stream import open_audio
 
-        audio = load_audio(path)
-        if audio.samplerate not in AAC_RATES:
-            audio = audio.resampled(FALLBACK_RATE)
-        samples = audio.samples[:, :2]
-        self.audio = np.ascontiguousarray(samples, dtype=np.float32)
-        self.samplerate = audio.samplerate
-        self.channels = int(self.audio.shape[1])
+        source = open_audio(path, arg="--input")
+        self.samplerate = source.samplerate if source.samplerate in AAC_RATES else FALLBACK_RATE
+        self.channels = min(int(source.channels), 2)
         self.blocksize = int(blocksize)
-        self.duration = self.audio.shape[0] / self.samplerate
+        self.duration: float | None = source.duration
         self.monitor = monitor
         self.loop = loop  # start again at the end, on the same clock (soak tests, unattended rehearsals)
         self.ring = RingBuffer(int(ring_seconds * self.samplerate), self.channels, self.samplerate)
-        self.description = f"file {path} ({self.duration:.1f} s, {self.samplerate} Hz, {self.channels} ch)" + (
+        length = f"{self.duration:.1f} s" if self.duration is not None else "length known at its end"
+        self.description = f"file {path} ({length}, {self.samplerate} Hz, {self.channels} ch)" + (
             ", monitored on the speakers" if monitor else "") + (", in a loop" if loop else "")
         self._stop = threading.Event()
+        self._prefetch = Prefetch(source, self.samplerate, self.channels, PREFETCH_S, loop, self._stop)
         self._thread: threading.Thread | None = None
         self._stream: Any = None
-        self._pos = 0  # NB: advanced by the output callback (monitor) only
         self._callback_stop: type[Exception] = RuntimeError
 
     def start(self) -> None:
         log.info("playing %s in real time as input", self.description)
+        self._prefetch.start()
+        self._prefetch.wait_ready(4 * self.blocksize, timeout=2.0)
         if self.monitor:
             sd = sounddevice_module()
             self._callback_stop = sd.CallbackStop
@@ -235,35 +332,35 @@ class FileCapture(Capture):
     # PortAudio's real-time thread (monitor): copy the next block out and into the ring
     def _play(self, outdata, frames, time_info, status) -> None:
         now = time.monotonic()
-        pos = self._pos
-        if self.loop and pos >= self.audio.shape[0]:
-            pos = 0
-        n = min(frames, self.audio.shape[0] - pos)
-        outdata[:n] = self.audio[pos:pos + n]
+        n = self._prefetch.read_into(outdata)
         if n < frames:
             outdata[n:] = 0.0
         if n > 0:
             dac = time_info.outputBufferDacTime
             lead = dac - time_info.currentTime if dac > 0 and time_info.currentTime > 0 else 0.0
-            self.ring.write(self.audio[pos:pos + n], now + max(0.0, min(lead, 1.0)))
-        self._pos = pos + n
-        if n < frames and not self.loop:
+            self.ring.write(outdata[:n], now + max(0.0, min(lead, 1.0)))
+        if self._prefetch.finished:
             raise self._callback_stop
 
     def _feed(self) -> None:
+        sr = self.samplerate
+        block = np.zeros((self.blocksize, self.channels), dtype=np.float32)
         t0 = time.monotonic()
-        total = self.audio.shape[0]
         done = 0  # samples delivered (more than the file's length when looping)
-        while (self.loop or done < total) and not self._stop.is_set():
-            pos = done % total
-            n = min(self.blocksize, total - pos)
-            due = t0 + (done + n) / self.samplerate  # a block is available once its last sample has "arrived"
+        while not self._stop.is_set():
+            n = self._prefetch.read_into(block)
+            if n == 0:
+                if self._prefetch.finished:
+                    break
+                self._stop.wait(0.005)  # the decoder is behind (a slow disk): the sound arrives late, then stale
+                continue
+            due = t0 + (done + n) / sr  # a block is available once its last sample has "arrived"
             delay = due - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 break
-            self.ring.write(self.audio[pos:pos + n], t0 + done / self.samplerate)
+            self.ring.write(block[:n], t0 + done / sr)
             done += n
-        if done >= total and not self.loop:
+        if self._prefetch.finished:
             self.finished.set()
 
     def stop(self) -> None:
@@ -273,6 +370,7 @@ class FileCapture(Capture):
         if self._stream is not None:
             self._stream.close(ignore_errors=True)
             self._stream = None
+        self._prefetch.join(timeout=1.0)
 
 
 def open_capture(spec: str, *, samplerate: int | None, blocksize: int, ring_seconds: float,

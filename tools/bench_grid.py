@@ -29,12 +29,11 @@ import json
 import logging
 import os
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from bench_atlas import in_worker  # the renderer's worker thread, as live
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -52,24 +51,6 @@ def machine() -> dict:
 
     return {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "loadavg": [round(x, 2) for x in os.getloadavg()]}
-
-
-def in_worker(fn: Callable[[], object]) -> object:
-    """Run ``fn`` in a worker thread, as the live renderer does; exceptions come back to the caller."""
-    out: dict = {}
-
-    def work() -> None:
-        try:
-            out["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            out["error"] = exc
-
-    t = threading.Thread(target=work, name="bench-grid-worker")
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]
-    return out.get("value")
 
 
 def build(model: str, size: int, dtype: str, vae: str):

@@ -13,6 +13,19 @@ from aadiff_live.analysis.sources import LOUDNESS, ONSET, SourceFrames, is_onset
 from aadiff_live.errors import cannot_write
 
 
+def _save(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG and close it; a failed write removes the partial file and is one line."""
+    import matplotlib.pyplot as plt
+
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        Path(path).unlink(missing_ok=True)
+        raise cannot_write(path, exc) from None
+    finally:
+        plt.close(fig)
+    return Path(path)
+
 def plot_envelope(env: Envelope, path: str | Path, title: str = "") -> Path:
     import matplotlib
 
@@ -30,14 +43,7 @@ def plot_envelope(env: Envelope, path: str | Path, title: str = "") -> Path:
     ax2.set_xlabel("time (s)")
     if title:
         ax1.set_title(title)
-    try:
-        fig.savefig(path, dpi=100)
-    except OSError as exc:
-        Path(path).unlink(missing_ok=True)
-        raise cannot_write(path, exc) from None
-    finally:
-        plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_sources(frames: SourceFrames, env: Envelope, path: str | Path, title: str = "",
@@ -80,11 +86,4 @@ def plot_sources(frames: SourceFrames, env: Envelope, path: str | Path, title: s
     axes[-1].set_xlabel("time (s)")
     if title:
         axes[0].set_title(title)
-    try:
-        fig.savefig(path, dpi=100)
-    except OSError as exc:
-        Path(path).unlink(missing_ok=True)
-        raise cannot_write(path, exc) from None
-    finally:
-        plt.close(fig)
-    return Path(path)
+    return _save(fig, path)

@@ -141,22 +141,8 @@ def _stages(levels: int) -> list[int]:
 
 def coarse_to_fine(levels: int) -> list[int]:
     """Level indices in fill order: both ends, the middle, the quarters, ... (each index once)."""
-    if levels <= 0:
-        return []
-    if levels == 1:
-        return [0]
-    order = [0, levels - 1]
-    spans = [(0, levels - 1)]
-    while spans:
-        nxt = []
-        for lo, hi in spans:
-            if hi - lo < 2:
-                continue
-            mid = (lo + hi) // 2
-            order.append(mid)
-            nxt += [(lo, mid), (mid, hi)]
-        spans = nxt
-    return order
+    stage = _stages(levels)
+    return sorted(range(max(levels, 0)), key=lambda i: (stage[i], i))
 
 
 def grid_order(shape: Sequence[int]) -> list[int]:

@@ -72,9 +72,9 @@ def _resolve_routes(cfg: Config, prompt: str) -> list[Route]:
         return []
     from aadiff_live.analysis.sources import check_source, is_beat_locked, known_sources
 
+    for r in cfg.routes:  # the one source check (its message lists the beat-locked sources too)
+        check_source(r.source, cfg.features, flag=f"--route {r.source}={r.word}")
     locked = list(dict.fromkeys(r.source for r in cfg.routes if is_beat_locked(r.source)))
-    for name in locked:
-        check_source(name, cfg.features, flag=f"--route {name}=...")
     if locked and cfg.tempo.source == "off":
         raise UserError(f"--route {locked[0]}=...: the source follows the tempo, but --tempo is off; use --tempo audio "
                         "(a file's beats are tracked from its sound)")

@@ -81,7 +81,11 @@ def test_file_input_records_audio_in_sync_and_frames_follow_weights(tmp_path):
     # display times follow each other, capture precedes display, latency is what the sidecar says
     d, c, lat = (np.array(f[k]) for k in ("time", "capture_time", "latency_s"))
     assert np.all(np.diff(d) > 0) and np.all(lat >= 0)
-    np.testing.assert_allclose(d - c, lat, atol=0.5 / 30 + 1e-3)  # d: the slot on the video grid (nearest refresh)
+    # d: the slot on the video grid, filled by the nearest refresh; a slot the display could not fill in time
+    # (held: the refresh before it repeated, e.g. at the show's end on a busy machine) lies whole slots later
+    held = np.array([bool(h) for h in f.get("held", [None] * n)])
+    np.testing.assert_allclose((d - c)[~held], lat[~held], atol=0.5 / 30 + 1e-3)
+    assert np.all((d - c)[held] >= lat[held] + 0.5 / 30 - 1e-3) and held.sum() <= 3
     # the weight follows the bursts: high while a burst sounds, w_min in the gaps
     w = np.array(f["weight"])
     on = ((c % 1.0) > 0.1) & ((c % 1.0) < 0.45)

@@ -14,7 +14,8 @@ from aadiff_live.config import MAX_ROUTES, TEMPO_SOURCES, default_text, field_of
 from aadiff_live.errors import UserError
 
 log = logging.getLogger("aadiff_live")
-COMMANDS = ("live", "render", "analyse", "analyze", "devices", "midi-ports", "build-engine", "download")
+COMMANDS = ("live", "render", "analyse", "analyze", "devices", "midi-ports", "build-engine", "download",
+            "evaluate")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -133,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--config", help="YAML config (default ./config.yaml if present); CLI flags override it")
     an.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
+    ev = command("evaluate", "how closely a rendered or recorded video follows its sound: per frame the CLIP "
+                 "similarity to the weighted word and the prompt against the weight and the envelope (the paper's "
+                 "Fig. 4), frame change, and the picture's lag behind each onset")
+    ev.add_argument("video", nargs="?", help="a video from `render --out` or `--record`, with its sidecar beside it")
+    _cfg(ev, "--clip-model", "evaluate.clip_model")
+    ev.add_argument("--json", metavar="OUT", help="also write the report and every frame's values here")
+    ev.add_argument("--plot", metavar="PNG", help="also draw the report here (like the paper's Fig. 4)")
+    _cfg(ev, "--device", "model.device")
+    ev.add_argument("--config", help="YAML config (default ./config.yaml if present); CLI flags override it")
+    ev.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
     live = command("live", "react to live input (the default command)")
     _model_args(live)
     _route_args(live)
@@ -169,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--clap", help=f"CLAP checkpoint (default: the config's tokens.clap_model, "
                    f"{default_text('tokens', 'clap_model')})")
     d.add_argument("--no-clap", action="store_true", help="skip CLAP (every show pins its words with --tokens)")
+    d.add_argument("--clip-model", dest="fetch_clip", metavar="ID", help="also this CLIP model, for `evaluate` "
+                   f"(its default: {default_text('evaluate', 'clip_model')})")
     d.add_argument("--vae", dest="fetch_vae", help="tiny: also TAESD (TAESDXL for SDXL); or a VAE hub id")
     d.add_argument("--variant", choices=["auto", "fp16", "plain"], default="auto",
                    help="weights: fp16 (half the download, for GPUs) where the repo has them, plain (fp32), or auto "
@@ -210,7 +224,7 @@ def _download(a: argparse.Namespace, cfg) -> int:
     fp16 = a.variant == "fp16" or (a.variant == "auto" and torch.cuda.is_available())
     model = a.fetch_model or cfg.model.model
     clap = None if a.no_clap else (a.clap or cfg.tokens.clap_model)
-    got = download(model, clap=clap, vae=a.fetch_vae or "auto", fp16=fp16)
+    got = download(model, clap=clap, vae=a.fetch_vae or "auto", fp16=fp16, clip=a.fetch_clip)
     for repo, path in got.items():
         log.info("%s -> %s", repo, path)
     log.info("ready offline: `aadiff-live --model %s%s ...` loads from the cache (HF_HUB_OFFLINE=1 to be sure)", model,
@@ -280,6 +294,12 @@ def _dispatch(argv: list[str]) -> int:
 
         return run_analyse(cfg, audio_path=a.clip, prompt=a.prompt, json_out=a.json, plot=a.plot, demo=a.demo,
                            stems=a.stems)
+    if a.command == "evaluate":
+        if not a.video:
+            raise UserError("evaluate needs a video: aadiff-live evaluate clip.mp4 (from render --out or --record)")
+        from aadiff_live.evaluate import run_evaluate
+
+        return run_evaluate(cfg, a.video, json_out=a.json, plot=a.plot)
     if a.command == "live":
         from aadiff_live.live.app import run_live
 

@@ -215,6 +215,17 @@ class RouteConfig(_Strict):
     release_ms: float | None = Field(None, ge=0, description="release of this route's attack/release (ms)")
 
 
+class EvaluateConfig(_Strict):
+    """``aadiff-live evaluate``: how a video's sync with its sound is measured (docs: evaluate)."""
+
+    clip_model: str = Field("openai/clip-vit-large-patch14", description=(
+        "CLIP checkpoint that scores each frame against the weighted word and the prompt (transformers CLIPModel); "
+        "'tiny' = random weights built in-process (for tests)"))
+    batch: int = Field(16, ge=1, description="frames per CLIP call")
+    onset_window_ms: float = Field(500.0, gt=0, description=(
+        "the lag of each audio onset is looked for within this long after it (ms)"))
+
+
 class Config(_Strict):
     envelope: EnvelopeConfig = Field(EnvelopeConfig(), description=(
         "How loudness becomes the word's weight ([shaping the response](../shaping.md))."))
@@ -237,6 +248,8 @@ class Config(_Strict):
     routes: list[RouteConfig] | Literal["auto"] = Field(default_factory=list, description=(
         "Each an own word for a sound source (--route SOURCE=WORD[:W_MIN:W_MAX]); \"auto\": CLAP pairs them "
         "([several sounds, several words](../sounds.md))."))
+    evaluate: EvaluateConfig = Field(EvaluateConfig(), description=(
+        "How `aadiff-live evaluate` measures a video's sync with its sound ([evaluate](../evaluate.md))."))
 
 
 def field_of(section: str, key: str):

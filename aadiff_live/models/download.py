@@ -74,9 +74,10 @@ def _repo_files(repo: str) -> list[str]:
                         f"(private or gated models need `hf auth login`)") from None
 
 
-def download(model: str, *, clap: str | None, vae: str = "auto", fp16: bool = False) -> dict[str, Path]:
-    """Fetch ``model`` (diffusers layout), the CLAP checkpoint and the tiny VAE if asked; return
-    where each landed in the cache."""
+def download(model: str, *, clap: str | None, vae: str = "auto", fp16: bool = False,
+             clip: str | None = None) -> dict[str, Path]:
+    """Fetch ``model`` (diffusers layout), the CLAP checkpoint, the tiny VAE and the CLIP model of
+    ``evaluate`` if asked; return where each landed in the cache."""
     from aadiff_live.models.loading import IN_PROCESS_RANDOM, TAESD, TAESDXL
 
     if model in IN_PROCESS_RANDOM or Path(model).is_dir():
@@ -95,4 +96,6 @@ def download(model: str, *, clap: str | None, vae: str = "auto", fp16: bool = Fa
         out[vae] = _fetch(vae, plain_files(_repo_files(vae)), "VAE")
     if clap:
         out[clap] = _fetch(clap, plain_files(_repo_files(clap)), "CLAP")
+    if clip and clip != "tiny":
+        out[clip] = _fetch(clip, plain_files(_repo_files(clip)), "CLIP (evaluate)")
     return out

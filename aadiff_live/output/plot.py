@@ -87,3 +87,54 @@ def plot_sources(frames: SourceFrames, env: Envelope, path: str | Path, title: s
     if title:
         axes[0].set_title(title)
     return _save(fig, path)
+
+
+def plot_sync(report: dict, path: str | Path) -> Path:
+    """``evaluate --plot``, drawn like the paper's Fig. 4: each word's CLIP similarity with the envelope, the
+    prompt's with the weights, and the frame change with the onsets (ticks) beneath."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    f = report["per_frame"]
+    t = np.asarray(f["time"], dtype=np.float64)
+    env = np.asarray(f["envelope"], dtype=np.float64)
+
+    def z(x) -> np.ndarray:  # on the envelope's [0, 1] scale, to read the two curves together
+        x = np.asarray(x, dtype=np.float64)
+        lo, hi = np.nanmin(x) if np.isfinite(x).any() else 0.0, np.nanmax(x) if np.isfinite(x).any() else 1.0
+        return (x - lo) / (hi - lo) if hi > lo else x * 0.0
+
+    fig, axes = plt.subplots(3, 1, figsize=(10, 7), sharex=True, constrained_layout=True)
+    ax = axes[0]
+    ax.fill_between(t, env, lw=0, color="0.85", label="audio envelope")
+    for k, (word, sim) in enumerate(f["clip_word"].items()):
+        r = next((x["r_clip_word_envelope"] for x in report["routes"] if x["word"] == word), None)
+        ax.plot(t, z(sim), lw=1.4, color=f"C{k}", label=f"CLIP(frame, {word})" + (f"  r={r:+.2f}" if r is not None
+                                                                                     else ""))
+    ax.set_ylabel("rel. to its range")
+    ax.legend(loc="upper right", fontsize=8)
+    ax = axes[1]
+    for k, (word, w) in enumerate(f["weights"].items()):
+        ax.plot(t, w, lw=1.2, color=f"C{k + 3}", label=f"weight ({word})")
+    ax2 = ax.twinx()
+    ax2.plot(t, f["clip_prompt"], lw=1.0, color="k", alpha=0.7, label="CLIP(frame, prompt)")
+    ax.set_ylabel("weight")
+    ax2.set_ylabel("CLIP(frame, prompt)")
+    ax.legend(loc="upper left", fontsize=8)
+    ax2.legend(loc="upper right", fontsize=8)
+    ax = axes[2]
+    ax.plot(t, f["change"], lw=1.0, color="C2", label="frame change (mean |diff|, 0-255)")
+    ons = np.asarray(report["onsets"]["times_s"], dtype=np.float64)
+    if ons.size:
+        ax.vlines(ons, 0, 1, transform=ax.get_xaxis_transform(), color="k", lw=0.6, alpha=0.6,
+                  label=f"onsets ({report['onsets']['from']})")
+    ax.set_ylabel("frame change")
+    ax.set_xlabel("time (s)")
+    ax.legend(loc="upper right", fontsize=8)
+    title = f"{Path(report['video']).name}: CLIP {report['clip_model']}"
+    if report.get("random_weights"):
+        title += "  (random weights: noise, not imagery)"
+    axes[0].set_title(title)
+    return _save(fig, path)

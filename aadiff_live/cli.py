@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     _cfg(rig, "--midi", "midi.port", metavar="NAME")
     _cfg(rig, "--output", "video_out.targets", action="append", metavar="KIND[:NAME]")
     _cfg(rig, "--output-hud", "video_out.hud", action="store_true")
+    webg = live.add_argument_group("status page (docs: installation); off unless asked")
+    _cfg(webg, "--web", "web.listen", metavar="[HOST:]PORT")
+    _cfg(webg, "--web-token", "web.token", metavar="TOKEN")
 
     command("devices", "list audio input devices")
     command("midi-ports", "list MIDI input ports (for --midi)")

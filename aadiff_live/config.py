@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, f
 
 from aadiff_live.control.settings import MidiConfig, OscConfig, SceneConfig, VideoOutConfig
 from aadiff_live.errors import UserError
+from aadiff_live.web.settings import WebConfig
 
 
 class _Strict(BaseModel):
@@ -243,6 +244,8 @@ class Config(_Strict):
     atlas: AtlasConfig = Field(AtlasConfig(), description=(
         "The frame atlas ([live show](../live.md#the-frame-atlas), [render](../render.md)); how it works: "
         "[design §7](../design.md#7-frame-atlas)."))
+    web: WebConfig = Field(WebConfig(), description=(
+        "The status and control page, /health and /metrics ([installation](../installation.md#6-the-status-page))."))
     tempo: TempoConfig = Field(TempoConfig(), description=(
         "Tempo and beat from the sound, Ableton Link or MIDI clock ([tempo and beat](../tempo.md))."))
     routes: list[RouteConfig] | Literal["auto"] = Field(default_factory=list, description=(
@@ -327,7 +330,7 @@ FLAGS = {("osc", "port"): "--osc-port", ("osc", "host"): "--osc-host", ("osc", "
          ("midi", "port"): "--midi", ("video_out", "targets"): "--output", ("video_out", "hud"): "--output-hud",
          ("atlas", "mb"): "--atlas-mb", ("atlas", "batch"): "--atlas-batch", ("envelope", "mode"): "--smoothing",
          ("model", "loras"): "--lora", ("live", "wait_for_device_s"): "--wait-for-device",
-         ("tempo", "source"): "--tempo"}
+         ("tempo", "source"): "--tempo", ("web", "listen"): "--web", ("web", "token"): "--web-token"}
 
 
 def flag_for(section: str, key: str) -> str:

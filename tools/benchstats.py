@@ -68,6 +68,14 @@ def ratio_with_control(fa: Callable[[], object], fb: Callable[[], object], pairs
             "a_min_s": round(min(times["a"] + times["a2"]), 6), "b_min_s": round(min(times["b"]), 6)}
 
 
+def ratio_summary(a: list[float], b: list[float], a2: list[float]) -> dict:
+    """``B/A`` and the ``A'/A`` control of any paired per-round figure (fps, a latency), as
+    :func:`ratio_with_control` reports timings: the median of each ratio and its quartiles."""
+    ab = sorted(y / x for x, y in zip(a, b, strict=True))
+    aa = sorted(y / x for x, y in zip(a, a2, strict=True))
+    return {"pairs": len(a), "ratio": _summary(ab), "aa": _summary(aa)}
+
+
 def _summary(sorted_ratios: list[float]) -> dict:
     return {"median": round(statistics.median(sorted_ratios), 4), "q1": round(_quantile(sorted_ratios, 0.25), 4),
             "q3": round(_quantile(sorted_ratios, 0.75), 4)}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh Debian machine and runs them:
-# system packages (PortAudio, PulseAudio, Xvfb), a virtualenv with the project, a PulseAudio
+# system packages (PortAudio, PulseAudio, Xvfb, Chromium for the web page's browser test), a virtualenv with the project, a PulseAudio
 # null sink for the real-capture tests, then ruff, mypy, the docs build (mkdocs --strict) and pytest.
 # Extra arguments go to pytest.
 #
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
 need=""
-for p in libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins xvfb; do
+for p in libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins xvfb chromium; do
   dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then
@@ -32,7 +32,7 @@ else
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   echo "== installing the project (torch==2.13.0 pinned: the CPU build)"
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e '.[dev,docs,bench,stems,ndi,virtualcam]'
+  "$VENV/bin/python" -m pip install -q -e '.[dev,docs,bench,stems,ndi,virtualcam,web]'
   # the GPU benchmark's peer (tools/bench_gpu.py); --no-deps: it pins diffusers 0.24, it runs with ours
   "$VENV/bin/python" -m pip install -q --no-deps streamdiffusion==0.1.1
 fi

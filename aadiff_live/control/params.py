@@ -112,6 +112,7 @@ class IgnoredLog:
         self._shown = 0
         self._suppressed = 0
         self.total = 0
+        self.last: tuple[float, str, str] | None = None  # (when, source, why) of the newest (the web page shows it)
 
     def _roll(self, now: float) -> None:
         if now - self._window >= 1.0:
@@ -129,6 +130,7 @@ class IgnoredLog:
         with self._lock:
             self.total += 1
             now = self.clock()
+            self.last = (now, source, reason)
             self._roll(now)
             if self._shown < self.per_second:
                 self._shown += 1

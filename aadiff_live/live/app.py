@@ -108,7 +108,15 @@ class LiveApp:
         self.rig = Rig(cfg, prompt=self.prompt, pinned=self.pinned, has_clap=self.pinned is None and not routes,
                        headless=no_display, config_path=config_path, routes=self.routes,
                        route_words=content_words(self.prompt) if self.auto else ())
+        self.web = None
+        self.web_feed = None
+        self.display_late = 0  # refreshes the display loop missed (it fell behind; /metrics)
         try:
+            if cfg.web.listen is not None:  # the page's port next: a port in use is reported before the model loads
+                from aadiff_live.live.web_feed import open_web
+
+                self.web = open_web(cfg.web, self.rig.inbox, record=record, recording_files=self._recording_files,
+                                    started=lambda: self.web_feed.started if self.web_feed is not None else None)
             self.clap_model: str | None = None
             self.ranker = None
             if self.pinned is None and (self.routes is None or self.auto):  # CLAP first: a missing CLAP checkpoint is reported before the slow model load
@@ -167,8 +175,18 @@ class LiveApp:
                                      recorder=self.recorder, health=self.health, weights=self.weights,
                                      frames=self.frames, views=self.views, random_weights=self.components.is_tiny,
                                      stop=self.stop, routes=self.routes)
+            if self.web is not None:
+                from aadiff_live.live.web_feed import WebFeed
+
+                self.web_feed = WebFeed(self.web.board, self.web.preview, preview_fps=cfg.web.preview_fps,
+                                        presenter=self.present, analysis=self.analysis, capture=self.capture,
+                                        rig=self.rig, render_thread=self.render_thread, health=self.health,
+                                        recorder=self.recorder, routes=self.routes)
+                self.present.on_shown = self.web_feed.shown
         except BaseException:
             self.rig.close()
+            if self.web is not None:
+                self.web.close()
             raise
 
     def _build_threads(self, words: list[str]) -> None:
@@ -227,6 +245,14 @@ class LiveApp:
             return None
         return s.weight if self.routes is None else point(self.routes, s)
 
+    def _recording_files(self) -> list:
+        """For /metrics (the web thread): the recording's files, finished ones first."""
+        r = self.recorder
+        if r is None:
+            return []
+        cur = r.current_path
+        return [*list(r.closed), *([cur] if cur is not None else [])]
+
     def threads(self) -> list[threading.Thread]:
         ts: list[threading.Thread] = [self.analysis, self.render_thread]
         if self.clap is not None:
@@ -273,7 +299,9 @@ class LiveApp:
                 self.rig.keys(act)
                 if act.new_prompt is not None:
                     self.display.message = self.rig.type_prompt(act.new_prompt)
-            self.rig.poll()  # OSC, MIDI, scene keys: newest of each, once per iteration
+            self.rig.poll()  # OSC, MIDI, scene keys, the web page: newest of each, once per iteration
+            if self.web_feed is not None:
+                self.web_feed.tick(now, running=True, display_late=self.display_late)
             if not self.levels:
                 self.present.refresh(1 / 60 if self.display is not None else 0.1)
                 continue
@@ -283,6 +311,7 @@ class LiveApp:
             now = time.monotonic()
             if next_t < now - period:
                 next_t = now  # fell behind (a slow refresh): no burst to catch up
+                self.display_late += 1
             vsynced = self.display is not None and self.display.vsync
             wait = next_t - now - (0.004 if vsynced else 0.0)
             if wait > 0 and not (vsynced and period < 1 / 55):
@@ -292,6 +321,8 @@ class LiveApp:
         self.stop.set()
         self.capture.stop()
         self.rig.close()
+        if self.web is not None:
+            self.web.close()
         stuck = []
         deadline = time.monotonic() + JOIN_S
         for t in self.threads():
@@ -352,6 +383,9 @@ class LiveApp:
                 t.start()
             self.rig.start(RigLink(self.analysis, self.word_tokenizer, self.renderer.n_tokens,
                                    self._post_render_request, self._show_hud))
+            if self.web is not None:
+                self.web.preview.start()
+                self.web.start()
             self.capture.start()
             started = time.monotonic()
             self.running.set()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -121,6 +122,7 @@ class Presenter:
         self.sample: WeightSample | None = None  # the newest weight
         self._picture_key: tuple | None = None  # what the window shows (skip re-uploading the same picture)
         self._last_hud = 0.0
+        self.on_shown: Callable[[np.ndarray, float], None] | None = None  # --web: the page's preview (live/web_feed.py)
 
     # ------------------------------------------------------------------ one refresh
     def refresh(self, exact_wait: float) -> None:
@@ -175,6 +177,8 @@ class Presenter:
         self.stats.add(shown, None if self.capture.finished.is_set() else latency,
                        frame.render_s > 0 or frame.lookup is not None)
         self.rig.shown(frame, latency, image)
+        if self.on_shown is not None:
+            self.on_shown(image, shown)
         if self.recorder is not None:  # every refresh: the recorder's frame grid picks the video's frames
             routes = route_row(self.routes, frame.sample) if self.routes is not None else {}
             self.recorder.add(frame, shown, {**self.rig.row(frame), **atlas_row(frame), **routes})

@@ -52,8 +52,8 @@ def _route_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--route", action="append", metavar="SOURCE=WORD[:W_MIN:W_MAX]",
                    help=f"give one word of the prompt its own weight from one sound source, repeatable (at most "
                    f"{MAX_ROUTES}): sources loudness, low, mid, high (features.bands), onset, onset:BAND, and offline "
-                   "drums, bass, vocals, other, and in render the beat-locked beat, bar, lfo:SHAPE:BEATS (SHAPE sine, saw, "
-                   "square, triangle; BEATS its period); e.g. --route low=thunder --route high=rain. --route auto: CLAP gives "
+                   "drums, bass, vocals, other, and the beat-locked beat, bar, lfo:SHAPE:BEATS (SHAPE sine, saw, "
+                   "square, triangle; BEATS its period; --tempo); e.g. --route low=thunder --route high=rain. --route auto: CLAP gives "
                    "each source the word that sounds like it (config: routes; given, it replaces the config's)")
 
 
@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     _cfg(live, "--stall-s", "live.stall_s", type=float)
     _cfg(live, "--wait-for-device", "live.wait_for_device_s", type=float, metavar="SECONDS")
     _cfg(live, "--segment-minutes", "live.segment_minutes", type=float)
+    tg = live.add_argument_group("tempo and beat (docs: tempo and beat)")
+    _cfg(tg, "--tempo", "tempo.source", choices=TEMPO_SOURCES)
+    _cfg(tg, "--quantise", "tempo.quantise", choices=["off", "beat", "bar"])
+    _cfg(tg, "--lookahead-ms", "tempo.lookahead_ms", type=float)
     rig = live.add_argument_group("VJ rig (docs: OSC, MIDI, video out); nothing listens unless asked")
     _cfg(rig, "--osc-port", "osc.port", type=int)
     _cfg(rig, "--osc-host", "osc.host")

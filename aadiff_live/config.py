@@ -199,6 +199,16 @@ class TempoConfig(_Strict):
     quantum: int = Field(4, ge=1, le=32, description="beats per bar (the bar source, Link's quantum)")
     beat_decay_ms: float = Field(150.0, gt=0, description=(
         "the beat source is a flash on every beat: 1 on the beat, then down with this time constant (ms)"))
+    quantise: Literal["off", "beat", "bar"] = Field("off", description=(
+        "live: scene switches and prompt changes (keys, MIDI, OSC) land on the next beat or bar line, their "
+        "cross-fade complete on it; off: at once"))
+    lookahead_ms: float = Field(0.0, ge=0, le=2000, description=(
+        "live, with --quantise: complete a change this much before the line, for the display's or projector's "
+        "delay (ms)"))
+    link_session: str | None = Field(None, description=(
+        "--tempo link: MODULE:CALLABLE returning a Link session object (tempo, beat, num_peers), e.g. your own "
+        "small module around a Link binding; no Link binding can ship with aadiff-live (docs: tempo and beat)"),
+        json_schema_extra=_unset("none"))
 
 
 class RouteConfig(_Strict):

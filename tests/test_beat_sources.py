@@ -65,9 +65,16 @@ def test_bad_beat_sources_are_one_line_errors(name, msg):
     assert "\n" not in str(e.value)
 
 
-def test_beat_sources_are_refused_live_with_one_line():
-    with pytest.raises(UserError, match="live does not take yet"):
-        check_source("beat", Config().features, live=True)
+def test_beat_sources_are_live_sources_but_refused_with_tempo_off():
+    from aadiff_live.live.routing import live_routes
+
+    assert check_source("lfo:sine:16", Config().features, live=True) == "lfo:sine:16"
+    routes = [{"source": "beat", "word": "lightning"}, {"source": "lfo:sine:16", "word": "fog"}]
+    cfg = Config.model_validate({"routes": routes})
+    assert [r.source for r in live_routes(cfg, "lightning and fog")] == ["beat", "lfo:sine:16"]
+    with pytest.raises(UserError, match="--tempo is off") as e:
+        live_routes(Config.model_validate({"routes": routes, "tempo": {"source": "off"}}), "lightning and fog")
+    assert "\n" not in str(e.value)
 
 
 def test_analyse_json_lists_the_beat_times_and_tempo(tmp_path, drums, cli):

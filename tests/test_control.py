@@ -18,7 +18,8 @@ from aadiff_live.errors import UserError
 
 ISSUE_ADDRESSES = {"/aadiff/gain": "f", "/aadiff/w_min": "f", "/aadiff/w_max": "f", "/aadiff/window_ms": "f",
                    "/aadiff/attack_ms": "f", "/aadiff/release_ms": "f", "/aadiff/prompt": "s", "/aadiff/words": "s",
-                   "/aadiff/scene": "i", "/aadiff/seed": "i", "/aadiff/freeze": "i", "/aadiff/hud": "i"}
+                   "/aadiff/scene": "i", "/aadiff/seed": "i", "/aadiff/freeze": "i", "/aadiff/hud": "i",
+                   "/aadiff/tempo": "f"}  # tempo: proposed to a Link session (docs/tempo.md)
 
 
 def test_the_address_table_is_the_issues():

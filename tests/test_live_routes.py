@@ -212,9 +212,13 @@ def test_live_from_a_file_kicks_move_thunder_and_hats_move_rain(tmp_path):
     assert any(len(cells) == 4 for cells in f["cells"] if cells)
 
 
-@pytest.mark.parametrize("route,needle", [("drums=thunder", "unknown source 'drums'; live sources: loudness")])
-def test_live_route_errors(cli, route, needle):
-    code, _, err = cli("live", "--model", "tiny", "--prompt", "thunder and rain", "--route", route,
+@pytest.mark.parametrize("route,needle,more", [
+    ("drums=thunder", "source 'drums' is a stem, made offline only (render, analyse); live sources: loudness", ()),
+    ("lfo:sine:4=rain", "the source follows the tempo, but --tempo is off", ("--tempo", "off")),
+    ("lfo:blob:4=rain", "expected lfo:SHAPE:BEATS", ()),
+    ("beats=rain", "unknown source 'beats'", ())])
+def test_live_route_errors(cli, route, needle, more):
+    code, _, err = cli("live", "--model", "tiny", "--prompt", "thunder and rain", "--route", route, *more,
                        "--no-display", "--duration", "1", "--input", "nonexistent-device-name-for-test")
     assert code == 2 and err.strip().count("\n") == 0 and needle in err, err
 

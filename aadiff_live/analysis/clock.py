@@ -87,6 +87,11 @@ class MidiClock:
                 return self._pulse % PPQN == 0
         return False
 
+    @property
+    def known(self) -> bool:
+        """A pulse has come: the tempo and beat are the clock's (before, the reading is a placeholder)."""
+        return self._last_t is not None
+
     def reading(self, now: float) -> ClockReading:
         with self._lock:
             base = max(self._pulse, 0) / PPQN
@@ -122,6 +127,8 @@ class LinkFollower:
     def __init__(self, session: LinkSession, quantum: float = 4.0) -> None:
         self.session = session
         self.quantum = float(quantum)
+
+    known = True  # a Link session always has a tempo and a beat (alone: its own)
 
     def reading(self, now: float | None = None) -> ClockReading:
         peers = int(self.session.num_peers)

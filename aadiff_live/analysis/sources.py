@@ -10,8 +10,9 @@ A *source* is one named signal per frame, computed from the same streaming STFT
   ``features.onset_decay_ms``; offline, a frame shows the flash's peak within it) at each onset event
   found by causal adaptive peak picking on the
   spectral flux of the whole spectrum (or of the band's bins).
-- ``beat``, ``bar`` and ``lfo:SHAPE:BEATS`` (offline for now): locked to the beat that
-  :func:`aadiff_live.analysis.tempo.offline_beats` finds in the clip: a flash on every beat (time constant
+- ``beat``, ``bar`` and ``lfo:SHAPE:BEATS``: locked to the beat (offline: the beats that
+  :func:`aadiff_live.analysis.tempo.offline_beats` finds in the clip; live: the show's tempo source,
+  :mod:`aadiff_live.analysis.beat_live`), computed by :func:`beat_locked_values` in both: a flash on every beat (time constant
   ``tempo.beat_decay_ms``), on every bar line (every ``tempo.quantum`` beats), and an oscillator (sine, saw,
   square, triangle) with a period of BEATS beats, starting on a bar line.
 - ``drums``, ``bass``, ``vocals``, ``other`` (offline only, ``pip install "aadiff-live[stems]"``):
@@ -128,9 +129,6 @@ def check_source(name: str, features: FeaturesConfig, *, live: bool = False, fla
     if name in known_sources(features, live=live):
         return name
     if is_beat_locked(name):
-        if live:
-            raise UserError(f"{flag}: source '{name}' follows the tempo, which live does not take yet; use it in "
-                            f"render (live sources: {', '.join(known_sources(features, live=True))})")
         if name.startswith(LFO + ":"):
             parse_lfo(name, flag)
         return name
@@ -294,6 +292,25 @@ def flash_at(times: np.ndarray, events: np.ndarray, decay_ms: float) -> np.ndarr
     return out
 
 
+def beat_locked_values(names: Sequence[str], times: np.ndarray, beats: np.ndarray, downbeats: np.ndarray,
+                       position: np.ndarray | None, tempo: TempoConfig) -> dict[str, np.ndarray]:
+    """The beat-locked sources at ``times`` (s), from the beat and bar-line times before them and the beat position
+    (0 on a bar line; ``None``: no tempo, the oscillators rest at 0): ``beat`` and ``bar`` flash on each beat / bar
+    line (time constant ``tempo.beat_decay_ms``), ``lfo:SHAPE:BEATS`` is ``SHAPE`` at ``position / BEATS``. The one
+    computation for a file (render, analyse) and the live show (:mod:`aadiff_live.analysis.beat_live`)."""
+    times = np.asarray(times, dtype=np.float64)
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        if name == BEAT:
+            out[name] = flash_at(times, beats, tempo.beat_decay_ms)
+        elif name == BAR:
+            out[name] = flash_at(times, downbeats, tempo.beat_decay_ms)
+        else:
+            shape, period = parse_lfo(name)
+            out[name] = lfo_shape(shape, position / period) if position is not None else np.zeros(times.size)
+    return out
+
+
 @dataclass(frozen=True)
 class SourceFrames:
     """Every requested source of a clip, per video frame (offline)."""
@@ -412,14 +429,8 @@ class OfflineSources:
             downbeats = beats[first::self.tempo.quantum]
             centres = times + 0.5 / fps  # a frame shows the middle of its time
             position = beat_position(centres, beats) - first  # 0 on the first bar line
-            for name in self.beat_names:
-                if name == BEAT:
-                    v = flash_at(centres, beats, self.tempo.beat_decay_ms)
-                elif name == BAR:
-                    v = flash_at(centres, downbeats, self.tempo.beat_decay_ms)
-                else:
-                    shape, period = parse_lfo(name)
-                    v = lfo_shape(shape, position / period) if beats.size >= 2 else np.zeros(n)
+            for name, v in beat_locked_values(self.beat_names, centres, beats, downbeats,
+                                              position if beats.size >= 2 else None, self.tempo).items():
                 raw[name] = values[name] = v
         for name in self.names:
             if name in values:

@@ -208,6 +208,15 @@ class BeatTracker:
         hops = (t - self.t0) * self.hz
         return float(((hops - self._next) / self.period) % 1.0)
 
+    def position_at(self, t: float) -> float:
+        """The beat position at time ``t`` (s, the tracker's clock): ``floor`` counts the beats emitted (the first
+        emitted beat is beat 0), the fraction is the phase; extrapolated at the current tempo. Continuous across
+        an emitted beat; a phase correction moves it by a fraction of a beat."""
+        if self._next is None:
+            return 0.0
+        hops = (t - self.t0) * self.hz
+        return float(self.beat_count - 1 + (hops - self._next + self.period) / self.period)
+
     def state(self) -> TempoState:
         return TempoState(self.bpm, self.phase_at(self._time(self._n - 1)), self.beat_count, self.confidence,
                           self.locked)

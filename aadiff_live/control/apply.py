@@ -34,6 +34,9 @@ class Target(Protocol):
 
     def set_scene(self, number: int, scene: SceneConfig) -> None: ...
 
+    def set_tempo(self, bpm: float) -> str | None:
+        """Propose a tempo (to a Link session); why not, or None."""
+
 
 def scene_of(scenes: list[SceneConfig], number: int) -> SceneConfig | None:
     return scenes[number - 1] if 1 <= number <= len(scenes) else None
@@ -88,6 +91,10 @@ def apply_changes(changes: dict[str, Any], target: Target, scenes: list[SceneCon
         target.set_freeze(bool(changes["freeze"]))
     if "hud" in changes:
         target.set_hud(bool(changes["hud"]))
+    if "tempo" in changes:
+        err = target.set_tempo(float(changes["tempo"]))
+        if err is not None:
+            inbox.ignored("tempo", err)
 
 
 def apply_route_changes(changes: dict[str, Any], routes) -> None:

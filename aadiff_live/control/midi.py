@@ -4,14 +4,17 @@ The mapping comes from ``midi:`` in config.yaml (:class:`MidiConfig`). rtmidi ca
 :meth:`MidiInput._on_message` on its own thread; it maps the message and stores the value in
 the :class:`ControlInbox` (newest wins), nothing more. A knob on a parameter that starts a new
 atlas (seed, scene) is held until it comes to rest (``midi.settle_ms`` after its last tick), so a
-sweep of the knob builds one atlas, not one per tick. mido is imported only when MIDI is used.
+sweep of the knob builds one atlas, not one per tick. With ``--tempo midi`` the port's clock messages (24 a
+beat, start, stop, continue) go to the show's :class:`~aadiff_live.analysis.clock.MidiClock` with their arrival
+time. mido is imported only when MIDI is used.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aadiff_live.control.params import PARAMS, ControlInbox
 from aadiff_live.control.settings import (
@@ -26,6 +29,13 @@ from aadiff_live.errors import UserError
 from aadiff_live.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
+CLOCK_TYPES = frozenset({"clock", "start", "stop", "continue"})  # MIDI clock: to the tempo, never to the inbox
+
+
+class ClockFeed(Protocol):
+    """What takes the port's clock messages (:class:`aadiff_live.analysis.clock.MidiClock`)."""
+
+    def feed(self, msg: Any, t: float) -> bool: ...
 
 
 class MidiMapper:
@@ -147,8 +157,12 @@ def write_mapping(path: Path, cc: dict[int, CcMap]) -> Path | None:
 class MidiInput:
     """An open input port feeding the inbox; ``close`` at quit."""
 
-    def __init__(self, part: str, cfg: MidiConfig, inbox: ControlInbox, smoothing: str | None = None) -> None:
+    def __init__(self, part: str, cfg: MidiConfig, inbox: ControlInbox, smoothing: str | None = None,
+                 clock: ClockFeed | None = None) -> None:
+        """``clock``: fed the port's clock, start, stop and continue messages (``--tempo midi``)."""
         mido = _mido()
+        self.clock = clock
+        self.now = time.monotonic  # the arrival time of a clock message (tests set their own)
         self.name = find_port(part, input_names(f"--midi {part!r}: "))
         self.mapper = MidiMapper(cfg)
         self.learn = MidiLearn(cfg)
@@ -168,6 +182,10 @@ class MidiInput:
     def _on_message(self, msg: Any) -> None:
         # NB: runs on rtmidi's thread; only maps and stores
         self.received += 1
+        if msg.type in CLOCK_TYPES:
+            if self.clock is not None:
+                self.clock.feed(msg, self.now())
+            return
         if self.learn.offer(msg):
             return
         settle = self.mapper.cfg.settle_ms / 1000.0 if msg.type == "control_change" else 0.0

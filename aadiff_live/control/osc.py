@@ -10,7 +10,8 @@ Out: per displayed frame ``/aadiff/envelope``, ``/aadiff/weight``, ``/aadiff/lev
 ``/aadiff/latency_ms`` (floats) and ``/aadiff/words`` (a string) when the words change; per analysis
 hop (100 a second), from the analysis thread, ``/aadiff/source/<name> f`` for every source (``loudness``,
 ``low``, ``onset:low``, ...) and ``/aadiff/onset s`` (the onset source's name) at each onset event. With routes,
-per displayed frame ``/aadiff/weight/<word> f`` for each routed word.
+per displayed frame ``/aadiff/weight/<word> f`` for each routed word. With a tempo (``--tempo``), on every beat
+``/aadiff/beat i`` (1..beats per bar, 1 on the bar line) and ``/aadiff/bpm f``, from the analysis thread.
 """
 
 from __future__ import annotations
@@ -201,6 +202,17 @@ class OscSender:
         try:
             for word, w in weights.items():
                 self.client.send_message(f"/aadiff/weight/{word}", float(w))
+        except OSError as exc:
+            self.failed += 1
+            if self.failed == 1:
+                log.warning("OSC out to %s:%d failed (%s); still trying every frame", self.host, self.port, exc)
+
+    def send_beat(self, beat: int, bpm: float) -> None:
+        """``/aadiff/beat i`` (the beat's number in the bar, 1 on the bar line) and ``/aadiff/bpm f`` on every beat
+        (called by the analysis thread)."""
+        try:
+            self.client.send_message("/aadiff/beat", int(beat))
+            self.client.send_message("/aadiff/bpm", float(bpm))
         except OSError as exc:
             self.failed += 1
             if self.failed == 1:

@@ -50,6 +50,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
     Param("seed", "i", 0, SEED_MAX, "seed of the shared initial noise (new base)"),
     Param("freeze", "i", 0, 1, "1 holds the picture, 0 lets it move"),
     Param("hud", "i", 0, 1, "1 shows the HUD, 0 hides it"),
+    Param("tempo", "f", 20.0, 999.0, "propose a tempo (BPM) to the Link session (--tempo link)"),
 )}
 
 

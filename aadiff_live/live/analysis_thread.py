@@ -15,7 +15,9 @@ unread in the ring, so at start-up a weight from sound older than :data:`FRESH_S
 (counted as skipped) until fresh sound arrives; the first refresh never shows stale sound.
 
 Every hop also steps every live source (bands, onsets: :class:`~aadiff_live.analysis.sources.SourceStepper`)
-on the same STFT frame; the posted sample carries their values, and ``on_hop`` (OSC out) gets every hop's.
+on the same STFT frame, and the show's tempo (:class:`~aadiff_live.live.tempo.LiveTempo`: the beat tracker on the
+onset strength, the beat-locked sources); the posted sample carries their values, and ``on_hop`` (OSC out) gets
+every hop's.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from aadiff_live.config import EnvelopeConfig, FeaturesConfig, LiveConfig
 from aadiff_live.live.messages import WeightSample
 from aadiff_live.live.ring import RingBuffer, RingReader
 from aadiff_live.live.supervisor import Supervisor
+from aadiff_live.live.tempo import LiveTempo
 from aadiff_live.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
@@ -57,8 +60,9 @@ class AnalysisThread(threading.Thread):
     def __init__(self, ring: RingBuffer, env: EnvelopeConfig, live: LiveConfig, out: Mailbox[WeightSample],
                  stop: threading.Event, *, features: FeaturesConfig | None = None,
                  on_hop: Callable[[WeightSample], None] | None = None,
-                 smoothing_for: Mapping[str, Smoothing] | None = None) -> None:
-        """``smoothing_for``: a source's own smoothing (a route's attack/release) instead of the envelope's."""
+                 smoothing_for: Mapping[str, Smoothing] | None = None, tempo: LiveTempo | None = None) -> None:
+        """``smoothing_for``: a source's own smoothing (a route's attack/release) instead of the envelope's;
+        ``tempo``: stepped every hop with the onset strength (the beat tracker), it gives the beat-locked sources."""
         super().__init__(name="analysis", daemon=False)
         self.ring = ring
         self.out = out
@@ -74,6 +78,7 @@ class AnalysisThread(threading.Thread):
                                      Smoothing(self.mode, env.window, env.attack_ms, env.release_ms),
                                      video_fps=env.fps, agc_release_s=live.agc_release_s, gate_db=live.gate_db,
                                      smoothing_for=smoothing_for)
+        self.tempo = tempo if tempo is not None and tempo.on else None
         self.on_hop = on_hop  # called on this thread with every hop's sample (OSC out of the sources)
         self.skipped = 0  # stale samples skipped (start-up backlog, a device's queued sound, a stall)
         self.fresh = False  # a weight from fresh sound has been posted (the start-up check is over)
@@ -144,6 +149,9 @@ class AnalysisThread(threading.Thread):
             t = self.ring.capture_time(last_sample)
             values = self.sources.step(spectrum, float(db))
             values[LOUDNESS] = e  # the envelope's own smoother (the rig may change it live)
+            if self.tempo is not None:  # the beat at the hop's capture time (now, when it is unknown)
+                values.update(self.tempo.step(float(self.sources.detector.flux[0]),
+                                              float(t) if t is not None else time.monotonic()))
             fired += self.sources.fired
             newest = WeightSample(i, w, e, float(db), float(t) if t is not None else 0.0, values,
                                   tuple(self.sources.fired))

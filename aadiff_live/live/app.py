@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from aadiff_live.analysis.routes import LiveRoutes, route_smoothing
+from aadiff_live.analysis.sources import live_window
 from aadiff_live.config import Config
 from aadiff_live.errors import UserError
 from aadiff_live.live.analysis_thread import AnalysisThread
@@ -42,7 +43,8 @@ from aadiff_live.live.messages import AtlasView, Frame, RenderRequest, WeightSam
 from aadiff_live.live.present import Presenter
 from aadiff_live.live.render_thread import RenderThread
 from aadiff_live.live.rig import Envelope, Rig
-from aadiff_live.live.routing import live_routes, point
+from aadiff_live.live.routing import beat_locked_sources, live_routes, point
+from aadiff_live.live.tempo import LiveTempo
 from aadiff_live.live.watchdog import StallWatchdog
 from aadiff_live.mailbox import Mailbox
 from aadiff_live.rendering.atlas import check_fits, default_batch
@@ -72,6 +74,7 @@ class RigLink:
     n_tokens: int
     post: Callable[[RenderRequest], None]
     show_hud: Callable[[bool], None]
+    propose_tempo: Callable[[float], str | None]
 
 
 class LiveApp:
@@ -104,10 +107,15 @@ class LiveApp:
         self.capture: Capture = open_capture(live.input, samplerate=live.samplerate, blocksize=live.blocksize,
                                              ring_seconds=max(live.clap_window_s * 2 + 2.0, 8.0), monitor=monitor,
                                              loop=live.loop, wait_s=live.wait_for_device_s)
+        # the tempo (a Link session, MIDI clock for the --midi port) before the model loads too
+        sr = self.capture.ring.samplerate
+        self.tempo = LiveTempo(cfg.tempo, hz=live.analysis_hz, samplerate=sr, n_fft=live_window(sr, cfg.envelope),
+                               names=beat_locked_sources(cfg), midi_port=cfg.midi.port,
+                               in_use=cfg.tempo.quantise != "off")
         # OSC, MIDI and video out next (no listener unless asked): a missing port is reported before a model loads
         self.rig = Rig(cfg, prompt=self.prompt, pinned=self.pinned, has_clap=self.pinned is None and not routes,
                        headless=no_display, config_path=config_path, routes=self.routes,
-                       route_words=content_words(self.prompt) if self.auto else ())
+                       route_words=content_words(self.prompt) if self.auto else (), midi_clock=self.tempo.midi)
         self.web = None
         self.web_feed = None
         self.display_late = 0  # refreshes the display loop missed (it fell behind; /metrics)
@@ -169,12 +177,12 @@ class LiveApp:
                                        fullscreen=live.fullscreen, display=live.display, hud=live.hud,
                                        vsync=live.vsync)
             self.health = Health(self.watchdog, analysis=self.analysis, render_thread=self.render_thread,
-                                 clap=self.clap, recorder=self.recorder, more_alerts=self.rig.alerts)
+                                 clap=self.clap, recorder=self.recorder, more_alerts=self._more_alerts)
             self.present = Presenter(cfg, levels=self.levels, display=self.display, rig=self.rig,
                                      capture=self.capture, analysis=self.analysis, render_thread=self.render_thread,
                                      recorder=self.recorder, health=self.health, weights=self.weights,
                                      frames=self.frames, views=self.views, random_weights=self.components.is_tiny,
-                                     stop=self.stop, routes=self.routes)
+                                     stop=self.stop, routes=self.routes, tempo=self.tempo)
             if self.web is not None:
                 from aadiff_live.live.web_feed import WebFeed
 
@@ -202,7 +210,9 @@ class LiveApp:
                                        smoothing_for=route_smoothing(cfg.envelope, self.routes.routes)
                                        if self.routes is not None else None,
                                        on_hop=(lambda s: osc_out.send_sources(s.sources, s.onsets))
-                                       if osc_out is not None else None)
+                                       if osc_out is not None else None, tempo=self.tempo)
+        if osc_out is not None:
+            self.tempo.on_beat = osc_out.send_beat  # /aadiff/beat and /aadiff/bpm, from the analysis thread
         analysis = self.analysis
         self.watchdog = StallWatchdog(live.stall_s)
         self.clap: ClapThread | None = None
@@ -268,6 +278,11 @@ class LiveApp:
         if self.clap is not None:
             self.clap.set_prompt(req.prompt)
 
+    def _more_alerts(self) -> list[str]:
+        """The rig's alerts (a failed video output) and the tempo's (a clock lost: freewheeling)."""
+        tempo = self.tempo.alert(time.monotonic())
+        return self.rig.alerts() + ([tempo] if tempo else [])
+
     def _show_hud(self, on: bool) -> None:
         if self.display is not None:
             self.display.hud = on
@@ -286,6 +301,7 @@ class LiveApp:
                 return "renderer failed"
             now = time.monotonic()
             self.health.check_stall(now)
+            self.tempo.check(now)
             if self.duration is not None and now - start >= self.duration:
                 return "duration reached"
             if self.capture.finished.is_set():
@@ -353,7 +369,7 @@ class LiveApp:
             "clap_window_s": live.clap_window_s, "clap_hysteresis": live.clap_hysteresis,
             "positions": list(self.render_thread.positions), "words": list(self.render_thread.words),
             "levels": self.levels, "atlas_mb": self.cfg.atlas.mb, "display_fps": live.display_fps,
-            "analysis_hz": live.analysis_hz, "fade_s": live.fade_s,
+            "analysis_hz": live.analysis_hz, "fade_s": live.fade_s, **self.tempo.settings(),
             "route_auto": self.auto,
             "routes": [{"source": r.source, "word": r.word, "w_min": r.w_min, "w_max": r.w_max, "gain": r.gain,
                         "attack_ms": r.attack_ms, "release_ms": r.release_ms}
@@ -382,7 +398,7 @@ class LiveApp:
             for t in self.threads():
                 t.start()
             self.rig.start(RigLink(self.analysis, self.word_tokenizer, self.renderer.n_tokens,
-                                   self._post_render_request, self._show_hud))
+                                   self._post_render_request, self._show_hud, self.tempo.propose))
             if self.web is not None:
                 self.web.preview.start()
                 self.web.start()
@@ -423,7 +439,7 @@ class LiveApp:
                          "weights_replaced_unrendered": self.weights.dropped, "levels": self.levels,
                          "atlas_fill_s": rt.first_fill_s,
                          "stale_audio_skipped_s": self.analysis.skipped / self.capture.ring.samplerate,
-                         "render_stalls": self.health.render_stalls}
+                         "render_stalls": self.health.render_stalls, "tempo_freewheels": self.tempo.freewheels}
         finish_failed = False
         try:
             if self.recorder is not None:

@@ -19,6 +19,7 @@ from aadiff_live.errors import UserError
 
 log = logging.getLogger(__name__)
 GAIN_STEP = 1.25
+BEAT_BOX = 10  # px: the height of the HUD's beat boxes
 SIZE_STEP = 64
 
 
@@ -39,6 +40,7 @@ class HudInfo:
     notes: list[str] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)  # faults the show goes on through: drawn in red
     routes: list[tuple[str, float, float]] = field(default_factory=list)  # (source → word, weight, 0..1 in range)
+    tempo: tuple[str, float, float] | None = None  # (BPM and source, beat position, beats per bar); None: --tempo off
 
 
 @dataclass
@@ -223,10 +225,13 @@ class Display:
             f"prompt: {h.prompt[:70]}",
             *h.notes,
         ]
+        if h.tempo is not None:
+            lines.append(h.tempo[0])
         surfs = [self.font.render(t, True, (255, 255, 255)) for t in lines]
         bars = [self.font.render(f"{label}  {w:.2f}", True, (255, 255, 255)) for label, w, _ in h.routes]
         width = max(s.get_width() for s in surfs + bars) + 20
-        height = sum(s.get_height() + 2 for s in surfs) + 36 + sum(s.get_height() + 12 for s in bars)
+        height = (sum(s.get_height() + 2 for s in surfs) + 36 + sum(s.get_height() + 12 for s in bars)
+                  + (BEAT_BOX + 6 if h.tempo is not None else 0))
         box = pg.Surface((width, height), pg.SRCALPHA)
         box.fill((0, 0, 0, 160))
         self.screen.blit(box, (6, 6))
@@ -249,12 +254,28 @@ class Display:
             pg.draw.rect(self.screen, (60, 60, 60), (x0, y, w, 8))
             pg.draw.rect(self.screen, (90, 160, 230), (x0, y, round(w * share), 8))
             y += 10
+        if h.tempo is not None:
+            self._draw_beat(x0, y + 2, w, *h.tempo[1:])
         sw, _ = self.screen.get_size()
         y = 12
         for alert in (["NO INPUT"] if h.input_status == "no input" else []) + list(h.alerts):
             surf = self.big.render(alert[:80], True, (255, 80, 80))
             self.screen.blit(surf, (sw - surf.get_width() - 12, y))
             y += surf.get_height() + 4
+
+    def _draw_beat(self, x0: int, y: int, w: int, beats: float, quantum: float) -> None:
+        """One box per beat of the bar, the current one lit and filling with the beat's phase."""
+        pg = self.pg
+        n = max(1, int(quantum))
+        box = min(BEAT_BOX * 2, max(6, (w - 4 * (n - 1)) // n))
+        current = int(beats % n) if beats >= 0 else -1
+        phase = beats % 1.0
+        for k in range(n):
+            x = x0 + k * (box + 4)
+            pg.draw.rect(self.screen, (60, 60, 60), (x, y, box, BEAT_BOX))
+            if k == current:
+                lit = (240, 200, 60) if k == 0 else (90, 160, 230)
+                pg.draw.rect(self.screen, lit, (x, y, max(1, round(box * (1.0 - phase))), BEAT_BOX))
 
     def picture_with_hud(self, image: np.ndarray, hud: HudInfo) -> np.ndarray:
         """``image`` with the HUD drawn over it at its own size (for --output-hud): a copy, the window untouched."""

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from aadiff_live.live.recorder import Recorder
     from aadiff_live.live.render_thread import RenderThread
     from aadiff_live.live.rig import Rig
+    from aadiff_live.live.tempo import LiveTempo
 
 HUD_IDLE_S = 0.1  # with no new picture, the HUD (level meter, status) is still redrawn this often
 
@@ -103,7 +104,8 @@ class Presenter:
     def __init__(self, cfg: Config, *, levels: int, display: Display | None, rig: Rig, capture: Capture,
                  analysis: AnalysisThread, render_thread: RenderThread, recorder: Recorder | None, health: Health,
                  weights: Mailbox[WeightSample], frames: Mailbox[Frame], views: Mailbox[AtlasView],
-                 random_weights: bool, stop: threading.Event, routes: LiveRoutes | None = None) -> None:
+                 random_weights: bool, stop: threading.Event, routes: LiveRoutes | None = None,
+                 tempo: LiveTempo | None = None) -> None:
         self.cfg = cfg
         self.levels = levels
         self.display = display
@@ -118,7 +120,12 @@ class Presenter:
         self.stop = stop
         self.routes = routes  # routed words: the display looks the atlas up at their weight vector
         self.stats = Stats()
-        self.screen = AtlasScreen(cfg.live.fade_s)  # atlas mode: what is on screen
+        self.tempo = tempo if tempo is not None and tempo.on else None  # the HUD's beat, the rows' beat and bar
+        t = cfg.tempo
+        quantised = self.tempo is not None and t.quantise != "off"
+        # atlas mode: what is on screen; with --quantise a new atlas waits for its beat or bar line
+        self.screen = AtlasScreen(cfg.live.fade_s, start_at=(lambda now: tempo.change_start(
+            now, t.quantise, t.lookahead_ms / 1000.0, cfg.live.fade_s)) if quantised and tempo is not None else None)
         self.sample: WeightSample | None = None  # the newest weight
         self._picture_key: tuple | None = None  # what the window shows (skip re-uploading the same picture)
         self._last_hud = 0.0
@@ -181,7 +188,8 @@ class Presenter:
             self.on_shown(image, shown)
         if self.recorder is not None:  # every refresh: the recorder's frame grid picks the video's frames
             routes = route_row(self.routes, frame.sample) if self.routes is not None else {}
-            self.recorder.add(frame, shown, {**self.rig.row(frame), **atlas_row(frame), **routes})
+            beat = self.tempo.row(shown) if self.tempo is not None else {}
+            self.recorder.add(frame, shown, {**self.rig.row(frame), **atlas_row(frame), **routes, **beat})
 
     def _idle_hud(self) -> None:
         if self.display is not None and time.monotonic() - self._last_hud > HUD_IDLE_S:
@@ -203,7 +211,8 @@ class Presenter:
                        level_db=s.rms_db if s else -120.0, gate_db=self.cfg.live.gate_db, words=tuple(rt.words),
                        weight=s.weight if s else 0.0, gain=self.analysis.gain, input_status=self.capture.status,
                        prompt=rt.prompt, frozen=self.rig.frozen, notes=notes, alerts=self.health.alerts(),
-                       routes=hud_bars(self.routes, s) if self.routes is not None else [])
+                       routes=hud_bars(self.routes, s) if self.routes is not None else [],
+                       tempo=self.tempo.status(now) if self.tempo is not None else None)
 
     def atlas_status(self) -> str:
         """``atlas 12/33`` (the atlas being filled); ``, next 5/33`` while a new one fills behind the one on screen."""

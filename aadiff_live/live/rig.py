@@ -30,6 +30,7 @@ from aadiff_live.tokens.choose import check_words, initial_words
 from aadiff_live.tokens.words import parse_pinned, route_groups, split_words
 
 if TYPE_CHECKING:
+    from aadiff_live.analysis.clock import MidiClock
     from aadiff_live.analysis.routes import LiveRoutes
     from aadiff_live.control.midi import MidiInput
     from aadiff_live.control.osc import OscSender, OscServer
@@ -72,12 +73,18 @@ class Show(Protocol):
     def show_hud(self) -> Callable[[bool], None]:
         """Shows or hides the window's HUD (nothing headless)."""
 
+    @property
+    def propose_tempo(self) -> Callable[[float], str | None]:
+        """Proposes a tempo to the Link session; why not (another tempo source), or None."""
+
 
 class Rig:
     def __init__(self, cfg: Config, *, prompt: str, pinned: list[str] | None, has_clap: bool,
                  headless: bool, config_path: Path | None = None, routes: LiveRoutes | None = None,
-                 route_words: Sequence[str] = ()) -> None:
-        """``route_words``: the words OSC may steer a route of (default: the routes' own)."""
+                 route_words: Sequence[str] = (), midi_clock: MidiClock | None = None) -> None:
+        """``route_words``: the words OSC may steer a route of (default: the routes' own); ``midi_clock``: fed the
+        --midi port's clock messages (--tempo midi)."""
+        self.midi_clock = midi_clock
         self.cfg = cfg
         self.routes = routes  # routed words: OSC steers each one's gain and range, OSC out sends each one's weight
         self.route_words = list(route_words) or (routes.words if routes is not None else [])
@@ -120,7 +127,8 @@ class Rig:
             if cfg.midi.port:
                 from aadiff_live.control.midi import MidiInput
 
-                self.midi = MidiInput(cfg.midi.port, cfg.midi, self.inbox, smoothing=cfg.envelope.mode)
+                self.midi = MidiInput(cfg.midi.port, cfg.midi, self.inbox, smoothing=cfg.envelope.mode,
+                                      clock=self.midi_clock)
             if cfg.video_out.targets:
                 from aadiff_live.output.share import ShareThread, open_share
 
@@ -329,3 +337,7 @@ class Rig:
 
     def set_scene(self, number: int, scene: SceneConfig) -> None:
         self.scene = (number, scene.name)
+
+    def set_tempo(self, bpm: float) -> str | None:
+        assert self.show is not None
+        return self.show.propose_tempo(bpm)

@@ -9,7 +9,7 @@ range sent over OSC counts from the next refresh on.
 from __future__ import annotations
 
 from aadiff_live.analysis.routes import LiveRoutes, Route, resolve_routes
-from aadiff_live.analysis.sources import known_sources
+from aadiff_live.analysis.sources import check_source, is_beat_locked, known_sources
 from aadiff_live.config import MAX_ROUTES, Config
 from aadiff_live.errors import UserError
 from aadiff_live.live.messages import WeightSample
@@ -32,8 +32,21 @@ def live_routes(cfg: Config, prompt: str) -> list[Route]:
         return [Route(b, w, e.w_min, e.w_max, e.gain) for b, w in zip(bands, words, strict=False)]
     if not cfg.routes:
         return []
-    return resolve_routes(cfg.routes, cfg.envelope, prompt, known_sources(cfg.features, live=True),
+    for r in cfg.routes:  # the one source check (a stem is offline only; its message lists the beat-locked ones)
+        check_source(r.source, cfg.features, live=True, flag=f"--route {r.source}={r.word}")
+    locked = beat_locked_sources(cfg)
+    if locked and cfg.tempo.source == "off":
+        raise UserError(f"--route {locked[0]}=...: the source follows the tempo, but --tempo is off; use --tempo "
+                        "audio (the beat of the input), midi (MIDI clock) or link")
+    return resolve_routes(cfg.routes, cfg.envelope, prompt, known_sources(cfg.features, live=True) + locked,
                           pinned=cfg.tokens.tokens, live=True)
+
+
+def beat_locked_sources(cfg: Config) -> list[str]:
+    """The beat-locked sources (beat, bar, lfo:SHAPE:BEATS) the routes use, each once."""
+    if cfg.routes == "auto":
+        return []
+    return list(dict.fromkeys(r.source for r in cfg.routes if is_beat_locked(r.source)))
 
 
 def point(routes: LiveRoutes, sample: WeightSample) -> float | tuple[float, ...]:

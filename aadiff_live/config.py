@@ -144,6 +144,9 @@ class LiveConfig(_Strict):
         "display refreshes per second, each showing the atlas blend for the newest weight (paced by a timer, "
         "and by vsync where offered)"))
     vsync: bool = Field(True, description="sync the flip with the screen's refresh where the window system offers it")
+    late_latch: bool = Field(True, description=(
+        "with vsync, start each refresh just before the screen's, so the flip waits little (less latency); "
+        "false: start right after the previous flip"))
     analysis_hz: float = Field(100.0, ge=10, le=1000, description=(
         "live weights per second; smoothing is defined in time, so the look is the same at any rate"))
     fade_s: float = Field(0.5, ge=0, le=10, description="cross-fade to a new atlas (prompt, words, seed, scene) in s")

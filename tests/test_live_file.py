@@ -86,6 +86,10 @@ def test_file_input_records_audio_in_sync_and_frames_follow_weights(tmp_path):
     held = np.array([bool(h) for h in f.get("held", [None] * n)])
     np.testing.assert_allclose((d - c)[~held], lat[~held], atol=0.5 / 30 + 1e-3)
     assert np.all((d - c)[held] >= lat[held] + 0.5 / 30 - 1e-3) and held.sum() <= 3
+    # the latency split: sound -> weight -> blend -> flip, each part >= 0, adding up to the latency
+    parts = np.array([f[k] for k in ("sound_to_weight_s", "weight_to_blend_s", "blend_to_flip_s")])
+    assert np.all(parts >= 0) and np.allclose(parts.sum(axis=0), lat, atol=1e-6)
+    assert set(side["summary"]["latency_split_ms"]) == {"sound_to_weight", "weight_to_blend", "blend_to_flip"}
     # the weight follows the bursts: high while a burst sounds, w_min in the gaps
     w = np.array(f["weight"])
     on = ((c % 1.0) > 0.1) & ((c % 1.0) < 0.45)

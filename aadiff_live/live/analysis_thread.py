@@ -193,5 +193,6 @@ class AnalysisThread(threading.Thread):
             if sample is not None and not self.fresh and not self._fresh_enough(sample, data.shape[0]):
                 continue
             if sample is not None:
+                sample = replace(sample, posted_time=time.monotonic())
                 self.latest = sample
                 self.out.put(sample)

@@ -40,6 +40,7 @@ from aadiff_live.live.capture import Capture, FileCapture, open_capture
 from aadiff_live.live.clap_thread import ClapThread
 from aadiff_live.live.health import Health
 from aadiff_live.live.messages import AtlasView, Frame, RenderRequest, WeightSample, WordChoice
+from aadiff_live.live.pacing import Pacer
 from aadiff_live.live.present import Presenter
 from aadiff_live.live.render_thread import RenderThread
 from aadiff_live.live.rig import Envelope, Rig
@@ -118,7 +119,6 @@ class LiveApp:
                        route_words=content_words(self.prompt) if self.auto else (), midi_clock=self.tempo.midi)
         self.web = None
         self.web_feed = None
-        self.display_late = 0  # refreshes the display loop missed (it fell behind; /metrics)
         try:
             if cfg.web.listen is not None:  # the page's port next: a port in use is reported before the model loads
                 from aadiff_live.live.web_feed import open_web
@@ -178,6 +178,9 @@ class LiveApp:
                                        vsync=live.vsync)
             self.health = Health(self.watchdog, analysis=self.analysis, render_thread=self.render_thread,
                                  clap=self.clap, recorder=self.recorder, more_alerts=self._more_alerts)
+            # with vsync each refresh starts just before the screen's (live/pacing.py); else a timer at --display-fps
+            self.pacer = Pacer(live.display_fps, vsync=self.display is not None and self.display.vsync,
+                               late_latch=live.late_latch)
             self.present = Presenter(cfg, levels=self.levels, display=self.display, rig=self.rig,
                                      capture=self.capture, analysis=self.analysis, render_thread=self.render_thread,
                                      recorder=self.recorder, health=self.health, weights=self.weights,
@@ -292,8 +295,7 @@ class LiveApp:
         """Until quit; returns why it stopped. Each pass is one display refresh."""
         start = time.monotonic()
         file_end: float | None = None
-        period = 1.0 / self.cfg.live.display_fps
-        next_t = start
+        pacer = self.pacer
         while True:
             if self.stop.is_set():
                 return "stopped"
@@ -317,20 +319,17 @@ class LiveApp:
                     self.display.message = self.rig.type_prompt(act.new_prompt)
             self.rig.poll()  # OSC, MIDI, scene keys, the web page: newest of each, once per iteration
             if self.web_feed is not None:
-                self.web_feed.tick(now, running=True, display_late=self.display_late)
+                self.web_feed.tick(now, running=True, display_late=self.pacer.behind)
             if not self.levels:
                 self.present.refresh(1 / 60 if self.display is not None else 0.1)
                 continue
+            if self.display is not None:
+                self.display.flipped = None
             self.present.refresh(0.0)
-            # pace to --display-fps; with vsync the flip itself waits for the screen's refresh
-            next_t += period
-            now = time.monotonic()
-            if next_t < now - period:
-                next_t = now  # fell behind (a slow refresh): no burst to catch up
-                self.display_late += 1
-            vsynced = self.display is not None and self.display.vsync
-            wait = next_t - now - (0.004 if vsynced else 0.0)
-            if wait > 0 and not (vsynced and period < 1 / 55):
+            flipped = self.display.flipped if self.display is not None else None
+            pacer.refreshed(now, *(flipped or (None, None)))  # now: this pass began (events, OSC included)
+            wait = pacer.wait_s(time.monotonic())
+            if wait > 0:
                 self.stop.wait(wait)
 
     def _shutdown(self) -> list[str]:
@@ -420,6 +419,7 @@ class LiveApp:
             self.stats_out.update(summary)
             self.stats_out["latencies_s"] = list(self.present.stats.latency)
             self.stats_out["shown_s"] = [t - threads_started for t in self.present.stats.shown_at]  # as atlas_fill_s
+            self.stats_out["latency_split_s"] = {k: list(v) for k, v in self.present.stats.split.items()}
         lat_m, lat_p = summary["latency_ms_median"], summary["latency_ms_p95"]
         log.info("stopped (%s): %d frames shown at %.1f fps, audio-to-photon latency median %s, p95 %s "
                  "(budget %.0f ms)", reason, summary["frames_shown"], summary["fps"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ class HudInfo:
     render_ms: float = 0.0
     atlas: str = ""  # "atlas 12/33", or "exact" (--levels 0)
     latency_ms: float | None = None
+    latency_split_ms: tuple[float, ...] | None = None  # sound -> weight, -> blend, -> flip (medians, ms)
     level_db: float = -120.0
     gate_db: float = -120.0  # the gate marked on the level meter (the app passes live.gate_db)
     words: tuple[str, ...] = ()
@@ -86,6 +88,7 @@ class Display:
         self.picture: Any = None  # the last frame as a pygame Surface
         self._scaled: Any = None  # ((window w, h), scaled surface, position)
         self.picture_size = (width, height)
+        self.flipped: tuple[float, float] | None = None  # the last flip: (called, returned), monotonic s
 
     def _window_px(self) -> tuple[int, int]:
         if self.aspect >= 1:
@@ -203,7 +206,9 @@ class Display:
             self._banner(f"new prompt: {self.typing}_   (Enter applies, Esc cancels)", (20, 20, 60))
         if self.message:
             self._banner(self.message, (120, 0, 0), y=sh // 2 - 20)
+        called = time.monotonic()
         pg.display.flip()
+        self.flipped = (called, time.monotonic())
 
     def _banner(self, text: str, colour, y: int | None = None) -> None:
         sw, sh = self.screen.get_size()
@@ -216,17 +221,7 @@ class Display:
 
     def _draw_hud(self, h: HudInfo) -> None:
         pg = self.pg
-        lat = "-" if h.latency_ms is None else f"{h.latency_ms:.0f} ms"
-        lines = [
-            f"{h.fps:5.1f} fps   audio-to-photon {lat}   {h.atlas}   render {h.render_ms:.0f} ms"
-            + ("/level" if h.atlas.startswith("atlas") else ""),
-            f"words: {', '.join(h.words) or '-'}   weight {h.weight:.2f}   gain x{h.gain:.2f}",
-            f"input: {h.input_status}" + ("   FROZEN" if h.frozen else ""),
-            f"prompt: {h.prompt[:70]}",
-            *h.notes,
-        ]
-        if h.tempo is not None:
-            lines.append(h.tempo[0])
+        lines = hud_text(h)
         surfs = [self.font.render(t, True, (255, 255, 255)) for t in lines]
         bars = [self.font.render(f"{label}  {w:.2f}", True, (255, 255, 255)) for label, w, _ in h.routes]
         width = max(s.get_width() for s in surfs + bars) + 20
@@ -290,3 +285,19 @@ class Display:
 
     def save(self, path: str) -> None:
         self.pg.image.save(self.screen, path)
+
+
+def hud_text(h: HudInfo) -> list[str]:
+    """The HUD's lines of text (the level meter, route bars and alerts are drawn beside them)."""
+    lat = "-" if h.latency_ms is None else f"{h.latency_ms:.0f} ms"
+    if h.latency_ms is not None and h.latency_split_ms is not None:
+        lat += " (sound {:.0f} + wait {:.0f} + flip {:.0f})".format(*h.latency_split_ms)
+    return [
+        f"{h.fps:5.1f} fps   audio-to-photon {lat}   {h.atlas}   render {h.render_ms:.0f} ms"
+        + ("/level" if h.atlas.startswith("atlas") else ""),
+        f"words: {', '.join(h.words) or '-'}   weight {h.weight:.2f}   gain x{h.gain:.2f}",
+        f"input: {h.input_status}" + ("   FROZEN" if h.frozen else ""),
+        f"prompt: {h.prompt[:70]}",
+        *h.notes,
+        *([h.tempo[0]] if h.tempo is not None else []),
+    ]

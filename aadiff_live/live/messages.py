@@ -30,6 +30,7 @@ class WeightSample:
     capture_time: float  # monotonic s of the last audio sample the frame saw
     sources: Mapping[str, float] = field(default_factory=dict)  # every live source's value in [0, 1]
     onsets: tuple[str, ...] = ()  # the onset sources that fired since the previous sample posted
+    posted_time: float = 0.0  # monotonic s when the analysis thread posted it (the latency split: sound -> weight)
 
 
 @dataclass(frozen=True)
@@ -75,3 +76,18 @@ class Frame:
     scene: str | None = None  # the scene whose prompt / words / seed it was rendered with
     lookup: Lookup | None = None  # atlas mode: the levels shown and the blend factor (None: an exact render)
     fade: float | None = None  # atlas mode, during a cross-fade: the new atlas's share (0..1)
+    ready_time: float = 0.0  # monotonic s when the picture was ready (blended, or rendered with --levels 0)
+
+
+SPLIT = ("sound_to_weight", "weight_to_blend", "blend_to_flip")
+
+
+def latency_split(frame: Frame, shown: float) -> dict[str, float]:
+    """Audio-to-photon in three parts (s): capture -> weight posted (audio I/O, analysis), -> picture ready
+    (the wait for a refresh, the blend; with ``--levels 0`` the render), -> on screen (upload, HUD, flip).
+    They sum to ``shown - capture_time``. Empty for frames without the times (tests' hand-made frames)."""
+    s = frame.sample
+    if not (s.capture_time and s.posted_time and frame.ready_time):
+        return {}
+    return {"sound_to_weight_s": s.posted_time - s.capture_time, "weight_to_blend_s": frame.ready_time - s.posted_time,
+            "blend_to_flip_s": shown - frame.ready_time}

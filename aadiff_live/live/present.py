@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aadiff_live.config import Config
-from aadiff_live.live.messages import AtlasView, Frame, WeightSample
+from aadiff_live.live.messages import SPLIT, AtlasView, Frame, WeightSample, latency_split
 from aadiff_live.live.routing import hud_bars, point, route_row
 from aadiff_live.live.screen import AtlasScreen
 from aadiff_live.mailbox import Mailbox
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 HUD_IDLE_S = 0.1  # with no new picture, the HUD (level meter, status) is still redrawn this often
 
-
 class Stats:
     """Rolling numbers for the HUD and a bounded history for the summary (no growth over a long set)."""
 
@@ -47,12 +46,16 @@ class Stats:
         self.shown_at: deque[float] = deque(maxlen=history)  # display time of each latency (benchmarks: steady state)
         self.recent_latency: deque[float] = deque(maxlen=30)
         self.rendered_latency: deque[float] = deque(maxlen=history)  # frames rendered for their weight
+        self.split: dict[str, deque[float]] = {k: deque(maxlen=history) for k in SPLIT}
+        self.recent_split: dict[str, deque[float]] = {k: deque(maxlen=30) for k in SPLIT}
         self.n_shown = 0
         self.first_shown: float | None = None
         self.last_shown: float | None = None
 
-    def add(self, shown: float, latency: float | None, rendered: bool = True) -> None:
-        """A frame shown; ``latency`` None when no newer sound exists (after a file input's end)."""
+    def add(self, shown: float, latency: float | None, rendered: bool = True,
+            split: dict[str, float] | None = None) -> None:
+        """A frame shown; ``latency`` None when no newer sound exists (after a file input's end); ``split``:
+        :func:`latency_split`'s parts."""
         self.shown.append(shown)
         self.n_shown += 1
         self.first_shown = shown if self.first_shown is None else self.first_shown
@@ -64,6 +67,16 @@ class Stats:
         self.latency.append(latency)
         self.shown_at.append(shown)
         self.recent_latency.append(latency)
+        for k in SPLIT if split else ():
+            v = split[k + "_s"]  # type: ignore[index]
+            self.split[k].append(v)
+            self.recent_split[k].append(v)
+
+    def recent_split_ms(self) -> tuple[float, ...] | None:
+        """The HUD's split: the median of each part over the last 30 frames (ms)."""
+        if not all(self.recent_split.values()):
+            return None
+        return tuple(float(np.median(self.recent_split[k])) * 1000 for k in SPLIT)
 
     def fps(self, now: float) -> float:
         recent = [t for t in self.shown if now - t <= 1.0]
@@ -83,6 +96,10 @@ class Stats:
             # frames whose picture was rendered for them (the others reused an identical picture)
             "rendered_latency_ms_median": float(np.median(rl) * 1000) if rl.size else None,
             "rendered_latency_ms_p95": float(np.percentile(rl, 95) * 1000) if rl.size else None,
+            # the split's own percentiles (they do not add up to the total's: each part has its own worst frames)
+            "latency_split_ms": {k: {"p50": float(np.median(v) * 1000), "p95": float(np.percentile(v, 95) * 1000)}
+                                 for k, v in ((k, np.asarray(d, dtype=np.float64)) for k, d in self.split.items())
+                                 if v.size},
         }
 
 
@@ -165,7 +182,7 @@ class Presenter:
         key = (id(v.atlas), look.lo, look.hi, look.t, look.cells, look.coeffs, pic.fade)
         new_picture = key != self._picture_key
         self._picture_key = key
-        frame = Frame(pic.image, sample, v.words, v.prompt, 0.0, v.scene, look, pic.fade)
+        frame = Frame(pic.image, sample, v.words, v.prompt, 0.0, v.scene, look, pic.fade, ready_time=time.monotonic())
         self._show(frame, pic.image, new_picture)
 
     def _show(self, frame: Frame, image: np.ndarray, new_picture: bool) -> None:
@@ -182,7 +199,7 @@ class Presenter:
         latency = shown - frame.sample.capture_time
         # after a file input's end no newer sound exists: the age of the last sound is not a latency
         self.stats.add(shown, None if self.capture.finished.is_set() else latency,
-                       frame.render_s > 0 or frame.lookup is not None)
+                       frame.render_s > 0 or frame.lookup is not None, latency_split(frame, shown))
         self.rig.shown(frame, latency, image)
         if self.on_shown is not None:
             self.on_shown(image, shown)
@@ -208,6 +225,7 @@ class Presenter:
         rt = self.render_thread
         return HudInfo(fps=self.stats.fps(now), render_ms=rt.last_render_s * 1000, atlas=self.atlas_status(),
                        latency_ms=float(np.median(lat)) * 1000 if lat else None,
+                       latency_split_ms=self.stats.recent_split_ms(),
                        level_db=s.rms_db if s else -120.0, gate_db=self.cfg.live.gate_db, words=tuple(rt.words),
                        weight=s.weight if s else 0.0, gain=self.analysis.gain, input_status=self.capture.status,
                        prompt=rt.prompt, frozen=self.rig.frozen, notes=notes, alerts=self.health.alerts(),

@@ -38,7 +38,7 @@ import numpy as np
 
 from aadiff_live.errors import UserError
 from aadiff_live.live.frame_grid import FrameGrid, Pick
-from aadiff_live.live.messages import Frame
+from aadiff_live.live.messages import Frame, latency_split
 from aadiff_live.live.ring import RingBuffer, RingReader
 from aadiff_live.output.sidecar import RowWriter, frames_path, sidecar_doc, sidecar_path, write_json_atomic
 from aadiff_live.output.video import VideoWriter
@@ -264,7 +264,7 @@ class Recorder(threading.Thread):
         s = frame.sample
         row = {"capture_time": s.capture_time - seg.t0, "latency_s": pick.shown - s.capture_time,
                "weight": s.weight, "normalised": s.normalised, "rms_db": s.rms_db, "render_s": frame.render_s,
-               "words": list(frame.words), "prompt": frame.prompt, **(extra or {})}
+               "words": list(frame.words), "prompt": frame.prompt, **latency_split(frame, pick.shown), **(extra or {})}
         self._seg_write(frame.image, index, {**row, "held": True} if pick.held else row)
         self._last = (frame.image, row)
 

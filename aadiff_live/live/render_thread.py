@@ -350,4 +350,5 @@ class RenderThread(threading.Thread):
                 render_s = time.perf_counter() - t0
                 self._count(render_s, 1)
                 last_key = key
-            self.frames.put(Frame(image, sample, tuple(self.words), self.prompt, render_s, self.scene))
+            self.frames.put(Frame(image, sample, tuple(self.words), self.prompt, render_s, self.scene,
+                                   ready_time=time.monotonic()))

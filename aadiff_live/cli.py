@@ -40,6 +40,13 @@ def _cfg(g, flag: str, path: str, **kw) -> None:
     BOUND[action.dest] = (section, key)
 
 
+def _image_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image", help="animate this picture: it is the base (VAE-encoded, noised to --strength; with "
+                   "--invert, inverted so the quiet frame is the picture itself)")
+    _cfg(p, "--strength", "model.strength", type=float)
+    _cfg(p, "--invert", "model.invert", action="store_true")
+
+
 def _words_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("words")
     g.add_argument("--prompt", help="what the scene is, e.g. \"a city skyline in a thunderstorm\"")
@@ -110,8 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--demo", action="store_true", help="no download: --model tiny, a synthetic storm and a "
                    "picture (a sun over the sea) made in code, and a default prompt")
     r.add_argument("--out", help="output video (.mp4); a JSON sidecar is written next to it")
-    r.add_argument("--image", help="animate this picture: it is the base (VAE-encoded, noised to --strength)")
-    _cfg(r, "--strength", "model.strength", type=float)
+    _image_args(r)
     r.add_argument("--frames", help="also write every frame as PNG into this folder")
     r.add_argument("--plot", action="store_true", help="also write OUT.mp4.png: the envelope and weight over time")
     r.add_argument("--exact", action="store_true", help="render every distinct weight (same as --levels 0) "
@@ -149,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(live)
     _route_args(live)
     _cfg(live, "--input", "live.input")
+    _image_args(live)
     live.add_argument("--monitor", action="store_true", help="with a file --input: also play it to the speakers")
     _cfg(live, "--loop", "live.loop", action="store_true")
     live.add_argument("--no-display", action="store_true", help="headless (installations, tests)")
@@ -314,7 +321,7 @@ def _dispatch(argv: list[str]) -> int:
             raise UserError("--segment-minutes needs --record OUT.mp4 (it splits the recording into files)")
 
         return run_live(cfg, prompt=a.prompt or "", no_display=a.no_display, duration=a.duration,
-                        record=a.record, monitor=a.monitor, config_path=cfg_path)
+                        record=a.record, monitor=a.monitor, config_path=cfg_path, image=a.image)
     if a.command == "build-engine":
         from aadiff_live.build_engine import build_engine_command
 

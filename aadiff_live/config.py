@@ -99,6 +99,10 @@ class ModelConfig(_Strict):
     size: str = Field("512", description="WIDTH or WIDTHxHEIGHT, multiples of 64, at least 64")
     strength: float = Field(0.5, gt=0, le=1, description=(
         "with an image: how far the picture is noised before denoising (0..1]"))
+    invert: bool = Field(False, description=(
+        "with an image: null-text inversion (DDIM, then per-step null embeddings, cached in engines/inversions) "
+        "instead of noising to strength, so the frame at weight 1 is the photo; multi-step models with guidance "
+        "(SD 1.5, SD 2.1) only"))
     device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description=(
         "auto (float16 on a GPU, float32 on a CPU), float32, float16 or bfloat16"))

@@ -133,6 +133,9 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
             raise UserError(f"cannot create --frames folder {fdir} ({exc.strerror}); choose another folder") from None
     if image and not Path(image).is_file():
         raise UserError(f"image {image} not found; check the path passed to --image")
+    from aadiff_live.rendering.build import check_image_args
+
+    check_image_args(cfg, image)
     auto = cfg.routes == "auto"
     routes = _resolve_routes(cfg, prompt)
     names = auto_sources(cfg) if auto else list(dict.fromkeys(r.source for r in routes))
@@ -292,7 +295,11 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         "steps": renderer.steps,
         "guidance": renderer.guidance, "scheduler": type(components.scheduler).__name__, "seed": cfg.model.seed,
         "width": renderer.width, "height": renderer.height,
-        "loras": components.extra.get("loras", []), "strength": cfg.model.strength if base is not None else None,
+        "loras": components.extra.get("loras", []),
+        "strength": cfg.model.strength if base is not None and not renderer.invert else None,
+        "invert": renderer.invert,
+        "inversion": ({"seconds": renderer.inversion.stats.get("seconds"), "cached": renderer.inversion.stats.get("cached"),
+                       "null_text": renderer.null_text} if renderer.inversion is not None else None),
         "backend": renderer.backend.description,
         "clap_model": None if choice.pinned else clap_model, "top_k": tcfg.top_k,
         "levels": levels, "grid": list(shape) if grid else None,

@@ -83,8 +83,9 @@ class LiveApp:
 
     def __init__(self, cfg: Config, *, prompt: str, no_display: bool, duration: float | None,
                  record: str | None, monitor: bool, prebuilt=None, stats_out: dict | None = None,
-                 config_path: Path | None = None) -> None:
+                 config_path: Path | None = None, image: str | None = None) -> None:
         self.cfg = cfg
+        self.image = image
         self.prompt = check_prompt(prompt)
         self.duration = duration
         self.record = record
@@ -101,6 +102,12 @@ class LiveApp:
             from aadiff_live.output.video import check_writable
 
             check_writable(Path(record), "--record")
+        if image is not None and not Path(image).is_file():
+            raise UserError(f"image {image} not found; check the path passed to --image")
+        if prebuilt is None:
+            from aadiff_live.rendering.build import check_image_args
+
+            check_image_args(cfg, image)
         self.stop = threading.Event()
         self.running = threading.Event()  # set while the display loop runs with every thread started (tests, tools)
         live, tcfg, acfg = cfg.live, cfg.tokens, cfg.atlas
@@ -139,7 +146,7 @@ class LiveApp:
             else:
                 from aadiff_live.rendering.build import build_renderer
 
-                self.components, self.renderer = build_renderer(cfg, self.prompt)
+                self.components, self.renderer = build_renderer(cfg, self.prompt, image)
             # the main thread's own tokenizer copy, to check typed prompts (the renderer thread owns the original)
             self.word_tokenizer = copy.deepcopy(self.components.tokenizer)
             if self.pinned is not None:
@@ -357,7 +364,8 @@ class LiveApp:
         e, m, live = self.cfg.envelope, self.cfg.model, self.cfg.live
         r = self.renderer
         return {
-            "prompt": self.prompt, "input": self.capture.description, "live": True,
+            "prompt": self.prompt, "input": self.capture.description, "live": True, "image": self.image,
+            "invert": r.invert, "strength": m.strength if self.image is not None and not r.invert else None,
             "fps": e.fps, "window": e.window, "smoothing": self.analysis.mode, "attack_ms": e.attack_ms,
             "release_ms": e.release_ms, "w_min": e.w_min, "w_max": e.w_max, "gain": self.analysis.gain,
             "n_fft": e.n_fft, "agc_release_s": live.agc_release_s, "gate_db": live.gate_db,
@@ -459,9 +467,9 @@ class LiveApp:
 
 def run_live(cfg: Config, *, prompt: str, no_display: bool = False, duration: float | None = None,
              record: str | None = None, monitor: bool = False, prebuilt=None, stats_out: dict | None = None,
-             config_path: Path | None = None) -> int:
+             config_path: Path | None = None, image: str | None = None) -> int:
     """The ``live`` command. ``prebuilt=(components, renderer)`` skips loading (benchmarks);
     ``stats_out`` receives the summary (fps, latency percentiles)."""
     app = LiveApp(cfg, prompt=prompt, no_display=no_display, duration=duration, record=record, monitor=monitor,
-                  prebuilt=prebuilt, stats_out=stats_out, config_path=config_path)
+                  prebuilt=prebuilt, stats_out=stats_out, config_path=config_path, image=image)
     return app.run()

@@ -8,8 +8,10 @@ import numpy as np
 
 from aadiff_live.backends import make_backend, resolve_device, resolve_dtype
 from aadiff_live.config import Config, parse_size
+from aadiff_live.errors import UserError
 from aadiff_live.models.loading import load_components
-from aadiff_live.rendering.pipeline import Renderer
+from aadiff_live.rendering.invert import check_invertible_name
+from aadiff_live.rendering.pipeline import Renderer, check_image
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +20,17 @@ RANDOM_WEIGHTS_NOTE = (
     "the --image or demo picture) that move with the sound, not imagery; use a real model (e.g. --model "
     "stabilityai/sd-turbo) for pictures."
 )
+
+
+def check_image_args(cfg: Config, image: str | None) -> None:
+    """``--image`` / ``--invert`` checked before any model loads (one line each): a readable picture, big enough;
+    ``--invert`` only with a photo and a model that can be inverted (by name: not turbo, LCM or tiny)."""
+    if image is not None:
+        check_image(image)
+    if cfg.model.invert:
+        if image is None:
+            raise UserError("--invert needs a photo: --image photo.jpg --invert")
+        check_invertible_name(cfg.model.model, cfg.model.guidance)
 
 
 def build_renderer(cfg: Config, prompt: str, image: str | np.ndarray | None = None):
@@ -35,7 +48,7 @@ def build_renderer(cfg: Config, prompt: str, image: str | np.ndarray | None = No
     backend = make_backend(m.backend, components, device, dtype, width=width, height=height, compile=m.compile)
     log.info("backend: %s", backend.description)
     renderer = Renderer(components, backend, width=width, height=height, steps=m.steps, guidance=m.guidance,
-                        seed=m.seed, image=image, strength=m.strength)
+                        seed=m.seed, image=image, strength=m.strength, invert=m.invert and image is not None)
     renderer.prepare(prompt)
     renderer.warm_up()  # CUDA graphs: compile and capture now, not during the show
     log.info("model %s: %d step(s), guidance %.1f, %dx%d, seed %d", components.name, renderer.steps,

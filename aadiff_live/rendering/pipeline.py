@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,6 +22,15 @@ import torch
 from aadiff_live.backends.base import Backend
 from aadiff_live.errors import UserError
 from aadiff_live.models.components import Components, text_length, vae_scale_factor
+from aadiff_live.rendering.invert import (
+    Inversion,
+    check_invertible,
+    ddim_scheduler,
+    default_cache_dir,
+    invert,
+    photo_digest,
+    torch_unet,
+)
 from aadiff_live.rendering.static import FastPath, ScaleBuffer, StaticGraph, ToImage
 from aadiff_live.tokens.words import check_prompt
 
@@ -71,6 +81,10 @@ class BaseState:
     # SDXL's extra UNet inputs, batched like ``embeddings``: pooled text embeddings [batch, dim] and
     # time ids [batch, 6] (original size, crop corner, target size); empty for SD 1.x/2.x
     added: tuple[torch.Tensor, ...] = ()
+    # --invert: the text inputs of each step, [null-text embedding of that step, cond] (rendering/invert.py);
+    # empty: ``embeddings`` at every step
+    step_embeddings: tuple[torch.Tensor, ...] = ()
+    nulls: torch.Tensor | None = None  # --invert: the per-step unconditional embeddings [steps, tokens, dim]
 
 
 class SchedulerState:
@@ -90,11 +104,22 @@ class SchedulerState:
         vars(scheduler).update({k: (list(v) if type(v) is list else v) for k, v in self._attrs.items()})
 
 
+MIN_IMAGE_PX = 32  # a smaller --image has too little in it to animate (it would be blown up many times)
+
+
+def check_image(path: str) -> None:
+    """Before any model loads: ``path`` is a readable picture at least :data:`MIN_IMAGE_PX` a side (one line)."""
+    load_image(path, MIN_IMAGE_PX, MIN_IMAGE_PX)
+
+
 def load_image(path: str, width: int, height: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as src:
+            if min(src.size) < MIN_IMAGE_PX:
+                raise UserError(f"image {path} is {src.size[0]}x{src.size[1]} pixels: too small to animate; pass a "
+                                f"picture at least {MIN_IMAGE_PX} pixels a side to --image")
             im = src.convert("RGB")
             # cover-crop to the target aspect, then resize
             sw, sh = im.size
@@ -114,8 +139,14 @@ class Renderer:
     def __init__(self, components: Components, backend: Backend, *, width: int, height: int,
                  steps: int | None = None, guidance: float | None = None, seed: int = 0,
                  image: str | np.ndarray | None = None, strength: float | None = None,
-                 static: bool | None = None) -> None:
+                 static: bool | None = None, invert: bool = False, null_text: bool = True,
+                 invert_cache: Path | None | bool = True) -> None:
         """``image`` (img2img) with ``strength`` (``model.strength``: how far it is noised).
+
+        ``invert`` (with ``image``): the base is the image's null-text inversion instead (rendering/invert.py):
+        the frame at weight 1 reproduces it. The model steps with DDIM then. ``null_text=False``: plain DDIM
+        inversion (for measuring). ``invert_cache``: the folder of cached inversions (True: the default one,
+        None: no cache).
 
         ``static``: run frames from buffers allocated once (token_scale written in place, the frame
         copied to one pinned host buffer), captured as CUDA graphs when the backend allows it
@@ -131,10 +162,19 @@ class Renderer:
         self.steps, self.guidance = default_schedule(components, steps, guidance)
         self.cfg = self.guidance > 1.0
         self._seed = int(seed)
-        if image is not None and strength is None:
+        if image is not None and strength is None and not invert:
             raise ValueError("an image (img2img) needs a strength")
+        if invert and image is None:
+            raise UserError("--invert needs a photo: --image photo.jpg --invert")
         self.image = image
         self.strength = strength
+        self.invert = invert
+        self.null_text = null_text
+        self.inversion: Inversion | None = None  # the last inversion (its stats: seconds, cache hit)
+        if invert:
+            check_invertible(components, self.steps, self.guidance)
+            components.scheduler = ddim_scheduler(components.scheduler)  # rendering retraces the inversion
+            self.invert_cache = default_cache_dir() if invert_cache is True else (invert_cache or None)
         vae_cfg = components.vae.config
         self.vae_scale = vae_scale_factor(components.vae)
         self.scaling_factor = float(getattr(vae_cfg, "scaling_factor", 1.0) or 1.0)
@@ -234,17 +274,27 @@ class Renderer:
             self._seed, self._base = int(seed), None  # the base noise is drawn again from the new seed
         emb, added = self._text(prompt)
         if self._base is not None and self._base.prompt != prompt:
+            # an inverted photo keeps its latent and null-text embeddings: a new prompt edits the photo
             b = self._base
-            self._base = BaseState(prompt, emb, b.latents, b.timesteps, b.begin_index, b.n_train_steps, added)
+            self._base = BaseState(prompt, emb, b.latents, b.timesteps, b.begin_index, b.n_train_steps, added,
+                                   _with_nulls(emb, b.nulls), b.nulls)
             return self._base
         sched = self.c.scheduler
         shape = (1, self.c.unet.config.in_channels, self.height // self.vae_scale, self.width // self.vae_scale)
         noise = torch.randn(shape, generator=self._generator(), dtype=torch.float32)
+        nulls = None
         if self.image is None:
             sched.set_timesteps(self.steps)
             timesteps = sched.timesteps.clone()
             latents = noise * float(sched.init_noise_sigma)
             begin, total = 0, self.steps
+        elif self.invert:
+            sched.set_timesteps(self.steps)
+            timesteps = sched.timesteps.clone()
+            begin, total = 0, self.steps
+            pixels = self._pixels()
+            inv = self._invert(prompt, pixels)
+            latents, nulls = inv.latent, inv.nulls.to(self.device, self.dtype)
         else:
             assert self.strength is not None
             total = max(self.steps, math.ceil(self.steps / self.strength))
@@ -253,20 +303,48 @@ class Renderer:
             timesteps = sched.timesteps[begin * sched.order :].clone()
             if hasattr(sched, "set_begin_index"):
                 sched.set_begin_index(begin * sched.order)
-            # a path (--image), or a picture already drawn at this size (the demo's)
-            pixels = self.image if isinstance(self.image, np.ndarray) else load_image(self.image, self.width, self.height)
-            x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1.0
-            # the torch encoder runs where its weights are (a backend may run the decoder elsewhere)
-            w = next(self.c.vae.parameters())
-            enc = self.c.vae.encode(x.to(w.device, w.dtype))
-            init = enc.latent_dist.mean if hasattr(enc, "latent_dist") else enc.latents
-            init = ((init.float() - self.shift_factor) * self.scaling_factor).cpu()
-            latents = sched.add_noise(init, noise, timesteps[:1])
-        self._base = BaseState(prompt, emb, latents.to(self.device, torch.float32), timesteps, begin, total, added)
+            latents = sched.add_noise(self.image_latent(self._pixels()), noise, timesteps[:1])
+        self._base = BaseState(prompt, emb, latents.to(self.device, torch.float32), timesteps, begin, total, added,
+                               _with_nulls(emb, nulls), nulls)
         self._sched_state = SchedulerState(sched)
         batch = 2 if self.cfg else 1
         self._timesteps_dev = [t.to(self.device).expand(batch) for t in timesteps]  # once, not per frame
         return self._base
+
+    def _pixels(self) -> np.ndarray:
+        """The base picture at the render size: a path (--image), or a picture already drawn (the demo's)."""
+        if isinstance(self.image, np.ndarray):
+            return self.image
+        assert self.image is not None
+        return load_image(self.image, self.width, self.height)
+
+    @torch.no_grad()
+    def image_latent(self, pixels: np.ndarray) -> torch.Tensor:
+        """The VAE latent of ``pixels`` ``[h, w, 3]`` uint8 (the distribution's mean, scaled), float32 on the CPU."""
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+        # the torch encoder runs where its weights are (a backend may run the decoder elsewhere)
+        w = next(self.c.vae.parameters())
+        enc = self.c.vae.encode(x.to(w.device, w.dtype))
+        init = enc.latent_dist.mean if hasattr(enc, "latent_dist") else enc.latents
+        return ((init.float() - self.shift_factor) * self.scaling_factor).cpu()
+
+    def _invert(self, prompt: str, pixels: np.ndarray) -> Inversion:
+        """The photo's inversion under ``prompt`` (cached on disk per photo, prompt, model, steps, size)."""
+        from aadiff_live.backends.engines import part_identity, weights_fingerprint
+
+        c = self.c
+        parts = {"photo": photo_digest(pixels), "prompt": prompt, "model": c.name, "unet": part_identity(c.unet),
+                 "vae": part_identity(c.vae), "text": weights_fingerprint(c.text_encoder),
+                 "loras": [a.get("fingerprint", a.get("source")) for a in c.extra.get("loras", [])],
+                 "steps": self.steps, "guidance": self.guidance, "size": [self.width, self.height],
+                 "dtype": str(self.dtype), "scheduler": dict(c.scheduler.config)}
+        unet_device = next(c.unet.parameters()).device
+        latent0 = self.image_latent(pixels).to(unet_device)
+        self.inversion = invert(torch_unet(c.unet), c.scheduler, latent0, self._encode(prompt)[0],
+                                self._encode("")[0], self.guidance, cache=self.invert_cache, parts=parts,
+                                null_text_steps=self.null_text)
+        c.scheduler.set_timesteps(self.steps)  # as prepare left it
+        return self.inversion
 
     @contextmanager
     def borrowed(self, prompt: str, seed: int):
@@ -330,7 +408,7 @@ class Renderer:
         if self._step_takes_generator:
             step_kw["generator"] = self._generator(1) if n == 1 else [self._generator(1) for _ in range(n)]
         if n == 1:
-            emb, added, steps_dev = b.embeddings, b.added, self._timesteps_dev
+            emb, added, steps_dev, step_embs = b.embeddings, b.added, self._timesteps_dev, b.step_embeddings
             # static: the buffer allocated once, written in place (a new weight needs no recapture)
             if not self.static:
                 scale = self.token_scale(positions, weights[0])
@@ -341,13 +419,13 @@ class Renderer:
             latents = b.latents.clone()
         else:
             batch = self._batch(b, n)  # [uncond x n, cond x n] with guidance, [cond x n] without
-            emb, added, steps_dev = batch.embeddings, batch.added, batch.timesteps
+            emb, added, steps_dev, step_embs = batch.embeddings, batch.added, batch.timesteps, batch.step_embeddings
             scale = self.token_scales(positions, weights, out=batch.scale)
             latents = batch.latents.copy_(b.latents.expand(n, *b.latents.shape[1:]))
-        for t, tt in zip(b.timesteps, steps_dev, strict=True):
+        for k, (t, tt) in enumerate(zip(b.timesteps, steps_dev, strict=True)):
             model_in = torch.cat([latents] * 2) if self.cfg else latents
             model_in = sched.scale_model_input(model_in, t).to(self.dtype)
-            pred = self._unet(model_in, tt, emb, scale, *added).float()
+            pred = self._unet(model_in, tt, step_embs[k] if step_embs else emb, scale, *added).float()
             if self.cfg:
                 uncond, cond = pred.chunk(2)
                 pred = uncond + self.guidance * (cond - uncond)
@@ -367,7 +445,8 @@ class Renderer:
                 tuple(x.repeat_interleave(n, dim=0) for x in base.added),
                 [t.to(self.device).expand(rows) for t in base.timesteps],
                 torch.ones(rows, self.n_tokens, dtype=self.dtype, device=self.device),
-                torch.empty((n, *base.latents.shape[1:]), dtype=base.latents.dtype, device=base.latents.device))
+                torch.empty((n, *base.latents.shape[1:]), dtype=base.latents.dtype, device=base.latents.device),
+                tuple(e.repeat_interleave(n, dim=0) for e in base.step_embeddings))
         return got
 
     @torch.no_grad()
@@ -441,6 +520,15 @@ class _Batch:
     timesteps: list[torch.Tensor]
     scale: torch.Tensor
     latents: torch.Tensor
+    step_embeddings: tuple[torch.Tensor, ...] = ()  # --invert: each step's text inputs, repeated per frame
+
+
+def _with_nulls(emb: torch.Tensor, nulls: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """Each step's text inputs ``[null of that step, cond]`` from ``emb`` (``[uncond, cond]``); () without nulls."""
+    if nulls is None:
+        return ()
+    cond = emb[-1:]
+    return tuple(torch.cat([nulls[k:k + 1].to(emb.dtype), cond]) for k in range(nulls.shape[0]))
 
 
 def _sync(device: torch.device) -> None:

@@ -290,3 +290,91 @@ def test_a_scene_switch_mid_bar_completes_on_the_next_bar_line(tmp_path, monkeyp
         fire = np.array([r["sources"]["beat"] for r in rows])
         rain = np.array([r["sources"]["lfo:sine:4"] for r in rows])
         assert fire.max() > 0.8 and fire.min() < 0.1 and rain.max() > 0.95 and rain.min() < 0.05
+
+
+def test_live_audio_tempo_follows_a_drum_file_shows_its_phase_and_sends_beats_over_osc(tmp_path, wait_until):
+    """Drums at 120 BPM played in real time into a headless show with --tempo audio: after the tracker's
+    warm-up the recording's beat phase is the music's (the tracker's time on the sound's timeline, extrapolated
+    to the moment each frame was shown), and OSC out carries /aadiff/beat 1..4 and /aadiff/bpm."""
+    import threading
+    import time
+
+    import soundfile as sf
+    from helpers import run_watched
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import BlockingOSCUDPServer
+
+    from aadiff_live.audio.drums import drum_pattern
+    from aadiff_live.config import load_config
+    from aadiff_live.live.app import LiveApp
+    from aadiff_live.output.sidecar import read_rows
+
+    sr = 22050
+    audio, beats = drum_pattern(120.0, 16.0, sr)
+    sf.write(str(tmp_path / "d.wav"), audio, sr)
+    got: list[tuple] = []
+    d = Dispatcher()
+    d.map("/aadiff/beat", lambda addr, *a: got.append((addr, *a)))
+    d.map("/aadiff/bpm", lambda addr, *a: got.append((addr, *a)))
+    server = BlockingOSCUDPServer(("127.0.0.1", 0), d)
+    listener = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    listener.start()
+    cfg = load_config(None, {"model": {"model": "tiny", "size": "64"}, "live": {"input": str(tmp_path / "d.wav")},
+                             "tokens": {"tokens": ["fire"]}, "atlas": {"levels": 9},
+                             "osc": {"send": f"127.0.0.1:{server.server_address[1]}"}})
+    app = LiveApp(cfg, prompt="a fire in the rain", no_display=True, duration=None,
+                  record=str(tmp_path / "a.mp4"), monitor=False)
+    seen = {}
+
+    def watch():
+        assert wait_until(lambda: app.tempo.reading() is not None and app.tempo.reading().heard, 14)
+        time.sleep(4.0)
+        seen["status"] = app.tempo.status(time.monotonic())[0]
+        seen["bpm"] = app.tempo.reading().bpm
+
+    try:
+        assert run_watched(app, watch) == 0
+        time.sleep(0.2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen["bpm"] == pytest.approx(120.0, rel=0.04) and "BPM  audio 0." in seen["status"], seen
+    rows = [r for r in read_rows(tmp_path / "a.mp4.json") if r["time"] >= 10.0 and r["time"] <= 15.5]
+    assert len(rows) > 100
+    truth = ((np.array([r["time"] for r in rows]) - beats[0]) * 2.0) % 1.0
+    err = (np.array([r["beat_phase"] for r in rows]) - truth + 0.5) % 1.0 - 0.5  # beats, circular
+    assert np.abs(np.median(err)) * 0.5 < 0.03 and np.percentile(np.abs(err), 90) * 0.5 < 0.06, (
+        np.median(err), np.percentile(np.abs(err), 90))
+    beat_no = [a[1] for a in got if a[0] == "/aadiff/beat"]
+    bpm = [a[1] for a in got if a[0] == "/aadiff/bpm"]
+    assert len(beat_no) >= 12 and set(beat_no) == {1, 2, 3, 4}
+    steps = np.diff(beat_no) % 4
+    assert (steps == 1).mean() >= 0.9  # one beat after another (a phase correction may repeat or skip one)
+    assert bpm[-1] == pytest.approx(120.0, rel=0.04)
+
+
+def test_tap_tempo_proposes_from_the_third_tap_and_a_pause_starts_over():
+    from aadiff_live.analysis.clock import TAP_RESET_S, TapTempo
+
+    taps = TapTempo()
+    assert taps.tap(0.0) is None and taps.tap(0.5) is None
+    assert taps.tap(1.0) == pytest.approx(120.0) and taps.tap(1.52) == pytest.approx(120.0)
+    assert taps.tap(1.52 + TAP_RESET_S + 0.1) is None  # a pause: a new tempo is being tapped
+    assert taps.tap(4.0) is None and taps.tap(4.4) == pytest.approx(150.0, rel=0.2)
+
+
+def test_the_tap_key_proposes_to_link_through_the_rig(monkeypatch):
+    import helpers
+
+    from aadiff_live.live.display import Actions
+    from aadiff_live.live.rig import Rig
+
+    monkeypatch.setattr(helpers, "LINK", [])
+    t = tempo("link", link_session="helpers:fake_link_session")
+    rig = Rig(Config(), prompt="a fire", pinned=["fire"], has_clap=False, headless=True)
+    rig.show = SimpleNamespace(propose_tempo=t.propose)
+    clock = iter([0.0, 0.6, 1.2])
+    monkeypatch.setattr("aadiff_live.live.rig.time.monotonic", lambda: next(clock))
+    for _ in range(3):
+        rig.keys(Actions(tap=True))
+    assert helpers.LINK[0].tempo == pytest.approx(100.0)

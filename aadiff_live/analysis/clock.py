@@ -139,6 +139,24 @@ class LinkFollower:
         self.session.tempo = float(bpm)
 
 
+class TapTempo:
+    """Tap tempo (the T key): ``tap(t)`` -> the tempo of the taps so far (the median interval), from the third tap
+    on; a pause longer than :data:`TAP_RESET_S` starts over."""
+
+    def __init__(self) -> None:
+        self._taps: deque[float] = deque(maxlen=8)
+
+    def tap(self, t: float) -> float | None:
+        if self._taps and t - self._taps[-1] > TAP_RESET_S:
+            self._taps.clear()
+        self._taps.append(float(t))
+        if len(self._taps) < 3:
+            return None
+        gap = float(np.median(np.diff(np.array(self._taps))))
+        return 60.0 / gap if gap > 0 else None
+
+
+TAP_RESET_S = 2.0
 QUANTISE = ("off", "beat", "bar")
 
 

@@ -1,7 +1,8 @@
 """The window (pygame, main thread): the picture scaled to the window, a HUD, and the keys.
 
 Keys: F fullscreen, H HUD, + / - gain, [ / ] window size, Space freeze, P type a new prompt
-(Enter applies it without a restart, Esc cancels), 1-9 scenes, L MIDI learn, Esc / Q quit. pygame is imported here only,
+(Enter applies it without a restart, Esc cancels), 1-9 scenes, L MIDI learn, T tap tempo (proposed to a Link
+session), Esc / Q quit. pygame is imported here only,
 when a window is asked for.
 """
 
@@ -56,6 +57,7 @@ class Actions:
     new_prompt: str | None = None
     scene: int | None = None  # keys 1-9
     learn: bool = False  # L: MIDI learn, next parameter
+    tap: bool = False  # T: tap tempo (proposed to a Link session)
 
 
 class Display:
@@ -177,6 +179,8 @@ class Display:
             act.scene = k - pg.K_0
         elif k == pg.K_l:
             act.learn = True
+        elif k == pg.K_t:
+            act.tap = True
 
     # ------------------------------------------------------------------ drawing
     def set_picture(self, image: np.ndarray) -> None:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from aadiff_live.analysis.clock import TapTempo
 from aadiff_live.config import Config, parse_size
 from aadiff_live.control.apply import KEEP, apply_changes
 from aadiff_live.control.params import PARAMS, ControlInbox
@@ -85,6 +87,7 @@ class Rig:
         """``route_words``: the words OSC may steer a route of (default: the routes' own); ``midi_clock``: fed the
         --midi port's clock messages (--tempo midi)."""
         self.midi_clock = midi_clock
+        self.taps = TapTempo()  # the T key
         self.cfg = cfg
         self.routes = routes  # routed words: OSC steers each one's gain and range, OSC out sends each one's weight
         self.route_words = list(route_words) or (routes.words if routes is not None else [])
@@ -190,6 +193,20 @@ class Rig:
             self.inbox.put("scene", act.scene)
         if act.learn:
             self.learn_key()
+        if act.tap:
+            self.tap_tempo(time.monotonic())
+
+    def tap_tempo(self, now: float) -> None:
+        """T: from the third tap on, the taps' tempo is proposed (to a Link session; said why not otherwise)."""
+        bpm = self.taps.tap(now)
+        if bpm is None:
+            return
+        bpm = float(np.clip(bpm, PARAMS["tempo"].lo, PARAMS["tempo"].hi))
+        err = self.set_tempo(bpm)
+        if err is not None:
+            log.warning("tap tempo %.1f BPM not proposed: %s", bpm, err)
+        else:
+            log.info("tap tempo: %.1f BPM", bpm)
 
     def type_prompt(self, text: str) -> str | None:
         """A prompt typed in the window (P ... Enter): None, or why it was rejected (shown in the window)."""

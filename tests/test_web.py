@@ -193,6 +193,8 @@ def test_health_and_metrics_are_open_on_loopback_only(show, monkeypatch):
     assert {s.labels["where"] for s in fams["aadiff_frames_dropped"].samples} == {"display", "recording"}
     code, _, body = http(show.base, "/health", token=None)
     assert code == 200 and json.loads(body)["status"] == "ok"
+    # a page elsewhere whose name was rebound to 127.0.0.1 (its own Host header): the token is needed
+    assert http(show.base, "/metrics", token=None, headers={"Host": f"evil.example:{show.app.web.port}"})[0] == 401
     # from another machine: the token is needed
     monkeypatch.setattr(server, "is_loopback", lambda remote: False)
     assert http(show.base, "/health", token=None)[0] == 401
@@ -282,3 +284,47 @@ def test_web_flags_and_a_port_in_use_are_one_line_errors_before_the_model_loads(
             assert "Traceback" not in "\n".join(err) and time.monotonic() - t0 < 10
     finally:
         busy.close()
+
+
+def test_health_says_starting_running_and_not_running_from_the_snapshot_age():
+    """/health without a show: no snapshot yet (503 starting), a fresh one (200), one older than 2 s: the display
+    loop has stopped reporting (503 not running), an alert (503 alert)."""
+    from aadiff_live.control.params import ControlInbox
+    from aadiff_live.web.board import Board, Snapshot
+    from aadiff_live.web.preview import PreviewEncoder
+    from aadiff_live.web.server import STALE_S, WebServer
+
+    board = Board()
+    web = WebServer(board, ControlInbox(), host="127.0.0.1", port=0, token=TOKEN, preview=PreviewEncoder(),
+                    record_dir=None, recording_files=list, started=time.monotonic)
+    web.preview.start()
+    web.start()
+    base = f"http://127.0.0.1:{web.port}"
+    try:
+        for snap, want in ((None, (503, "starting")),
+                           (Snapshot(time.monotonic(), True, {"alerts": [], "fps": 60.0}), (200, "ok")),
+                           (Snapshot(time.monotonic() - STALE_S - 1, True, {"alerts": []}), (503, "not running")),
+                           (Snapshot(time.monotonic(), True, {"alerts": ["RECORDING FAILED: disk full"]}),
+                            (503, "alert"))):
+            board.snapshot = snap
+            t0 = time.monotonic()
+            while web._loop is None and time.monotonic() - t0 < 10:
+                time.sleep(0.01)
+            code, _, body = http(base, "/health", token=None)
+            assert (code, json.loads(body)["status"]) == want
+    finally:
+        web.close()
+    assert not web.is_alive() and not web.preview.is_alive()
+
+
+def test_the_status_carries_the_tempo_where_the_show_tracks_one():
+    from aadiff_live.live.web_feed import WebFeed
+
+    beat = SimpleNamespace(reading=lambda now: SimpleNamespace(bpm=120.04))
+    feed = SimpleNamespace(presenter=SimpleNamespace(tempo=beat))
+    assert WebFeed.tempo(feed, 1.0, SimpleNamespace(tempo=("120.0 BPM  audio ", 0.5, 4))) == {  # type: ignore[arg-type]
+        "bpm": 120.0, "tempo": "120.0 BPM  audio"}
+    none = SimpleNamespace(presenter=SimpleNamespace(tempo=None))
+    assert WebFeed.tempo(none, 1.0, SimpleNamespace()) == {"bpm": None, "tempo": None}  # type: ignore[arg-type]
+    unknown = SimpleNamespace(presenter=SimpleNamespace(tempo=SimpleNamespace(reading=lambda now: None)))
+    assert WebFeed.tempo(unknown, 1.0, SimpleNamespace(tempo=None))["bpm"] is None  # type: ignore[arg-type]

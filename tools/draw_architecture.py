@@ -29,6 +29,7 @@ ROLE = {
     "rendering": "cached base, batched render, atlas",
     "output": "video, sidecar, plot, video out",
     "control": "OSC, MIDI, scenes",
+    "web": "status page, /health, /metrics",
     "live": "threads + messages, present, health, rig",
     "mailbox": "latest-value hand-over",
     "config": "typed config (pydantic)",

@@ -81,6 +81,14 @@ class WebFeed:
             self.board.publish(Snapshot(now, running, self.status(now, display_late)))
 
     # ------------------------------------------------------------------ the snapshot
+    def tempo(self, now: float, hud: Any) -> dict[str, Any]:
+        """BPM and the HUD's tempo line where the show tracks a tempo (``presenter.tempo``: live/tempo.py)."""
+        tempo = getattr(self.presenter, "tempo", None)
+        reading = tempo.reading(now) if tempo is not None else None
+        line = getattr(hud, "tempo", None)
+        return {"bpm": _r(reading.bpm, 1) if reading is not None else None,
+                "tempo": line[0].strip() if line else None}
+
     def status(self, now: float, display_late: int) -> dict[str, Any]:
         hud = self.presenter.hud(now)
         stats = self.presenter.stats
@@ -107,8 +115,7 @@ class WebFeed:
             "latency_ms_p95": _r(float(np.percentile(lat, 95)) * 1000, 1) if lat.size else None,
             "level_db": _r(hud.level_db, 1), "gate_db": _r(hud.gate_db, 1),
             "input": self.capture.description, "input_status": hud.input_status,
-            # tempo, where the show tracks one (the HUD's own figure)
-            "bpm": _r(getattr(hud, "bpm", None), 1),
+            **self.tempo(now, hud),
             "alerts": list(hud.alerts), "notes": list(hud.notes),
             "recording": rec, "preview_fps": round(1.0 / self.preview_period, 2),
             "refused": f"{last[1]}: {last[2]}" if last is not None and now - last[0] < REFUSED_SHOWN_S else None,

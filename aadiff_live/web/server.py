@@ -45,6 +45,7 @@ EXTRA = 'pip install "aadiff-live[web]"'
 STATIC = Path(__file__).with_name("static")
 MAX_BODY = 16 * 1024  # bytes of a control request (a prompt is at most 1000 characters)
 CONTROLS = ("prompt", "gain", "scene", "freeze", "seed")  # what the page may change (the rest: OSC, MIDI)
+SHUTDOWN_S = 0.5
 STALE_S = 2.0  # a snapshot older than this: the display loop is not running (health 503)
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -66,6 +67,14 @@ def is_loopback(remote: str | None) -> bool:
         return remote is not None and ipaddress.ip_address(remote.split("%")[0]).is_loopback
     except ValueError:
         return False
+
+
+def _local_name(host_header: str) -> bool:
+    """The Host header names this machine by a loopback name (a page elsewhere that rebinds its own name to
+    127.0.0.1 does not read /health or /metrics without the token)."""
+    name = host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+    name = name.strip("[]").split("]")[0].strip("[")
+    return name == "localhost" or is_loopback(name)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -136,7 +145,8 @@ class WebServer(threading.Thread):
     async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         from aiohttp import web
 
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        # at quit, requests still open get SHUTDOWN_S to finish (aiohttp's default: 60 s)
+        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_S)
         await runner.setup()
         try:
             await web.SockSite(runner, self.sock).start()
@@ -207,7 +217,8 @@ class WebServer(threading.Thread):
 
     def _denied(self, request, open_on_loopback: bool = False):
         """None if the request may go on, else the 401 to answer."""
-        if self._authorised(request) or (open_on_loopback and is_loopback(request.remote)):
+        if self._authorised(request) or (open_on_loopback and is_loopback(request.remote)
+                                         and _local_name(request.host)):
             return None
         return self._error(request, 401, "a valid token is needed (the one printed at start, or --web-token)")
 

@@ -53,10 +53,10 @@
     text("prompt-now", s.prompt);
     text("words", (s.words || []).join(", "));
     text("weight", s.weight);
-    const hasBpm = s.bpm !== null && s.bpm !== undefined;
-    $("bpm-label").hidden = !hasBpm;
-    $("bpm-box").hidden = !hasBpm;
-    if (hasBpm) text("bpm", s.bpm);
+    const hasTempo = !!s.tempo || (s.bpm !== null && s.bpm !== undefined);
+    $("bpm-label").hidden = !hasTempo;
+    $("bpm-box").hidden = !hasTempo;
+    if (hasTempo) text("bpm", s.tempo || s.bpm + " BPM");
     text("gain", s.gain);
     text("seed", s.seed);
     text("scene", s.scene);

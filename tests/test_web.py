@@ -115,6 +115,9 @@ def test_the_page_in_a_real_browser_shows_the_status_and_a_typed_prompt_reaches_
             assert float(page.text_content("#lat50")) > 0
             assert "rec.mp4" in page.text_content("#recording") and page.text_content("#disk").endswith("B")
             assert page.is_hidden("#alerts-box")
+            # the tempo line (--tempo audio, the default): the HUD's own, BPM once the tracker knows the beat
+            line = page.text_content("#bpm")
+            assert page.is_visible("#bpm-box") and ("tempo: audio" in line or "BPM" in line), line
             page.wait_for_function("() => document.getElementById('preview').src.startsWith('blob:') && "
                                    "document.getElementById('preview').naturalWidth === 64", timeout=15000)
             page.fill("#prompt-input", typed)
@@ -325,6 +328,6 @@ def test_the_status_carries_the_tempo_where_the_show_tracks_one():
     assert WebFeed.tempo(feed, 1.0, SimpleNamespace(tempo=("120.0 BPM  audio ", 0.5, 4))) == {  # type: ignore[arg-type]
         "bpm": 120.0, "tempo": "120.0 BPM  audio"}
     none = SimpleNamespace(presenter=SimpleNamespace(tempo=None))
-    assert WebFeed.tempo(none, 1.0, SimpleNamespace()) == {"bpm": None, "tempo": None}  # type: ignore[arg-type]
+    assert WebFeed.tempo(none, 1.0, SimpleNamespace(tempo=None)) == {"bpm": None, "tempo": None}  # type: ignore[arg-type]
     unknown = SimpleNamespace(presenter=SimpleNamespace(tempo=SimpleNamespace(reading=lambda now: None)))
     assert WebFeed.tempo(unknown, 1.0, SimpleNamespace(tempo=None))["bpm"] is None  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from aadiff_live.control.params import ControlInbox
     from aadiff_live.live.analysis_thread import AnalysisThread
     from aadiff_live.live.capture import Capture
+    from aadiff_live.live.display import HudInfo
     from aadiff_live.live.health import Health
     from aadiff_live.live.present import Presenter
     from aadiff_live.live.recorder import Recorder
@@ -81,13 +82,12 @@ class WebFeed:
             self.board.publish(Snapshot(now, running, self.status(now, display_late)))
 
     # ------------------------------------------------------------------ the snapshot
-    def tempo(self, now: float, hud: Any) -> dict[str, Any]:
-        """BPM and the HUD's tempo line where the show tracks a tempo (``presenter.tempo``: live/tempo.py)."""
-        tempo = getattr(self.presenter, "tempo", None)
+    def tempo(self, now: float, hud: HudInfo) -> dict[str, Any]:
+        """BPM (None until the tempo is known, and with --tempo off) and the HUD's tempo line."""
+        tempo = self.presenter.tempo
         reading = tempo.reading(now) if tempo is not None else None
-        line = getattr(hud, "tempo", None)
         return {"bpm": _r(reading.bpm, 1) if reading is not None else None,
-                "tempo": line[0].strip() if line else None}
+                "tempo": hud.tempo[0].strip() if hud.tempo else None}
 
     def status(self, now: float, display_late: int) -> dict[str, Any]:
         hud = self.presenter.hud(now)

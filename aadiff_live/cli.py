@@ -10,11 +10,11 @@ import logging
 import sys
 from pathlib import Path
 
-from aadiff_live.config import MAX_ROUTES, TEMPO_SOURCES, default_text, field_of
+from aadiff_live.config import MAX_ROUTES, TEMPO_SOURCES, Config, default_text, field_of
 from aadiff_live.errors import UserError
 
 log = logging.getLogger("aadiff_live")
-COMMANDS = ("live", "render", "analyse", "analyze", "devices", "midi-ports", "build-engine", "download",
+COMMANDS = ("live", "render", "batch", "analyse", "analyze", "devices", "midi-ports", "build-engine", "download",
             "evaluate")
 
 
@@ -101,15 +101,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="aadiff-live", description="Sound drives a diffusion picture (AADiff). Without a "
-                     "command, runs live: aadiff-live --input default --prompt \"wildfire\"")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-
-    def command(name: str, text: str, **kw) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".", **kw)
-
-    r = command("render", "render a video from a sound file and a prompt")
+def _render_args(r: argparse.ArgumentParser) -> None:
+    """``render``'s options (a batch manifest's columns are the same options)."""
     _model_args(r)
     _route_args(r)
     _cfg(r, "--tempo", "tempo.source", choices=TEMPO_SOURCES)
@@ -122,6 +115,42 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--plot", action="store_true", help="also write OUT.mp4.png: the envelope and weight over time")
     r.add_argument("--exact", action="store_true", help="render every distinct weight (same as --levels 0) "
                    "instead of blending atlas levels")
+
+
+def render_parser() -> argparse.ArgumentParser:
+    """A parser of ``render``'s options alone: batch parses each manifest row with it."""
+    p = _Parser(prog="aadiff-live render")
+    _render_args(p)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="aadiff-live", description="Sound drives a diffusion picture (AADiff). Without a "
+                     "command, runs live: aadiff-live --input default --prompt \"wildfire\"")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    def command(name: str, text: str, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".", **kw)
+
+    _render_args(command("render", "render a video from a sound file and a prompt"))
+
+    bt = command("batch", "render every row of a CSV manifest (audio, prompt, any render option as a column) "
+                 "in one process that loads each model once, or on a Ray cluster (--ray)")
+    bt.add_argument("manifest", help="CSV with a header: audio and prompt columns, optional out and config columns, "
+                    "and any render option as a column named like its flag (seed, tokens, route, image, size, "
+                    "window, ...); paths are relative to the manifest's folder")
+    bt.add_argument("--out-dir", required=True, help="the videos, their sidecars and batch_report.jsonl go here "
+                    "(an out column is relative to it)")
+    bt.add_argument("--force", action="store_true", help="render rows whose video and sidecar already exist with "
+                    "the same settings again (default: skip them)")
+    bt.add_argument("--ray", metavar="auto|ADDRESS", help="spread the rows over a Ray cluster: auto (the one "
+                    "this machine belongs to, or a local one) or its address, e.g. ray://head:10001; "
+                    "pip install \"aadiff-live[ray]\"")
+    bt.add_argument("--workers", type=int, help="with --ray: renderers, each holding a loaded model (default: one "
+                    "per GPU of the cluster, or 2 on CPUs)")
+    bt.add_argument("--config", help="YAML config of every row without a config column (default ./config.yaml if "
+                    "present)")
+    bt.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     an = command("analyse", "the envelope, weights and CLAP ranking of a sound file and their statistics, "
                  "without rendering (tune --window/--gain before a long render)", aliases=["analyze"])
@@ -246,27 +275,17 @@ def _download(a: argparse.Namespace, cfg) -> int:
     return 0
 
 
-def _dispatch(argv: list[str]) -> int:
-    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
-        argv = ["live", *argv]
-    parser = build_parser()
-    a = parser.parse_args(argv)
-    if a.command == "devices":
-        _setup_logging(False)
-        from aadiff_live.live.devices import print_devices
+def config_path(a: argparse.Namespace) -> Path | None:
+    """``--config``, else ./config.yaml if there is one."""
+    return Path(a.config) if a.config else (Path("config.yaml") if Path("config.yaml").is_file() else None)
 
-        return print_devices()
-    if a.command == "midi-ports":
-        _setup_logging(False)
-        from aadiff_live.control.midi import print_ports
 
-        return print_ports()
-    if a.command == "analyze":
-        a.command = "analyse"
-    _setup_logging(a.verbose, models=not (a.command == "analyse" and (not a.prompt or a.tokens)))
+def config_from_args(a: argparse.Namespace, default_config: Path | None = None) -> Config:
+    """The Config of parsed arguments: the YAML (``--config``, else ``default_config``, else ./config.yaml),
+    then the flags given. render, live, analyse, download and every batch row go through here."""
     from aadiff_live.config import load_config
 
-    cfg_path = Path(a.config) if a.config else (Path("config.yaml") if Path("config.yaml").is_file() else None)
+    cfg_path = Path(a.config) if a.config else (default_config or config_path(a))
     overrides = _overrides(a)
     if a.command == "render" and a.demo:
         overrides["model"]["model"] = overrides["model"]["model"] or "tiny"
@@ -287,15 +306,49 @@ def _dispatch(argv: list[str]) -> int:
         if len(named) < len(parsed) and len(parsed) > 1:
             raise UserError("--route auto chooses every route itself; give it alone, or name the routes")
         cfg.routes = named if named else "auto"  # --route flags replace config.yaml's routes
+    return cfg
+
+
+def render_job_from_args(a: argparse.Namespace, cfg: Config):
+    """``render``'s arguments checked into a RenderJob (no model loaded yet): render and every batch row."""
+    if not a.out:
+        raise UserError("render needs --out video.mp4")
+    from aadiff_live.render import check_render
+
+    return check_render(cfg, audio_path=a.audio, prompt=a.prompt or "", out=a.out, frames_dir=a.frames,
+                        plot=a.plot, image=a.image, demo=a.demo, exact=a.exact)
+
+
+def _dispatch(argv: list[str]) -> int:
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv = ["live", *argv]
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if a.command == "devices":
+        _setup_logging(False)
+        from aadiff_live.live.devices import print_devices
+
+        return print_devices()
+    if a.command == "midi-ports":
+        _setup_logging(False)
+        from aadiff_live.control.midi import print_ports
+
+        return print_ports()
+    if a.command == "analyze":
+        a.command = "analyse"
+    if a.command == "batch":
+        _setup_logging(a.verbose)
+        from aadiff_live.batch.command import run_batch
+
+        return run_batch(a)
+    _setup_logging(a.verbose, models=not (a.command == "analyse" and (not a.prompt or a.tokens)))
+    cfg = config_from_args(a)
     if a.command == "download":
         return _download(a, cfg)
     if a.command == "render":
-        if not a.out:
-            raise UserError("render needs --out video.mp4")
-        from aadiff_live.render import run_render
+        from aadiff_live.render import run_job
 
-        return run_render(cfg, audio_path=a.audio, prompt=a.prompt or "", out=a.out, frames_dir=a.frames,
-                          plot=a.plot, image=a.image, demo=a.demo, exact=a.exact)
+        return run_job(render_job_from_args(a, cfg))
     if a.command == "analyse":
         if isinstance(a.plot, str) and Path(a.plot).suffix.lower() != ".png":  # e.g. `analyse --plot clip.wav`
             raise UserError(f"--plot {a.plot}: the plot is a PNG file, name it .png (or give no name: "
@@ -321,7 +374,7 @@ def _dispatch(argv: list[str]) -> int:
             raise UserError("--segment-minutes needs --record OUT.mp4 (it splits the recording into files)")
 
         return run_live(cfg, prompt=a.prompt or "", no_display=a.no_display, duration=a.duration,
-                        record=a.record, monitor=a.monitor, config_path=cfg_path, image=a.image)
+                        record=a.record, monitor=a.monitor, config_path=config_path(a), image=a.image)
     if a.command == "build-engine":
         from aadiff_live.build_engine import build_engine_command
 

@@ -6,6 +6,8 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,7 @@ from aadiff_live.config import MAX_ROUTES, Config, parse_size
 from aadiff_live.errors import UserError, cannot_write
 from aadiff_live.output.sidecar import (
     RowWriter,
+    clean_json,
     envelope_row,
     frames_path,
     sidecar_doc,
@@ -46,7 +49,7 @@ from aadiff_live.rendering.atlas import (
     weight_range,
 )
 from aadiff_live.tokens.choose import TokenChoice, choose_tokens
-from aadiff_live.tokens.words import check_prompt, route_groups
+from aadiff_live.tokens.words import check_prompt, parse_pinned, route_groups
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +123,51 @@ def auto_sources(cfg: Config) -> list[str]:
     return list(cfg.features.bands)[:MAX_ROUTES]
 
 
-def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, frames_dir: str | None = None,
-               plot: bool = False, image: str | None = None, demo: bool = False, exact: bool = False) -> int:
+# the Config sections a render reads: a sidecar's request holds them, and batch compares it to skip done rows
+RENDER_SECTIONS = ("envelope", "features", "tokens", "model", "atlas", "tempo", "routes")
+
+
+@dataclass
+class RenderJob:
+    """One render, checked before any model loads (:func:`check_render`); :func:`render_job` makes it."""
+
+    cfg: Config
+    prompt: str
+    audio: str | None
+    out: Path
+    frames_dir: str | None = None
+    plot: bool = False
+    image: str | None = None
+    demo: bool = False
+    exact: bool = False
+    routes: list[Route] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    shape: tuple[int, ...] = ()
+
+    def request(self) -> dict:
+        """What was asked for, as the sidecar stores it (``settings.request``)."""
+        return request_of(self.cfg, audio="demo:synthetic-storm" if self.demo else self.audio, prompt=self.prompt,
+                          image=self.image, exact=self.exact)
+
+
+def request_of(cfg: Config, *, audio: str | None, prompt: str, image: str | None, exact: bool) -> dict:
+    """The inputs of a render and the config sections it reads, as JSON: two renders with the same request
+    make the same video (the sidecar's ``settings.request``; batch skips a row whose request is done)."""
+    dump = cfg.model_dump(mode="json")
+    return clean_json({"audio": audio, "prompt": prompt, "image": image, "exact": bool(exact),
+                       "config": {k: dump[k] for k in RENDER_SECTIONS}})
+
+
+@dataclass
+class RenderResult:
+    path: Path | None  # None: interrupted before the first frame, nothing written
+    n_frames: int
+    interrupted: bool
+
+
+def check_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str | Path, frames_dir: str | None = None,
+                 plot: bool = False, image: str | None = None, demo: bool = False, exact: bool = False) -> RenderJob:
+    """Every check that needs no model and no decoding: a bad setting fails here, before anything loads."""
     prompt = check_prompt(prompt)
     out_path = Path(out)
     check_writable(out_path)
@@ -136,20 +182,54 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     from aadiff_live.rendering.build import check_image_args
 
     check_image_args(cfg, image)
+    parse_pinned(cfg.tokens.tokens, prompt)  # --tokens: words of the prompt (the tokenizer's check comes later)
     auto = cfg.routes == "auto"
     routes = _resolve_routes(cfg, prompt)
     names = auto_sources(cfg) if auto else list(dict.fromkeys(r.source for r in routes))
     shape = levels_for(cfg, len(names), exact)
     if shape:  # before the model loads: a setting that cannot work fails at once
         check_fits(shape, *parse_size(cfg.model.size), cfg.atlas.mb)
-    separator = None
     if any(is_stem(n) for n in names):
-        from aadiff_live.analysis.stems import load_separator, require_demucs
+        from aadiff_live.analysis.stems import require_demucs
 
         require_demucs()  # before anything is read: the install command, not a traceback
+    return RenderJob(cfg, prompt, audio_path, out_path, frames_dir, plot, image, demo, exact, routes, names, shape)
+
+
+def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, frames_dir: str | None = None,
+               plot: bool = False, image: str | None = None, demo: bool = False, exact: bool = False) -> int:
+    """``aadiff-live render``: check, load the models, render; the exit code (130: interrupted)."""
+    return run_job(check_render(cfg, audio_path=audio_path, prompt=prompt, out=out, frames_dir=frames_dir,
+                                plot=plot, image=image, demo=demo, exact=exact))
+
+
+def run_job(job: RenderJob) -> int:
+    """Render one checked job with models loaded for it alone; the exit code (130: interrupted)."""
+    from aadiff_live.rendering.cache import ModelCache  # torch and the models load only now
+
+    return 130 if render_job(job, ModelCache()).interrupted else 0
+
+
+def _frames_bar(n: int) -> Iterable[int]:
+    return tqdm(range(n), desc="rendering", unit="frame", dynamic_ncols=True)
+
+
+def render_job(job: RenderJob, models, *, frames: Callable[[int], Iterable[int]] = _frames_bar,
+               keep_partial: bool = True) -> RenderResult:
+    """Make one checked render with the models of ``models`` (a ModelCache: loaded on first use, kept for
+    the next job). ``frames(n)`` iterates the frame indices (default: a progress bar of its own).
+    Ctrl-C (or SIGTERM): with ``keep_partial`` a playable file of the frames so far and a sidecar marked
+    incomplete are kept (render); without, the partial files are removed and KeyboardInterrupt goes on (batch)."""
+    cfg, prompt, image, demo = job.cfg, job.prompt, job.image, job.demo
+    out_path, frames_dir, exact, plot = job.out, job.frames_dir, job.exact, job.plot
+    auto = cfg.routes == "auto"
+    routes, names, shape = list(job.routes), job.names, job.shape
+    separator = None
     t0 = time.perf_counter()
-    source = source_for(audio_path, demo)
+    source = source_for(job.audio, demo)
     if any(is_stem(n) for n in names):
+        from aadiff_live.analysis.stems import load_separator
+
         separator = load_separator(cfg.features.stem_model)
     # one streaming pass (the envelope and the routes' sources): memory does not grow with the length
     clip = analyse_clip(source, cfg.envelope, features=cfg.features, sources=names, onset_hz=cfg.live.analysis_hz,
@@ -160,13 +240,12 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     if float(np.max(env.normalised, initial=0.0)) == 0.0:
         log.warning("the audio is silent (below %.0f dBFS): the video will be a still picture", cfg.envelope.silence_db)
     from aadiff_live.models.loading import IN_PROCESS_RANDOM
-    from aadiff_live.rendering.build import build_renderer  # torch and the models load only now
-    from aadiff_live.tokens.clap import ClapRanker, clap_model_for
+    from aadiff_live.tokens.clap import clap_model_for
 
     tcfg = cfg.tokens
     clap_model = clap_model_for(cfg.model.model in IN_PROCESS_RANDOM, tcfg.clap_model)
     # CLAP first: a missing CLAP checkpoint is reported before the slow diffusion model load
-    ranker = ClapRanker(clap_model) if tcfg.tokens is None and not routes else None  # --route auto: CLAP too
+    ranker = models.ranker(clap_model) if tcfg.tokens is None and not routes else None  # --route auto: CLAP too
     base: str | np.ndarray | None = image
     image_label = image
     if demo and image is None:
@@ -175,7 +254,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         base = demo_picture(*parse_size(cfg.model.size))
         image_label = "demo:sun-over-the-sea"
         log.info("demo picture: a sun over the sea drawn in code, the base of every frame")
-    components, renderer = build_renderer(cfg, prompt, base)
+    components, renderer = models.renderer(cfg, prompt, base, image_label)
     picked: AutoRoutes | None = None
     if auto:
         picked = _auto_routes(cfg, prompt, components.tokenizer, ranker, clip, names)
@@ -239,7 +318,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     n_rendered = 0
     interrupted = False
     try:
-        for i in tqdm(range(env.n_frames), desc="rendering", unit="frame", dynamic_ncols=True):
+        for i in frames(env.n_frames):
             w: float | tuple[float, ...] = tuple(float(x) for x in points[i]) if grid else float(points[i])
             if plan is not None:
                 if plan.missing(i):
@@ -265,6 +344,10 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
                 _save_png(frame, Path(frames_dir) / f"frame_{i:05d}.png")
             t_encode += time.perf_counter() - t
     except KeyboardInterrupt:
+        if not keep_partial:
+            writer.abort()
+            rows.discard()
+            raise
         interrupted = True
     except BaseException:
         writer.abort()
@@ -287,7 +370,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     t_loop = time.perf_counter() - t_loop
     n_done = writer.n_frames
     settings = {
-        "prompt": prompt, "audio": "demo:synthetic-storm" if demo else str(audio_path), "image": image_label,
+        "prompt": prompt, "audio": "demo:synthetic-storm" if demo else str(job.audio), "image": image_label,
         "fps": env.fps, "window": cfg.envelope.window, "smoothing": cfg.envelope.mode,
         "w_min": cfg.envelope.w_min, "w_max": cfg.envelope.w_max, "gain": cfg.envelope.gain,
         "n_fft": cfg.envelope.n_fft, "norm_percentile": cfg.envelope.norm_percentile,
@@ -312,6 +395,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         "tempo": ({"bpm": sources.bpm, "beats_s": sources.beats, "downbeats_s": sources.downbeats,
                    "quantum": cfg.tempo.quantum} if sources is not None and sources.beats is not None else None),
         "atlas_batch": plan.batch if plan else None,
+        "request": job.request(),  # what was asked for (batch skips a row whose request is already done)
     }
     data = sidecar_doc(
         "render", rows,
@@ -326,7 +410,7 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
     )
     if path is None:
         log.warning("interrupted before the first frame: nothing written")
-        return 130
+        return RenderResult(None, 0, True)
     side = write_json_atomic(sidecar_path(path), data)
     if plot:
         from aadiff_live.output.plot import plot_envelope, plot_sources
@@ -340,6 +424,6 @@ def run_render(cfg: Config, *, audio_path: str | None, prompt: str, out: str, fr
         log.info("plot: %s", png)
     if interrupted:
         log.warning("interrupted: kept a playable %s with the %d frame(s) rendered so far", path, n_done)
-        return 130
+        return RenderResult(path, n_done, True)
     log.info("wrote %s (%d frames, %.2f s) and %s", path, n_done, n_done / env.fps, side)
-    return 0
+    return RenderResult(path, n_done, False)

@@ -60,3 +60,54 @@ def fake_link_session() -> FakeLink:
     """``tempo.link_session: helpers:fake_link_session`` (the plug-in point) in tests."""
     LINK.append(FakeLink())
     return LINK[-1]
+
+
+# A batch of 6 rows (tests/test_batch.py, tests/test_batch_ray.py): tiny model, 0.5 s clips, 4 frames each.
+# Row 3's audio is corrupt; row 6 is rendered beforehand with `render` (done_render), so a batch skips it.
+BATCH_COMMON = {"model": "tiny", "size": "64", "fps": "8", "levels": "3"}
+BATCH_ROWS = [
+    {"audio": "a0.wav", "prompt": "fire over water", "seed": "1", "tokens": "fire"},
+    {"audio": "a1.wav", "prompt": "fire over water", "seed": "2", "window": "1"},
+    {"audio": "bad.wav", "prompt": "fire over water", "tokens": "fire"},
+    {"audio": "a2.wav", "prompt": "smoke over the sea", "seed": "3", "tokens": "smoke", "out": "sub/smoke.mp4"},
+    {"audio": "a0.wav", "prompt": "rain on a roof", "seed": "4", "route": "low=rain"},
+    {"audio": "a1.wav", "prompt": "fire over water", "tokens": "water", "out": "done.mp4"},
+]
+
+
+def batch_case(folder: Path) -> Path:
+    """The clips, the corrupt file and manifest.csv of :data:`BATCH_ROWS` in ``folder``; the manifest's path."""
+    import csv
+
+    import soundfile as sf
+
+    sr = 16000
+    t = np.arange(sr // 2) / sr
+    for i in range(3):
+        x = 0.3 * np.sin(2 * np.pi * (150 + 120 * i) * t) * ((t * (3 + i)) % 1 < 0.5)
+        sf.write(str(folder / f"a{i}.wav"), x.astype(np.float32), sr)
+    (folder / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(range(256)) * 8)
+    columns = list(dict.fromkeys(k for r in BATCH_ROWS for k in r)) + list(BATCH_COMMON)
+    with open(folder / "manifest.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        for r in BATCH_ROWS:
+            w.writerow([{**r, **BATCH_COMMON}.get(c, "") for c in columns])
+    return folder / "manifest.csv"
+
+
+def render_args(row: dict, folder: Path, out: Path) -> list[str]:
+    """``aadiff-live render`` arguments of a manifest row (the batch must make the same video)."""
+    args = ["render", "--audio", str((folder / row["audio"]).resolve()), "--out", str(out)]
+    for k, v in {**row, **BATCH_COMMON}.items():
+        if k not in ("audio", "out"):
+            args += [f"--{k.replace('_', '-')}", v]
+    return args
+
+
+def video_frames(path: Path) -> np.ndarray:
+    """Every decoded frame of a video, ``[n, h, w, 3]`` uint8."""
+    import av
+
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])])

@@ -146,7 +146,7 @@ def test_bad_routes_fail_before_the_model_loads(tmp_path, kh_wav, cli, monkeypat
     def no_model(*a, **k):
         raise AssertionError("the model loaded before the routes were checked")
 
-    monkeypatch.setattr(build, "build_renderer", no_model)
+    monkeypatch.setattr(build, "load_model", no_model)
     code, _, err = cli("render", "--audio", kh_wav[0], "--out", tmp_path / "x.mp4", *TINY, *args)
     assert code == 2 and err.strip().count("\n") == 0 and needle in err, err
 

@@ -32,7 +32,7 @@ else
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   echo "== installing the project (torch==2.13.0 pinned: the CPU build)"
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e '.[dev,docs,bench,stems,ndi,virtualcam,web]'
+  "$VENV/bin/python" -m pip install -q -e '.[dev,docs,bench,stems,ndi,virtualcam,web,ray]'
   # the GPU benchmark's peer (tools/bench_gpu.py); --no-deps: it pins diffusers 0.24, it runs with ours
   "$VENV/bin/python" -m pip install -q --no-deps streamdiffusion==0.1.1
 fi

@@ -47,6 +47,9 @@ class _Actor(RowRenderer):
         return True
 
 
+ACTOR_CLASS: type = _Actor  # the class each actor runs (tests put in one that fails on purpose)
+
+
 def connect(address: str):
     """Join the cluster: ``auto`` finds one this machine belongs to (``ray start``, RAY_ADDRESS) or starts a
     local one; else ``address`` (``ray://head:10001``, ``head:6379``). Already connected: that one."""
@@ -63,7 +66,7 @@ def connect(address: str):
 
 
 def run_ray(rows: list[Row], *, address: str, workers: int | None, report: Report, progress: BatchProgress,
-            verbose: bool = False, actor_class: type = _Actor) -> None:
+            verbose: bool = False, actor_class: type | None = None) -> None:
     """Render ``rows`` on the cluster; each row's record goes to ``report`` as it ends. Ctrl-C stops the actors
     and removes the partial files of the rows they held, then goes on up."""
     ray = connect(address)
@@ -75,7 +78,7 @@ def run_ray(rows: list[Row], *, address: str, workers: int | None, report: Repor
     per_actor: dict[str, Any] = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": max(1, cpus // n)}
     if gpus and n > gpus:
         log.warning("--workers %d on %d GPU(s): %d actor(s) wait for a free GPU", n, gpus, n - gpus)
-    remote = ray.remote(max_restarts=0, max_task_retries=0, **per_actor)(actor_class)
+    remote = ray.remote(max_restarts=0, max_task_retries=0, **per_actor)(actor_class or ACTOR_CLASS)
     log.info("Ray: %d actor(s) on %s", n, f"{gpus} GPU(s)" if gpus else f"{cpus} CPU(s), {per_actor['num_cpus']} each")
     idle = [remote.remote(verbose) for _ in range(n)]
     queue: deque[tuple[Row, int]] = deque((row, 1) for row in rows)

@@ -339,8 +339,9 @@ def _dispatch(argv: list[str]) -> int:
     if a.command == "batch":
         _setup_logging(a.verbose)
         from aadiff_live.batch.command import run_batch
+        from aadiff_live.batch.manifest import RenderOptions
 
-        return run_batch(a)
+        return run_batch(a, RenderOptions(render_parser, config_from_args, render_job_from_args))
     _setup_logging(a.verbose, models=not (a.command == "analyse" and (not a.prompt or a.tokens)))
     cfg = config_from_args(a)
     if a.command == "download":

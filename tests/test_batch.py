@@ -167,3 +167,28 @@ def test_ray_flags_without_ray_are_one_line_errors(tmp_path, cli, monkeypatch):
     assert code == 2 and err.count("\n") == 1 and 'pip install "aadiff-live[ray]"' in err, err
     code, _, err = cli("batch", manifest, "--out-dir", tmp_path / "o", "--workers", "2")
     assert code == 2 and "--ray" in err, err
+
+
+def test_a_row_that_fails_once_is_retried_with_the_model_loaded_afresh(tmp_path, cli, monkeypatch):
+    import aadiff_live.render as render
+    import aadiff_live.rendering.build as build
+
+    manifest = batch_case(tmp_path)
+    manifest.write_text("\n".join(manifest.read_text().splitlines()[:3]) + "\n")  # rows 1 and 2
+    loads, calls = [], []
+    real_load, real_analyse = build.load_model, render.analyse_clip
+    monkeypatch.setattr(build, "load_model", lambda cfg: loads.append(1) or real_load(cfg))
+
+    def out_of_memory_once(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:  # row 2's first attempt, after row 1 loaded the model
+            raise MemoryError("out of memory")
+        return real_analyse(*a, **k)
+
+    monkeypatch.setattr(render, "analyse_clip", out_of_memory_once)
+    code, _, err = cli("batch", manifest, "--out-dir", tmp_path / "out")
+    assert code == 0, err
+    report = _report(tmp_path / "out")
+    assert report[1]["attempts"] == 1 and report[2]["attempts"] == 2 and report[2]["status"] == "rendered"
+    assert "row 2 failed (attempt 1 of 2): MemoryError: out of memory" in err
+    assert len(loads) == 2  # the failure dropped the model: loaded again for the retry

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from aadiff_live.batch.manifest import Row, read_manifest
+from aadiff_live.batch.manifest import RenderOptions, Row, read_manifest
 from aadiff_live.batch.progress import REPORT, BatchProgress, Report
 from aadiff_live.batch.work import ATTEMPTS, RowRenderer, is_done, quiet_renders
 from aadiff_live.errors import UserError
@@ -30,8 +30,8 @@ def _order(rows: list[Row]) -> list[Row]:
 
     keys: dict[tuple, int] = {}
     for row in rows:
-        keys.setdefault(backend_key(row.job.cfg), len(keys))  # type: ignore[attr-defined]
-    return sorted(rows, key=lambda r: keys[backend_key(r.job.cfg)])  # type: ignore[attr-defined]
+        keys.setdefault(backend_key(row.job.cfg), len(keys))
+    return sorted(rows, key=lambda r: keys[backend_key(r.job.cfg)])
 
 
 def run_local(rows: list[Row], report: Report, progress: BatchProgress) -> None:
@@ -46,7 +46,8 @@ def run_local(rows: list[Row], report: Report, progress: BatchProgress) -> None:
         progress.row_done(record["status"])
 
 
-def run_batch(a: argparse.Namespace) -> int:
+def run_batch(a: argparse.Namespace, options: RenderOptions) -> int:
+    """``options``: how the CLI reads render's options (each row is read the same way)."""
     if a.workers is not None and not a.ray:
         raise UserError("--workers sets the number of Ray actors; add --ray auto (or a cluster address)")
     if a.ray:
@@ -56,7 +57,7 @@ def run_batch(a: argparse.Namespace) -> int:
     default_config = Path(a.config) if a.config else (Path("config.yaml") if Path("config.yaml").is_file() else None)
     if default_config is not None and not default_config.is_file():
         raise UserError(f"config file {default_config} not found; pass an existing --config file")
-    rows = read_manifest(a.manifest, a.out_dir, default_config)
+    rows = read_manifest(a.manifest, a.out_dir, options, default_config)
     out_dir = Path(a.out_dir).resolve()
     todo = rows if a.force else [r for r in rows if not is_done(r)]
     todo_numbers = {r.number for r in todo}

@@ -13,10 +13,16 @@ import csv
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aadiff_live.errors import UserError
+
+if TYPE_CHECKING:
+    from aadiff_live.config import Config
+    from aadiff_live.render import RenderJob
 
 # columns that are not render options: the sound, the prompt, the output (relative to --out-dir), a YAML config
 SPECIAL = ("audio", "prompt", "out", "config")
@@ -27,15 +33,25 @@ _FLAG = re.compile(r"--[a-z][a-z0-9-]*")
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
+@dataclass(frozen=True)
+class RenderOptions:
+    """How the command line reads ``render``'s options (given by :mod:`aadiff_live.cli`): a row is read
+    exactly as ``render`` reads its flags."""
+
+    parser: Callable[[], argparse.ArgumentParser]  # render's options alone
+    config: Callable[[argparse.Namespace, Path | None], Config]  # parsed options -> Config
+    job: Callable[[argparse.Namespace, Config], RenderJob]  # -> a checked job (no model loaded)
+
+
 @dataclass
 class Row:
     number: int  # 1 = the first row after the header
-    job: object  # aadiff_live.render.RenderJob, checked
+    job: RenderJob  # checked, no model loaded
     request: dict  # job.request(): what the sidecar of a finished render holds
 
     @property
     def out(self) -> Path:
-        return self.job.out  # type: ignore[attr-defined]
+        return self.job.out
 
 
 class ManifestError(UserError):
@@ -74,7 +90,7 @@ def _column_of(message: str, flags: dict[str, str]) -> str | None:
     return None
 
 
-def _one_line(message: str) -> str:
+def _one_line(message: object) -> str:
     return re.sub(r" \(see `[^`]*`\)$", "", str(message)).strip()
 
 
@@ -85,11 +101,13 @@ def default_out(audio: str, prompt: str, request: dict) -> str:
     return f"{Path(audio).stem}_{slug}_{digest}.mp4"
 
 
-def read_manifest(path: str | Path, out_dir: str | Path, default_config: Path | None = None) -> list[Row]:
+def read_manifest(path: str | Path, out_dir: str | Path, options: RenderOptions,
+                  default_config: Path | None = None) -> list[Row]:
     """Every row of the manifest checked into a :class:`Row`; any problem anywhere raises one
     :class:`ManifestError` that lists them all (nothing has been rendered or loaded)."""
-    from aadiff_live.cli import config_from_args, render_job_from_args, render_parser
     from aadiff_live.render import request_of
+
+    config_from_args, render_job_from_args = options.config, options.job
 
     manifest = Path(path)
     if not manifest.is_file():
@@ -108,8 +126,8 @@ def read_manifest(path: str | Path, out_dir: str | Path, default_config: Path | 
     records = [r for r in records if any(c.strip() for c in r)]
     if not records:
         raise UserError(f"{manifest} is empty; give a header line (audio,prompt,...) and one row per render")
-    parser = render_parser()
-    options = _options(parser)
+    parser = options.parser()
+    flags = _options(parser)
     header = [h.strip().lower() for h in records[0]]
     problems: list[str] = []
     columns: dict[str, str] = {}  # header name -> flag ("" for the special columns)
@@ -117,7 +135,7 @@ def read_manifest(path: str | Path, out_dir: str | Path, default_config: Path | 
         key = name.replace("_", "-")
         if name in SPECIAL:
             columns[name] = ""
-        elif key in options:
+        elif key in flags:
             columns[name] = "--" + key
         else:
             problems.append(f"header, column {name or '(empty)'}: not a render option; use audio, prompt, out, "
@@ -159,7 +177,7 @@ def read_manifest(path: str | Path, out_dir: str | Path, default_config: Path | 
             if flag in PATH_FLAGS:
                 value = str((base / value).resolve())
             try:  # this cell alone, parsed and applied to the config: its error names its own column
-                words = _tokens(flag, options[flag[2:]], value)
+                words = _tokens(flag, flags[flag[2:]], value)
                 config_from_args(_namespace(parser, words, row_config), default_config)
             except UserError as exc:
                 problems.append(f"row {number}, column {name}: {_one_line(exc)}")
@@ -194,12 +212,12 @@ def read_manifest(path: str | Path, out_dir: str | Path, default_config: Path | 
         except OSError as exc:
             problems.append(f"row {number}, column out: cannot create its folder ({exc.strerror})")
             continue
-        key = Path(a.out).resolve()
-        if key in outs:
-            problems.append(f"row {number}: writes {key.name} as row {outs[key]} does; give one of them another "
-                            f"out (or change a setting)")
+        target = Path(a.out).resolve()
+        if target in outs:
+            problems.append(f"row {number}: writes {target.name} as row {outs[target]} does; give one of them "
+                            f"another out (or change a setting)")
             continue
-        outs[key] = number
+        outs[target] = number
         rows.append(Row(number, job, job.request()))
     if problems:
         raise ManifestError(_listing(manifest, problems))

@@ -94,7 +94,7 @@ class RowRenderer:
             sidecar_path(row.out).unlink(missing_ok=True)  # from here the old video no longer reads as done
             discard_partial(row.out)
             kw = {"frames": frames} if frames is not None else {}
-            result = render_job(row.job, self.models, keep_partial=False, **kw)  # type: ignore[arg-type]
+            result = render_job(row.job, self.models, keep_partial=False, **kw)
         except KeyboardInterrupt:
             discard_partial(row.out)
             raise

@@ -10,21 +10,24 @@ seed, which gives the same frames a fresh one would (tests/test_batch.py checks 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
 from aadiff_live.config import Config
+from aadiff_live.models.components import Components
 from aadiff_live.rendering import build
+from aadiff_live.rendering.pipeline import Renderer
 
 log = logging.getLogger(__name__)
 
 
 class ModelCache:
     def __init__(self) -> None:
-        self._model: tuple[tuple, object] | None = None  # (model_key, Components)
-        self._backend: tuple[tuple, object] | None = None  # (backend_key, Backend)
-        self._renderer: tuple[tuple, object] | None = None  # (renderer key, Renderer)
-        self._rankers: dict[str, object] = {}  # CLAP checkpoint -> ClapRanker
+        self._model: tuple[tuple, Components] | None = None  # (model_key, the loaded model)
+        self._backend: tuple[tuple, Any] | None = None  # (backend_key, Backend)
+        self._renderer: tuple[tuple, Renderer] | None = None  # (renderer key, Renderer)
+        self._rankers: dict[str, Any] = {}  # CLAP checkpoint -> ClapRanker
         self.loads = 0  # diffusion model loads so far (a batch of rows with one model: 1)
 
     def ranker(self, clap_model: str):
@@ -54,10 +57,10 @@ class ModelCache:
               prompt if inverted else None)
         if self._renderer is not None and self._renderer[0] == rk:
             renderer = self._renderer[1]
-            renderer.prepare(prompt, m.seed)  # type: ignore[attr-defined]
+            renderer.prepare(prompt, m.seed)
         else:
             self._renderer = None  # the old one's buffers go before the new one's are made
-            renderer = build.make_renderer(cfg, components, self._backend[1], prompt, image)  # type: ignore[arg-type]
+            renderer = build.make_renderer(cfg, components, self._backend[1], prompt, image)
             self._renderer = (rk, renderer)
         return components, renderer
 

@@ -376,7 +376,7 @@ def render_job(job: RenderJob, models, *, frames: Callable[[int], Iterable[int]]
         "n_fft": cfg.envelope.n_fft, "norm_percentile": cfg.envelope.norm_percentile,
         "model": components.name, "random_weights": components.is_tiny or bool(components.extra.get("random_weights")),
         "steps": renderer.steps,
-        "guidance": renderer.guidance, "scheduler": type(components.scheduler).__name__, "seed": cfg.model.seed,
+        "guidance": renderer.guidance, "scheduler": type(renderer.c.scheduler).__name__, "seed": cfg.model.seed,
         "width": renderer.width, "height": renderer.height,
         "loras": components.extra.get("loras", []),
         "strength": cfg.model.strength if base is not None and not renderer.invert else None,

@@ -104,14 +104,16 @@ def test_the_renderer_steps_with_each_steps_null_embedding(sd15, photo):
     r = Renderer(c, make_backend("torch", c, torch.device("cpu"), torch.float32), width=64, height=64, steps=3,
                  image=str(photo), invert=True, invert_cache=None)
     r.prepare(PROMPT)
-    assert type(c.scheduler).__name__ == "DDIMScheduler" and r.inversion is not None
+    # DDIM in the renderer's own parts list: a renderer sharing the components (batch) keeps the model's scheduler
+    assert type(r.c.scheduler).__name__ == "DDIMScheduler" and type(c.scheduler).__name__ == "PNDMScheduler"
+    assert r.c.unet is c.unet and r.inversion is not None
     assert r.inversion.nulls.shape[0] == 3 and not r.inversion.stats["cached"]
     unet, cond = inv.torch_unet(c.unet), r._encode(PROMPT)[0]
     x = r.inversion.latent
     with torch.no_grad():
-        for k, t in enumerate(c.scheduler.timesteps.tolist()):
+        for k, t in enumerate(r.c.scheduler.timesteps.tolist()):
             out_null, out_cond = unet(x, t, r.inversion.nulls[k:k + 1]), unet(x, t, cond)
-            x = inv.ddim_down(c.scheduler, out_null + r.guidance * (out_cond - out_null), t, x)
+            x = inv.ddim_down(r.c.scheduler, out_null + r.guidance * (out_cond - out_null), t, x)
     np.testing.assert_allclose(r.render_latents(1.0, [2]), x, atol=1e-4)
     # two frames in one batch: the same per-step embeddings per row
     np.testing.assert_allclose(r.render_latents_batch([1.0, 1.0], [2])[1:], x, atol=1e-4)

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -173,7 +173,9 @@ class Renderer:
         self.inversion: Inversion | None = None  # the last inversion (its stats: seconds, cache hit)
         if invert:
             check_invertible(components, self.steps, self.guidance)
-            components.scheduler = ddim_scheduler(components.scheduler)  # rendering retraces the inversion
+            # rendering retraces the inversion: DDIM, in this renderer's own copy of the parts list (the models
+            # stay shared; another renderer on the same components keeps the model's scheduler)
+            self.c = components = replace(components, scheduler=ddim_scheduler(components.scheduler))
             self.invert_cache = default_cache_dir() if invert_cache is True else (invert_cache or None)
         vae_cfg = components.vae.config
         self.vae_scale = vae_scale_factor(components.vae)

@@ -69,7 +69,8 @@ BATCH_ROWS = [
     {"audio": "a0.wav", "prompt": "fire over water", "seed": "1", "tokens": "fire"},
     {"audio": "a1.wav", "prompt": "fire over water", "seed": "2", "window": "1"},
     {"audio": "bad.wav", "prompt": "fire over water", "tokens": "fire"},
-    {"audio": "a2.wav", "prompt": "smoke over the sea", "seed": "3", "tokens": "smoke", "out": "sub/smoke.mp4"},
+    {"audio": "a2.wav", "prompt": "smoke over the sea", "seed": "3", "tokens": "smoke", "out": "sub/smoke.mp4",
+     "image": "pic.png"},
     {"audio": "a0.wav", "prompt": "rain on a roof", "seed": "4", "route": "low=rain"},
     {"audio": "a1.wav", "prompt": "fire over water", "tokens": "water", "out": "done.mp4"},
 ]
@@ -86,6 +87,10 @@ def batch_case(folder: Path) -> Path:
     for i in range(3):
         x = 0.3 * np.sin(2 * np.pi * (150 + 120 * i) * t) * ((t * (3 + i)) % 1 < 0.5)
         sf.write(str(folder / f"a{i}.wav"), x.astype(np.float32), sr)
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:96, 0:96]
+    Image.fromarray(np.stack([xx * 2, yy * 2, 255 - xx - yy], -1).astype(np.uint8)).save(folder / "pic.png")
     (folder / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(range(256)) * 8)
     columns = list(dict.fromkeys(k for r in BATCH_ROWS for k in r)) + list(BATCH_COMMON)
     with open(folder / "manifest.csv", "w", newline="") as f:
@@ -101,7 +106,7 @@ def render_args(row: dict, folder: Path, out: Path) -> list[str]:
     args = ["render", "--audio", str((folder / row["audio"]).resolve()), "--out", str(out)]
     for k, v in {**row, **BATCH_COMMON}.items():
         if k not in ("audio", "out"):
-            args += [f"--{k.replace('_', '-')}", v]
+            args += [f"--{k.replace('_', '-')}", str((folder / v).resolve()) if k == "image" else v]
     return args
 
 

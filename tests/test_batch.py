@@ -70,7 +70,7 @@ def test_batch_renders_skips_retries_and_reports(case, cli, tmp_path, monkeypatc
     assert (out_dir / "done.mp4").stat().st_mtime_ns == done_mtime  # skipped: not written again
     assert (out_dir / "sub" / "smoke.mp4").is_file()  # the out column, relative to --out-dir
     assert not list(out_dir.rglob("*.partial*")) and not list(out_dir.glob("bad_*"))  # nothing left of row 3
-    assert_same_as_render(cli, tmp_path, out_dir, [1, 2, 5])
+    assert_same_as_render(cli, tmp_path, out_dir, [1, 2, 4, 5])  # 4: an --image base
 
     # a second run: the done rows are skipped, the failing one is tried again; --force renders everything
     code, _, err = cli("batch", manifest, "--out-dir", out_dir)

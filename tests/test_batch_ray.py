@@ -65,3 +65,30 @@ def test_ray_batch_renders_skips_reports_and_survives_a_lost_worker(cluster, tmp
     assert not list(out_dir.rglob("*.partial*"))
     assert_same_as_render(cli, tmp_path, out_dir, [1, 2])
     assert json.loads((out_dir / "done.mp4.json").read_text())["complete"]
+
+
+def test_ctrl_c_on_ray_stops_the_actors_and_a_rerun_resumes(cluster, tmp_path, cli, monkeypatch):
+    manifest = batch_case(tmp_path)
+    manifest.write_text("\n".join(line for i, line in enumerate(manifest.read_text().splitlines()) if i != 3) + "\n")
+    out_dir = tmp_path / "out"
+    real_wait, waits = ray.wait, []
+
+    def interrupted_wait(*a, **k):
+        waits.append(1)
+        if len(waits) == 3:  # two rows done, the next ones in progress
+            raise KeyboardInterrupt
+        return real_wait(*a, **k)
+
+    monkeypatch.setattr(ray, "wait", interrupted_wait)
+    code, _, err = cli("batch", manifest, "--out-dir", out_dir, "--ray", "auto", "--workers", "2")
+    assert code == 130 and "Run the same command again to resume" in err, err
+    done = [r for r in _report(out_dir).values() if r["status"] == "rendered"]
+    assert len(done) == 2
+    assert not list(out_dir.rglob("*.partial*"))
+    videos = {p.name for p in out_dir.rglob("*.mp4")}
+    assert all(Path(str(p) + ".json").is_file() for p in out_dir.rglob("*.mp4")), videos  # no video without sidecar
+    monkeypatch.setattr(ray, "wait", real_wait)
+    code, _, err = cli("batch", manifest, "--out-dir", out_dir, "--ray", "auto", "--workers", "2")
+    assert code == 0, err
+    status = [r["status"] for r in _report(out_dir).values()]
+    assert status.count("skipped") == 2 and status.count("rendered") == 3

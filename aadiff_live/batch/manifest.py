@@ -73,7 +73,7 @@ def _tokens(flag: str, action: argparse.Action, value: str) -> list[str]:
     if isinstance(action, argparse.BooleanOptionalAction) or action.nargs == 0:
         v = value.lower()
         if v not in _TRUE + _FALSE:
-            raise UserError(f"{value!r} is not true or false")
+            raise UserError(f"{value!r} is not true or false; write true or false, or leave the cell empty")
         if isinstance(action, argparse.BooleanOptionalAction):
             return [flag if v in _TRUE else "--no-" + flag[2:]]
         return [flag] if v in _TRUE else []

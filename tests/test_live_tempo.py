@@ -378,3 +378,37 @@ def test_the_tap_key_proposes_to_link_through_the_rig(monkeypatch):
     for _ in range(3):
         rig.keys(Actions(tap=True))
     assert helpers.LINK[0].tempo == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("flags,msg", [(("--quantise", "bar", "--tempo", "off"), "--tempo is off"),
+                                       (("--quantise", "beat", "--levels", "0"), "--levels 0 has no atlas"),
+                                       (("--tempo", "link"), "tempo.link_session"),
+                                       (("--tempo", "midi"), "--midi NAME")])
+def test_live_tempo_flag_mistakes_are_one_line(cli, tmp_path, flags, msg):
+    from helpers import bursts_wav
+
+    wav = bursts_wav(tmp_path / "b.wav", 1.0)
+    code, _, err = cli("live", "--model", "tiny", "--prompt", "a fire", "--no-display", "--duration", "1",
+                       "--input", wav, *flags)
+    assert code == 2 and err.strip().count("\n") == 0 and msg in err, err
+
+
+def test_the_hud_shows_the_tempo_and_lights_the_current_beat():
+    pytest.importorskip("pygame")
+    from aadiff_live.live.display import Display, HudInfo
+
+    d = Display(64, 64, window_size=320, fullscreen=False, display=0, hud=True)
+    yellow, blue = (240, 200, 60), (90, 160, 230)
+
+    def lit(beats):
+        d.draw(HudInfo(words=("fire",), prompt="a fire", tempo=("120.0 BPM  midi", beats, 4.0)))
+        px = d.pg.surfarray.array3d(d.screen).reshape(-1, 3)
+        return {name: int(np.all(px == c, axis=1).sum()) for name, c in (("yellow", yellow), ("blue", blue))}
+
+    try:
+        d.set_picture(np.zeros((64, 64, 3), np.uint8))
+        on_one, later_in_one, on_two = lit(8.0), lit(8.75), lit(9.1)
+    finally:
+        d.close()
+    assert on_one["yellow"] >= 3 * later_in_one["yellow"] > 0 and on_one["blue"] == 0  # beat 1: yellow, emptying
+    assert on_two["blue"] > 0 and on_two["yellow"] == 0  # beat 2: blue

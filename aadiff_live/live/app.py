@@ -116,6 +116,12 @@ class LiveApp:
                                              ring_seconds=max(live.clap_window_s * 2 + 2.0, 8.0), monitor=monitor,
                                              loop=live.loop, wait_s=live.wait_for_device_s)
         # the tempo (a Link session, MIDI clock for the --midi port) before the model loads too
+        if cfg.tempo.quantise != "off" and cfg.tempo.source == "off":
+            raise UserError(f"--quantise {cfg.tempo.quantise} lands changes on the beat, but --tempo is off; use "
+                            "--tempo audio, midi or link, or --quantise off")
+        if cfg.tempo.quantise != "off" and not cfg.atlas.levels:
+            raise UserError(f"--quantise {cfg.tempo.quantise} holds a new atlas until its line, and --levels 0 has no "
+                            "atlas; drop --levels 0 or --quantise")
         sr = self.capture.ring.samplerate
         self.tempo = LiveTempo(cfg.tempo, hz=live.analysis_hz, samplerate=sr, n_fft=live_window(sr, cfg.envelope),
                                names=beat_locked_sources(cfg), midi_port=cfg.midi.port,

@@ -5,6 +5,7 @@ says so and recovers."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 
 import mido
@@ -274,6 +275,11 @@ def test_a_scene_switch_mid_bar_completes_on_the_next_bar_line(tmp_path, monkeyp
     assert side["summary"]["tempo_freewheels"] == 1
     rows = read_rows(tmp_path / "q.mp4.json")
     assert all(0 <= r["beat_phase"] < 1 and 0 <= r["bar_position"] < 4 for r in rows)
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(__file__).resolve().parents[1] / "docs" / "sidecar.schema.json").read_text())
+    check = jsonschema.validators.validator_for(schema)({"$ref": "#/$defs/row", "$defs": schema["$defs"]})
+    for r in rows:
+        check.validate(r)
     new = [k for k, r in enumerate(rows) if r["scene"] == "storm"]
     done = next(k for k in new if rows[k].get("fade") is None)
     # the first row showing the new scene complete lies within one video frame after the line (less the lookahead)

@@ -5,6 +5,7 @@ the system's Chromium through Playwright (no browser download) and saves it once
 ``--after`` seconds in it. ``--model tiny`` has random weights: the preview is abstract colour, not imagery.
 
     python tools/web_shot.py [--input tests/data/audio/ibm_thunder.flac] [--out docs/img/web_page.png]
+    python tools/web_shot.py --width 390 --height 844 --no-full-page --out docs/img/web_page_phone.png
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--after", type=float, default=25.0, help="seconds of plot before the shot")
     p.add_argument("--size", default="256")
     p.add_argument("--width", type=int, default=1200, help="browser window width (390: a phone)")
+    p.add_argument("--height", type=int, default=900)
+    p.add_argument("--full-page", action=argparse.BooleanOptionalAction, default=True,
+                   help="the whole page (--no-full-page: what the window shows)")
     p.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser"))
     a = p.parse_args(argv)
     if not a.chromium:
@@ -61,12 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=a.chromium, headless=True)
             try:
-                page = browser.new_page(viewport={"width": a.width, "height": 900}, device_scale_factor=1)
+                page = browser.new_page(viewport={"width": a.width, "height": a.height}, device_scale_factor=1)
                 page.goto(f"http://127.0.0.1:{app.web.port}/?token={TOKEN}")
                 page.wait_for_function("() => document.body.dataset.live === '1'", timeout=30000)
                 page.wait_for_timeout(a.after * 1000)
                 out.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(out), full_page=True)
+                page.screenshot(path=str(out), full_page=a.full_page)
             finally:
                 browser.close()
         app.stop.set()

@@ -331,3 +331,24 @@ def test_the_status_carries_the_tempo_where_the_show_tracks_one():
     assert WebFeed.tempo(none, 1.0, SimpleNamespace(tempo=None)) == {"bpm": None, "tempo": None}  # type: ignore[arg-type]
     unknown = SimpleNamespace(presenter=SimpleNamespace(tempo=SimpleNamespace(reading=lambda now: None)))
     assert WebFeed.tempo(unknown, 1.0, SimpleNamespace(tempo=None))["bpm"] is None  # type: ignore[arg-type]
+
+
+def test_routes_and_their_weights_are_in_the_status_and_the_plot(tmp_path, wait_until):
+    from aadiff_live.config import RouteConfig
+    from aadiff_live.live.app import LiveApp
+
+    src = bursts_wav(tmp_path / "in.wav", 60.0)
+    cfg = _cfg(src)
+    cfg.tokens.tokens = None
+    cfg.routes = [RouteConfig(source="low", word="fire"), RouteConfig(source="high", word="rain")]
+    app = LiveApp(cfg, prompt="a fire in the rain", no_display=True, duration=60.0, record=None, monitor=False)
+    show = _start(app)
+    try:
+        assert wait_until(lambda: len(status(show)["history"]) > 5, 20)
+        s = status(show)
+        assert [r["label"] for r in s["routes"]] == [r.label for r in app.routes.routes]
+        assert all(isinstance(r["weight"], float) and 0 <= r["fill"] <= 1 for r in s["routes"])
+        assert s["words"] == ["fire", "rain"] and s["history_labels"] == ["envelope", "fire", "rain"]
+        assert all(len(row) == 4 for row in s["history"])  # time, envelope, one weight per route
+    finally:
+        _stop(show)

@@ -111,6 +111,14 @@ def slope_mb_per_min(samples: list[dict], after_s: float) -> float | None:
     return float(np.polyfit(t / 60.0, r, 1)[0])
 
 
+def _shown(path: Path) -> str:
+    """A path for the JSON: relative to the repository when inside it (no machine's folders in the docs)."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return path.name
+
+
 def soak(minutes: float, segment_minutes: float, out_dir: Path, input_path: Path, *, model: str = "tiny",
          size: str = "64", every_s: float = 10.0, warmup_minutes: float | None = None,
          prompt: str = "a storm over the sea", pinned: str | None = None) -> dict:
@@ -144,7 +152,7 @@ def soak(minutes: float, segment_minutes: float, out_dir: Path, input_path: Path
     first, last = (after[0], after[-1]) if after else ({}, {})
     return {
         "tool": "tools/soak.py", "exit_code": code, "minutes": minutes, "segment_minutes": segment_minutes,
-        "input": str(input_path), "model": model, "size": size, "every_s": every_s, "warmup_s": warm,
+        "input": _shown(input_path), "model": model, "size": size, "every_s": every_s, "warmup_s": warm,
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
         "loadavg_end": list(os.getloadavg()),

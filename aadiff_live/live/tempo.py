@@ -136,7 +136,7 @@ class LiveTempo:
         """Log the clock lost (freewheeling) or back, once each; the HUD reads :meth:`alert` meanwhile."""
         r = self.reading(now)
         lost = r is not None and not r.heard
-        if lost and not self.lost:
+        if lost and not self.lost and r is not None:
             self.freewheels += 1
             log.log(logging.WARNING if self.in_use else logging.INFO,
                     "tempo: %s; freewheeling at %.1f BPM until it comes back", r.detail, r.bpm)
@@ -154,7 +154,7 @@ class LiveTempo:
     def status(self, now: float) -> tuple[str, float, float] | None:
         """For the HUD: ``(text, beat position, quantum)``; ``None`` with --tempo off."""
         r = self.raw(now)
-        if r is None:
+        if r is None or self.follower is None:
             return None
         if not self.follower.known:
             return f"tempo: {r.detail}", 0.0, self.quantum

@@ -33,7 +33,6 @@ import torch
 from tqdm import tqdm
 
 from aadiff_live.errors import UserError
-from aadiff_live.output.sidecar import current_umask
 
 log = logging.getLogger(__name__)
 INNER_STEPS = 10  # Adam iterations per step (Mokady et al.)
@@ -229,6 +228,8 @@ def save_cached(path: Path, inv: Inversion, parts: dict) -> None:
         os.close(fd)
         torch.save({"format": CACHE_FORMAT, "latent": inv.latent, "nulls": inv.nulls,
                     "stats": json.dumps(inv.stats), "key": json.dumps(parts, default=str)}, tmp)
+        from aadiff_live.output.sidecar import current_umask  # here: the render core imports no output module
+
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except OSError as exc:

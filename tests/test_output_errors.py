@@ -258,3 +258,22 @@ def test_levels_in_config_file_too(tmp_path):
         load_config(cfg)
     cfg.write_text("atlas:\n  levels: 0\n")
     assert load_config(cfg).atlas.levels == 0
+
+
+def test_batch_disk_full_records_each_row_in_one_line_and_goes_on(cli, tmp_path, wav, monkeypatch):
+    """A full disk fails each row (tried twice) with one line naming the file and the cause; the report says
+    the same; no partial file is left; exit 1."""
+    import json
+
+    _FullAfter(monkeypatch, 0)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"audio,prompt,tokens,model,size\n{wav},fire,fire,tiny,64\n{wav},rain,rain,tiny,64\n")
+    out_dir = tmp_path / "out"
+    code, _, err = cli("batch", manifest, "--out-dir", out_dir)
+    assert code == 1 and "Traceback" not in err, err
+    failed = [ln for ln in err.splitlines() if "failed (attempt" in ln]
+    assert len(failed) == 4 and all("No space left on device" in ln and ".mp4" in ln for ln in failed), err
+    report = [json.loads(ln) for ln in (out_dir / "batch_report.jsonl").read_text().splitlines()]
+    errors = [r["error"] for r in report if r["status"] == "failed"]
+    assert len(errors) == 2 and all("No space left on device" in e and "\n" not in e for e in errors), report
+    assert [p.name for p in out_dir.iterdir()] == ["batch_report.jsonl"]  # no partial video or sidecar

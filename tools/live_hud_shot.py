@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     from aadiff_live.live import display as display_mod
     from aadiff_live.live.app import LiveApp
 
-    cfg = load_config(None, {"model": {"model": "tiny", "size": a.size}, "live": {"input": a.input, "loop": True,
+    cfg = load_config(None, {"model": {"model": "tiny", "size": a.size}, "tokens": {"tokens": ["thunderstorm"]},
+                             "live": {"input": a.input, "loop": True,
                                                                                    "window_size": 640}})
     app = LiveApp(cfg, prompt=a.prompt, no_display=False, duration=60.0, record=None, monitor=False)
     real_draw = display_mod.Display.draw

@@ -116,3 +116,24 @@ def video_frames(path: Path) -> np.ndarray:
 
     with av.open(str(path)) as c:
         return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])])
+
+
+def hang_nth_render(renderer, n: int, hung, release, timeout: float = 30.0) -> dict[str, int]:
+    """Fault injection: the renderer's ``n``-th render (``render`` or ``render_batch``) sets ``hung`` and hangs, as a
+    driver that never returns, until ``release`` is set (at most ``timeout`` s). Returns the live count of renders
+    (``["renders"]``)."""
+    count = {"renders": 0}
+
+    def hanging(real):
+        def render(*args, **kwargs):
+            count["renders"] += 1
+            if count["renders"] == n:
+                hung.set()
+                release.wait(timeout)
+            return real(*args, **kwargs)
+        return render
+
+    for name in ("render", "render_batch"):
+        if hasattr(renderer, name):
+            setattr(renderer, name, hanging(getattr(renderer, name)))
+    return count

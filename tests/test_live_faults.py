@@ -16,7 +16,7 @@ import pytest
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from helpers import bursts_wav, run_watched  # noqa: E402
+from helpers import bursts_wav, hang_nth_render, run_watched  # noqa: E402
 
 from aadiff_live.errors import UserError  # noqa: E402
 from aadiff_live.live import capture as capture_mod  # noqa: E402
@@ -515,20 +515,7 @@ def test_a_renderer_that_hangs_shows_render_stalled_once_then_recovers(tmp_path,
 
     cfg, components, renderer, release = _stall_setup(tmp_path, 0.5)
     hung = threading.Event()
-    n = {"renders": 0}
-
-    def hanging(real):
-        def render(*args, **kwargs):
-            n["renders"] += 1
-            if n["renders"] == 4:  # the 4th render hangs (a driver that never returns) until released
-                hung.set()
-                release.wait(30)
-            return real(*args, **kwargs)
-        return render
-
-    for name in ("render", "render_batch"):
-        if hasattr(renderer, name):
-            setattr(renderer, name, hanging(getattr(renderer, name)))
+    n = hang_nth_render(renderer, 4, hung, release)  # the 4th render hangs until released
     stats: dict = {}
     app = LiveApp(cfg, prompt="a fire", no_display=True, duration=60.0, record=None, monitor=False,
                   prebuilt=(components, renderer), stats_out=stats)

@@ -21,7 +21,7 @@ import pytest
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from helpers import bursts_wav, wait_started  # noqa: E402
+from helpers import bursts_wav, hang_nth_render, wait_started  # noqa: E402
 
 TOKEN = "test-token-0123456789"
 CHROMIUM = os.environ.get("AADIFF_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -215,20 +215,7 @@ def test_health_turns_503_while_the_renderer_stalls(tmp_path, wait_until):
     cfg.live.stall_s = 0.5
     components, renderer = build_renderer(cfg, "a fire")
     release, hung = threading.Event(), threading.Event()
-    n = {"renders": 0}
-
-    def hanging(real):
-        def render(*args, **kwargs):
-            n["renders"] += 1
-            if n["renders"] == 4:
-                hung.set()
-                release.wait(30)
-            return real(*args, **kwargs)
-        return render
-
-    for name in ("render", "render_batch"):
-        if hasattr(renderer, name):
-            setattr(renderer, name, hanging(getattr(renderer, name)))
+    hang_nth_render(renderer, 4, hung, release)  # the 4th render hangs until released
     cfg.atlas.batch = 1  # one level per render: the 4th render comes early
     app = LiveApp(cfg, prompt="a fire", no_display=True, duration=60.0, record=None, monitor=False,
                   prebuilt=(components, renderer))

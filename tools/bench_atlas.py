@@ -400,6 +400,12 @@ def display_section(size: int, refreshes: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- live
+def steady_indices(stats: dict) -> list[int]:
+    """The indices (into ``latencies_s`` / ``shown_s``) of the frames shown after the atlas was complete."""
+    fill_s = stats.get("atlas_fill_s")
+    return [i for i, t in enumerate(stats["shown_s"]) if fill_s is None or t >= fill_s]
+
+
 def steady_state(stats: dict) -> tuple[list[float], float | None, str]:
     """Latencies and display frames/s of the frames shown after the atlas was complete (every frame for
     ``--levels 0``)."""
@@ -412,7 +418,7 @@ def steady_state(stats: dict) -> tuple[list[float], float | None, str]:
             return lat, fps, "all frames"
         n = int(max(0.0, stats.get("run_s", 0.0) - fill_s) * (fps or 0.0))
         return (lat[-n:] if n else []), fps, "the last (run - fill) x fps frames"
-    keep = [i for i, t in enumerate(shown) if fill_s is None or t >= fill_s]
+    keep = steady_indices(stats)
     times = [shown[i] for i in keep]
     fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
     return [lat[i] for i in keep], fps, "frames shown after the fill" if fill_s is not None else "all frames"

@@ -30,7 +30,18 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_atlas import PROMPT, SPECS, THUNDER, WORD, Xvfb, build, machine, ms_summary  # noqa: E402
+from bench_atlas import (  # noqa: E402
+    PROMPT,
+    SPECS,
+    THUNDER,
+    WORD,
+    Xvfb,
+    build,
+    machine,
+    ms_summary,
+    steady_indices,
+    steady_state,
+)
 from liverun import run_watched  # noqa: E402
 
 # mode -> (headless, HUD, late latching)
@@ -58,12 +69,10 @@ def one_run(components, renderer, *, headless: bool, hud: bool, late: bool, stea
     code = run_watched(app, stop_when_steady)
     if code != 0:
         raise RuntimeError(f"live run exited {code}")
-    fill = stats.get("atlas_fill_s") or 0.0
-    keep = [i for i, t in enumerate(stats["shown_s"]) if t >= fill]
+    keep = steady_indices(stats)
     times = [stats["shown_s"][i] for i in keep]
     split = {k: [v[i] for i in keep if i < len(v)] for k, v in stats["latency_split_s"].items()}
-    return {"latency": [stats["latencies_s"][i] for i in keep], "split": split, "frames": len(times),
-            "missed": app.pacer.missed,
+    return {"latency": steady_state(stats)[0], "split": split, "frames": len(times), "missed": app.pacer.missed,
             "span_s": times[-1] - times[0] if len(times) > 1 else 0.0,
             "vsync": bool(app.display is not None and app.display.vsync)}
 

@@ -73,3 +73,22 @@ def test_flush_gives_the_last_slot_only_when_its_refresh_is_nearest():
     grid2.offer(0.0, 0)
     grid2.offer(0.01, 1)
     assert grid2.flush() == []  # slot 1 (33 ms) is nearer a refresh still to come
+
+
+
+def test_flush_at_the_show_end_leaves_a_slot_the_next_refresh_would_have_taken():
+    """A 60 Hz show recorded at 30 fps stops on the refresh half-way between two slots (the file input ended).
+
+    The refresh that would have followed lands on the next slot, so the last one is not that slot's nearest:
+    flush leaves the slot out instead of filling it with a picture shown half a slot (16.5 ms) before it."""
+    t = [i / 60 for i in range(10)]  # even refreshes on slots 0..4, odd ones half-way between two slots
+    t[-1] += 0.0002  # as measured at the end of a file input: the last refresh 16.5 ms before slot 5
+    picks, grid = run(np.array(t))
+    assert [p.slot for p in picks] == [0, 1, 2, 3, 4] and max(abs(p.shown - p.time) for p in picks) < 1e-9
+    assert grid.flush() == []
+    # the show stops just before a slot: that refresh is the slot's nearest (the next one comes 13 ms after it)
+    picks, grid = run(np.array([*t[:-1], 10 / 60 - 0.003]))
+    assert [(p.slot, p.item) for p in grid.flush()] == [(5, 9)]
+    # a 30 Hz display, its last refresh 12 ms before the slot (the next would come 21 ms after it): flushed
+    picks, grid = run(np.array([0.0, 1 / 30, 2 / 30, 3 / 30 - 0.012]))
+    assert [(p.slot, p.item) for p in grid.flush()] == [(3, 3)]

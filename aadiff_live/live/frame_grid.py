@@ -9,16 +9,23 @@ the nearest refresh and are marked ``held`` (and counted); a refresh that comes 
 late moves nothing else, so the picture never judders by a whole refresh as a "one period since
 the last pick" rule does.
 
+At the end (:meth:`FrameGrid.flush`) the last refresh also takes the next slot when it is nearer that
+slot than the refresh that would have followed it (one refresh interval later) would have been: a
+60 Hz show that stops on the refresh half-way between two 30 fps slots leaves the next slot out
+rather than filling it with a picture shown half a slot before it.
+
 Pure and single-threaded: the main thread offers every refresh, the recorder gets the picks.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+GAPS = 8  # the display's refresh interval at the end: the median of this many last gaps between refreshes
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class FrameGrid(Generic[T]):
         self._prev: tuple[int, float, T] | None = None  # the newest refresh: (id, time, item)
         self._last_pick_id = -1
         self._n = 0
+        self._gaps: deque[float] = deque(maxlen=GAPS)  # the last gaps between refreshes
 
     def slot_time(self, k: int) -> float:
         assert self.t0 is not None
@@ -53,6 +61,8 @@ class FrameGrid(Generic[T]):
         if self.t0 is None:
             self.t0 = t
         picks = list(self._decide(rid, t, item))
+        if self._prev is not None:
+            self._gaps.append(t - self._prev[1])
         self._prev = (rid, t, item)
         return picks
 
@@ -73,9 +83,20 @@ class FrameGrid(Generic[T]):
         self.next_slot += 1
         return pick
 
+    def refresh_interval(self) -> float:
+        """The display's refresh interval: the median of the last gaps (a slot before the second refresh)."""
+        if not self._gaps:
+            return self.period
+        g = sorted(self._gaps)
+        return g[len(g) // 2]
+
     def flush(self) -> list[Pick[T]]:
-        """At the end: the next slot, if the last refresh is within half a slot of it (it would have been its pick)."""
+        """At the end: the next slot, if the last refresh is its nearest, i.e. no farther from it than the refresh
+        that would have come next (one refresh interval later) and than half a slot."""
         prev = self._prev
-        if prev is None or self.slot_time(self.next_slot) - prev[1] > self.period / 2:
+        if prev is None:
+            return []
+        reach = min(self.period, self.refresh_interval()) / 2
+        if self.slot_time(self.next_slot) - prev[1] > reach:
             return []
         return [self._pick(self.slot_time(self.next_slot), prev[0], prev[1], prev[2])]

@@ -92,3 +92,21 @@ def test_flush_at_the_show_end_leaves_a_slot_the_next_refresh_would_have_taken()
     # a 30 Hz display, its last refresh 12 ms before the slot (the next would come 21 ms after it): flushed
     picks, grid = run(np.array([0.0, 1 / 30, 2 / 30, 3 / 30 - 0.012]))
     assert [(p.slot, p.item) for p in grid.flush()] == [(3, 3)]
+
+
+def test_slots_lie_on_the_recordings_frame_times_whatever_the_display_phase():
+    """With an origin (the recording's first sound sample) slot k is at origin + n / fps for whole n, so the frame
+    at each of the file's frame times is the refresh nearest it, even for a display half a slot out of phase."""
+    origin = 100.0
+    for phase in (0.0, 0.007, 1 / 60 - 0.0002, 1 / 60 + 0.0002, 0.03):
+        t = origin + 0.5 + phase + np.arange(120) / 60  # a 60 Hz display starting 0.5 s after the first sound
+        grid: FrameGrid[int] = FrameGrid(30, origin=origin)
+        picks = []
+        for i, x in enumerate(t):
+            picks += grid.offer(float(x), i)
+        n = np.array([(p.time - origin) * 30 for p in picks])
+        np.testing.assert_allclose(n, np.round(n), atol=1e-6)  # on the file's frame times
+        assert picks[0].item == 0 and abs(picks[0].shown - picks[0].time) <= 0.5 / 30  # the first at once
+        nearest = [float(np.min(np.abs(t - p.time))) for p in picks[1:]]  # of all refreshes, to each frame time
+        np.testing.assert_allclose([abs(p.shown - p.time) for p in picks[1:]], nearest, atol=1e-9)
+        assert max(nearest) <= 0.5 / 60 + 1e-9 and grid.held == 0  # within half a refresh, none repeated

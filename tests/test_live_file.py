@@ -81,8 +81,10 @@ def test_file_input_records_audio_in_sync_and_frames_follow_weights(tmp_path):
     # display times follow each other, capture precedes display, latency is what the sidecar says
     d, c, lat = (np.array(f[k]) for k in ("time", "capture_time", "latency_s"))
     assert np.all(np.diff(d) > 0) and np.all(lat >= 0)
-    # d: the slot on the video grid, filled by the nearest refresh; a slot the display could not fill in time
-    # (held: the refresh before it repeated, e.g. at the show's end on a busy machine) lies whole slots later
+    # d: the file's frame time (from the first sound sample), filled by the refresh nearest it, so within half a
+    # frame of it (the grid lies on the file's frame times: no rounding onto them, which added up to half a frame;
+    # the last frame too: at the end the last refresh takes the next frame only when it is its nearest); a frame
+    # the display could not fill (held: the refresh before it repeated, a display stall) lies whole frames later
     held = np.array([bool(h) for h in f.get("held", [None] * n)])
     np.testing.assert_allclose((d - c)[~held], lat[~held], atol=0.5 / 30 + 1e-3)
     assert np.all((d - c)[held] >= lat[held] + 0.5 / 30 - 1e-3) and held.sum() <= 3

@@ -91,6 +91,27 @@ def test_rows_stream_to_disk_as_they_come_and_nothing_per_frame_is_kept(tmp_path
     np.testing.assert_allclose(np.diff(cols["time"]), 1 / 30, atol=2e-3)
 
 
+
+def test_frames_are_the_refreshes_shown_at_the_files_frame_times(tmp_path):
+    """A 60 Hz display half a 30 fps frame out of phase with the first sound sample: each frame of the file (row
+    ``time``, from the first sample) is the refresh shown at that time, not one half a frame before it."""
+    ring, _ = make_ring(3.0)
+    stop = threading.Event()
+    out = tmp_path / "phase.mp4"
+    rec = Recorder(out, ring, 30.0, 64, 64, stop, clock=Clock(T0 + 3.0))
+    rec.start()
+    try:
+        for i in range(60):
+            rec.add(frame(i, fps=60), T0 + 0.5 + 1 / 60 - 0.0002 + i / 60)
+    finally:
+        stop.set()
+        rec.join(timeout=5)
+    rec.finish({})
+    cols = read_frames(tmp_path / "phase.mp4.json")
+    off = np.array(cols["time"]) - (np.array(cols["capture_time"]) + np.array(cols["latency_s"]))  # frame - shown
+    assert len(off) >= 29 and abs(off[0]) <= 0.5 / 30  # the first refresh takes the first frame at once
+    assert np.abs(off[1:]).max() < 1e-3, off  # a grid started at the first refresh: 16.5 ms on every frame
+
 def test_frozen_picture_does_not_pile_up_audio(tmp_path):
     """Space freezes the display: no frame reaches the recorder, but the audio keeps being encoded."""
     ring = RingBuffer(8 * SR, 2, SR)

@@ -2,8 +2,13 @@
 
 The display refreshes at its own rate (30, 50, 60, 144 Hz, with jitter, and stalls now and then);
 a recording is a video at exactly ``fps`` frames a second. :class:`FrameGrid` lays a fixed grid of
-slots over time (slot ``k`` at ``t0 + k / fps``, ``t0`` the first refresh) and gives every slot the
-refresh nearest its time. A slot is decided as soon as a refresh at or after its time arrives (at
+slots over time (slot ``k`` at ``t0 + k / fps``) and gives every slot the refresh nearest its time.
+The grid lies on the recording's own frame times: ``origin + n / fps`` (``origin``: the recording's
+time 0, its first sound sample), ``t0`` the one of them nearest the first refresh. (A grid started
+at the first refresh lies up to half a slot off the file's frames; rounding onto them then shifts
+every picture by up to half a slot against the sound, and skips the refresh shown on the frame's
+time for one half a slot away.) Without an origin, ``t0`` is the first refresh. The first refresh takes
+slot 0 at once (so a picture frozen after it is recorded). A slot is decided as soon as a refresh at or after its time arrives (at
 most one refresh late). When the display stalls for longer than a slot, the slots it missed repeat
 the nearest refresh and are marked ``held`` (and counted); a refresh that comes a little early or
 late moves nothing else, so the picture never judders by a whole refresh as a "one period since
@@ -38,10 +43,11 @@ class Pick(Generic[T]):
 
 
 class FrameGrid(Generic[T]):
-    def __init__(self, fps: float) -> None:
+    def __init__(self, fps: float, origin: float | None = None) -> None:
         if fps <= 0:
             raise ValueError("fps must be positive")
         self.period = 1.0 / float(fps)
+        self.origin = origin  # the slots lie on origin + n / fps (may be set until the first offer)
         self.t0: float | None = None
         self.next_slot = 0
         self.held = 0  # slots that repeated a refresh (counted for the summary)
@@ -58,9 +64,13 @@ class FrameGrid(Generic[T]):
         """A refresh shown at ``t`` (non-decreasing); the slots it decides, in order."""
         rid = self._n
         self._n += 1
-        if self.t0 is None:
-            self.t0 = t
+        first = self.t0 is None
+        if first:
+            o = self.origin
+            self.t0 = t if o is None else o + round((t - o) / self.period) * self.period
         picks = list(self._decide(rid, t, item))
+        if first and not picks:  # slot 0 lies (up to half a slot) after the first refresh: nothing came before it
+            picks = [self._pick(self.t0, rid, t, item)]
         if self._prev is not None:
             self._gaps.append(t - self._prev[1])
         self._prev = (rid, t, item)
@@ -92,9 +102,10 @@ class FrameGrid(Generic[T]):
 
     def flush(self) -> list[Pick[T]]:
         """At the end: the next slot, if the last refresh is its nearest, i.e. no farther from it than the refresh
-        that would have come next (one refresh interval later) and than half a slot."""
+        that would have come next (one refresh interval later) and than half a slot, and not yet picked (the show
+        stopped: no stall to repeat it for)."""
         prev = self._prev
-        if prev is None:
+        if prev is None or prev[0] == self._last_pick_id:
             return []
         reach = min(self.period, self.refresh_interval()) / 2
         if self.slot_time(self.next_slot) - prev[1] > reach:

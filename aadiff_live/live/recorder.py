@@ -125,6 +125,11 @@ class Recorder(threading.Thread):
     def add(self, frame: Frame, shown_time: float, extra: dict | None = None) -> None:
         """Every display refresh, never blocks: the frame grid picks the refresh nearest each slot of the
         video rate (live/frame_grid.py). ``extra``: more per-frame fields for the row (display, scene, ...)."""
+        if self.grid.origin is None:  # the slots lie on the file's frame times: from its first sound sample
+            origin = self.ring.capture_time(0)
+            if origin is None:
+                return  # no sound yet: the recording starts at its first sample, this refresh comes before it
+            self.grid.origin = origin
         for pick in self.grid.offer(shown_time, (frame, extra)):
             self._put(pick)
 

@@ -90,8 +90,9 @@ def test_frames_follow_the_sound(thunder_render, audio_dir):
     assert pearsonr(mad, w - w.min())[0] >= 0.9
     # the lowest- and highest-weight frames differ visibly (the tiny model is legible)
     assert mad[int(np.argmax(w))] >= 8.0
-    # soft fields, not pixel noise
-    assert max(_hstep(im) for im in imgs) <= 12.0
+    # soft fields, not pixel noise (about 50): without --image the base is the seed's latent noise, which the
+    # decoder upsamples smoothly, 8 pixels a latent at 64 px (about 15)
+    assert max(_hstep(im) for im in imgs) <= 20.0
     # the weights follow the raw STFT magnitude, computed here independently (scipy), smoothed by the same window
     a = load_audio(audio_dir / "ibm_thunder.flac")
     hop = a.samplerate // 30
@@ -211,9 +212,14 @@ def test_image_base_stays_recognisable(cli, tmp_path, audio_dir):
     from aadiff_live.rendering.pipeline import load_image
 
     ref = _gray(load_image(str(tmp_path / "house.png"), 64, 64))  # the picture as --image crops it
-    quiet, loud = (pearsonr(_gray(np.asarray(Image.open(frames[int(f(w))]))), ref)[0] for f in (np.argmin, np.argmax))
+    quiet_img, loud_img = (np.asarray(Image.open(frames[int(f(w))]), dtype=np.float64) for f in (np.argmin, np.argmax))
+    quiet, loud = (pearsonr(_gray(im), ref)[0] for im in (quiet_img, loud_img))
     assert quiet >= 0.6, quiet
-    assert loud <= quiet - 0.1, (quiet, loud)  # and loud frames depart from it (the old tiny model: ~0.04)
+    # loud frames depart from it: by 12/255 on average, and they look less like it (a high-contrast picture
+    # such as this one keeps much of its correlation under a smooth field; a model that only changed the
+    # picture's contrast, an earlier tiny model, moved it by 0.04 and 5/255)
+    assert np.abs(loud_img - quiet_img).mean() >= 12.0
+    assert loud <= quiet - 0.05, (quiet, loud)
 
 
 def test_image_base_latents_are_the_noised_encoding(tiny_components, tmp_path):

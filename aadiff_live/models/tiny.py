@@ -9,6 +9,8 @@ the output is pixel noise. So the tiny model is built to be legible:
   are the UNet's output, bounded and in the decoder's range, after any number of steps;
 - every spatial kernel is a blur, and a "picture path" carries the base picture (``--image``, the
   demo's picture) through the VAE and the UNet unchanged, so quiet frames show the picture;
+- the text encoder reads each token alone (no attention between tokens, no positions), so the
+  padding after a prompt says nothing and the weighted word's field is not drowned by it;
 - the last transformer adds its cross-attention output to that path: the weighted word lays a
   smooth field over the picture, the further the louder the sound.
 Tokenizers are written locally from a byte alphabet (one token per character), so a word is
@@ -28,9 +30,9 @@ TINY_TAESD_GAIN = 4.0
 UNET_IN_KERNEL = 5
 LATENT_STD = 3.0
 DECODER_PICTURE_GAIN = 0.5
-TEXT_GAIN = 16.0
+TEXT_GAIN = 4.0
 NULL_REL = 0.05
-ATTN_SHARPNESS = 4.0
+ATTN_SHARPNESS = 16.0
 
 
 def _byte_alphabet() -> list[str]:
@@ -89,6 +91,7 @@ def build_tiny_diffusion(seed: int = TINY_SEED) -> dict:
         layers_per_block=1, norm_num_groups=8, sample_size=64,
     ).eval()  # type: ignore[attr-defined]
     with torch.no_grad():
+        _tokenwise(text_encoder)
         empty = text_encoder(tokenizer("", padding="max_length", max_length=77, return_tensors="pt").input_ids)[0]
         _legible_unet(unet, empty[0])
         _legible_vae(vae)
@@ -163,13 +166,31 @@ def _resnets_keep(resnets, cols_of) -> None:
             _pass(r.conv_shortcut, cols_of(j, r))
 
 
+def _tokenwise(text_encoder) -> None:
+    """Each token's embedding depends on its character alone: no position, no token reads another.
+
+    The prompt's padding (end-of-text tokens) then embeds exactly as the empty prompt's does, and the
+    empty prompt spans two directions only (start, end), so removing them from the values (below)
+    silences the padding and leaves the words' values whole. Measured on three pictures and ten words
+    at 128 px: with token mixing, the 60 padding tokens carried a copy of the prompt and drew a field
+    larger than the word's (a quiet frame of a night city correlated 0.05-0.4 with it); with positions
+    kept, the padding spanned half the space and its removal took half of each word's field with it.
+    """
+    text_encoder.embeddings.position_embedding.weight.zero_()
+    for layer in text_encoder.encoder.layers:
+        layer.self_attn.out_proj.weight.zero_()
+        layer.self_attn.out_proj.bias.zero_()
+
+
 def _legible_unet(unet, empty: torch.Tensor) -> None:
     _smooth_kernels(unet)
     for name, module in unet.named_modules():
         if name.endswith("attn2"):
             module.to_out[0].weight.mul_(CROSS_GAIN)
     unet.conv_out.weight.zero_()  # only the picture channels reach the latents (set below)
-    _pass(unet.conv_in, range(P), _binomial(unet.conv_in.kernel_size[0]))
+    # a delta: the picture's detail reaches the output (a blur here wiped a night city's lit windows: its quiet
+    # frames no longer looked like it); the decoder's upsampling is smooth
+    _pass(unet.conv_in, range(P))
     first, last = unet.down_blocks[0], unet.up_blocks[-1]
     skip = unet.config.block_out_channels[0]
     _resnets_keep(first.resnets, lambda j, r: range(P))

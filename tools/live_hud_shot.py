@@ -3,7 +3,7 @@
 Runs the real live app with a window (under Xvfb where there is no screen:
 ``xvfb-run -a -s "-screen 0 1280x800x24" python tools/live_hud_shot.py``) and saves the window
 once the atlas is complete and ``--after`` seconds have passed. ``--model tiny`` has random
-weights: the picture is abstract colour fields, not imagery.
+weights: with no picture to start from it draws noise, not imagery.
 
     python tools/live_hud_shot.py [--input tests/data/audio/ibm_thunder.flac] [--out docs/live_hud.png]
 """
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(HERE.parent / "docs" / "live_hud.png"))
     p.add_argument("--after", type=float, default=2.0, help="seconds after the atlas is complete")
     p.add_argument("--size", default="256")
+    p.add_argument("--duration", type=float, default=300.0,
+                   help="give up after this many seconds (the atlas fills slowly on a busy CPU)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     from aadiff_live.config import load_config
@@ -36,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(None, {"model": {"model": "tiny", "size": a.size}, "tokens": {"tokens": ["thunderstorm"]},
                              "live": {"input": a.input, "loop": True,
                                                                                    "window_size": 640}})
-    app = LiveApp(cfg, prompt=a.prompt, no_display=False, duration=60.0, record=None, monitor=False)
+    app = LiveApp(cfg, prompt=a.prompt, no_display=False, duration=a.duration, record=None, monitor=False)
     real_draw = display_mod.Display.draw
-    state: dict = {"ready": None}
+    state: dict = {"ready": None, "saved": False}
 
     def draw(self, hud):
         real_draw(self, hud)
@@ -49,10 +51,16 @@ def main(argv: list[str] | None = None) -> int:
         if time.monotonic() - state["ready"] >= a.after:
             self.save(a.out)
             logging.info("saved %s", a.out)
+            state["saved"] = True
             app.stop.set()
 
     display_mod.Display.draw = draw  # type: ignore[method-assign]
-    return app.run()
+    code = app.run()
+    if not state["saved"]:
+        print(f"live_hud_shot: no screenshot: the atlas was not complete within {a.duration:g} s; "
+              "rerun with a larger --duration")
+        return code or 1
+    return code
 
 
 if __name__ == "__main__":

@@ -287,13 +287,16 @@ def config_from_args(a: argparse.Namespace, default_config: Path | None = None) 
 
     cfg_path = Path(a.config) if a.config else (default_config or config_path(a))
     overrides = _overrides(a)
+    demo_pin = False
     if a.command == "render" and a.demo:
         overrides["model"]["model"] = overrides["model"]["model"] or "tiny"
         overrides["model"]["size"] = overrides["model"]["size"] or "128"
         if not a.prompt:
             a.prompt = "a thunderstorm at sea"
-            # the tiny CLAP has random weights too: pin the word that matches the demo sound
-            a.tokens = a.tokens or "thunderstorm"
+            # the tiny CLAP has random weights too: pin the word that matches the demo sound (unless routes,
+            # given here or in config.yaml, choose the words: e.g. --route low=thunderstorm --route high=sea)
+            if not a.tokens and not getattr(a, "route", None):
+                a.tokens, demo_pin = "thunderstorm", True
             overrides["tokens"]["tokens"] = a.tokens
     if a.command in ("render", "live", "analyse") and overrides["tokens"]["tokens"] is not None:
         overrides["tokens"]["tokens"] = [t for t in overrides["tokens"]["tokens"].split(",")]
@@ -306,6 +309,8 @@ def config_from_args(a: argparse.Namespace, default_config: Path | None = None) 
         if len(named) < len(parsed) and len(parsed) > 1:
             raise UserError("--route auto chooses every route itself; give it alone, or name the routes")
         cfg.routes = named if named else "auto"  # --route flags replace config.yaml's routes
+    if demo_pin and cfg.routes:
+        cfg.tokens.tokens = None  # config.yaml's routes choose the demo's words
     return cfg
 
 

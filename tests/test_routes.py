@@ -158,3 +158,21 @@ def test_band_audio_keeps_its_band_only():
     assert rms(band_audio(low + high, sr, 20, 200) - low) < 0.05 * rms(low)
     assert rms(band_audio(low + high, sr, 2000, 16000) - high) < 0.05 * rms(high)
     assert rms(band_audio(low, sr, 2000, 16000)) < 0.01
+
+
+def test_demo_takes_routes_instead_of_its_pinned_word(tmp_path):
+    """``render --demo`` pins "thunderstorm" (its CLAP is random too) unless routes choose the words: by
+    --route, or by config.yaml's routes."""
+    from aadiff_live.cli import build_parser, config_from_args
+
+    def cfg_of(*argv, config=None):
+        return config_from_args(build_parser().parse_args(["render", "--demo", "--out", "d.mp4", *argv]), config)
+
+    assert cfg_of().tokens.tokens == ["thunderstorm"] and not cfg_of().routes
+    cfg = cfg_of("--route", "low=thunderstorm", "--route", "high=sea")
+    assert cfg.tokens.tokens is None and [(r.source, r.word) for r in cfg.routes] == [("low", "thunderstorm"), ("high", "sea")]
+    yaml = tmp_path / "c.yaml"
+    yaml.write_text("routes:\n  - {source: low, word: sea}\n")
+    cfg = cfg_of(config=yaml)
+    assert cfg.tokens.tokens is None and [r.word for r in cfg.routes] == ["sea"]
+    assert cfg_of("--tokens", "sea").tokens.tokens == ["sea"]  # a word the user pinned stays pinned

@@ -90,9 +90,8 @@ def test_frames_follow_the_sound(thunder_render, audio_dir):
     assert pearsonr(mad, w - w.min())[0] >= 0.9
     # the lowest- and highest-weight frames differ visibly (the tiny model is legible)
     assert mad[int(np.argmax(w))] >= 8.0
-    # soft fields, not pixel noise (about 50): without --image the base is the seed's latent noise, which the
-    # decoder upsamples smoothly, 8 pixels a latent at 64 px (about 15)
-    assert max(_hstep(im) for im in imgs) <= 20.0
+    # soft fields, not pixel noise (about 50) nor blotches of latent noise (about 15)
+    assert max(_hstep(im) for im in imgs) <= 12.0
     # the weights follow the raw STFT magnitude, computed here independently (scipy), smoothed by the same window
     a = load_audio(audio_dir / "ibm_thunder.flac")
     hop = a.samplerate // 30

@@ -1,4 +1,4 @@
-"""Frame-atlas benchmark (issue 7): blend error, fill time, offline cost, the StreamDiffusion peer,
+"""Frame-atlas benchmark: blend error, fill time, offline cost, the StreamDiffusion peer,
 the windowed display's cost per refresh, and live display rate and audio-to-photon latency.
 
 Sections (``--sections``, all by default), each for the models in ``--models``:

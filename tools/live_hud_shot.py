@@ -3,7 +3,7 @@
 Runs the real live app with a window (under Xvfb where there is no screen:
 ``xvfb-run -a -s "-screen 0 1280x800x24" python tools/live_hud_shot.py``) and saves the window
 once the atlas is complete and ``--after`` seconds have passed. ``--model tiny`` has random
-weights: with no picture to start from it draws noise, not imagery.
+weights: with no picture to start from it draws soft blotches of colour, not imagery.
 
     python tools/live_hud_shot.py [--input tests/data/audio/ibm_thunder.flac] [--out docs/live_hud.png]
 """

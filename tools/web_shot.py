@@ -2,7 +2,8 @@
 
 Runs the real live app headless with ``--web`` and ``--record`` (into a temporary folder), opens the page in
 the system's Chromium through Playwright (no browser download) and saves it once the last minute's plot has
-``--after`` seconds in it. ``--model tiny`` has random weights: with no picture to start from the preview is noise, not imagery.
+``--after`` seconds in it. ``--model tiny`` has random weights: with no picture to start from the preview
+shows soft blotches of colour, not imagery.
 
     python tools/web_shot.py [--input tests/data/audio/ibm_thunder.flac] [--out docs/img/web_page.png]
     python tools/web_shot.py --width 390 --height 844 --no-full-page --out docs/img/web_page_phone.png

@@ -44,7 +44,8 @@ def demo_picture(width: int, height: int) -> np.ndarray:
     """The demo's base picture, drawn in code: a sky, a sun low over the horizon, a darker sea.
 
     ``[height, width, 3]`` uint8. Simple, smooth shapes, so that the picture stays recognisable
-    through the tiny random-weight model (which keeps its base and adds soft colour fields).
+    through the tiny random-weight model (which keeps its base and lays a soft haze of colour over
+    it).
     """
     y = (np.arange(height)[:, None] + 0.5) / height
     x = (np.arange(width)[None, :] + 0.5) / width

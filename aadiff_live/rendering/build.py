@@ -17,9 +17,9 @@ from aadiff_live.rendering.pipeline import Renderer, check_image
 log = logging.getLogger(__name__)
 
 RANDOM_WEIGHTS_NOTE = (
-    "--model tiny: random-weight models built in-process (no download). They draw soft colour fields (over "
-    "the --image or demo picture) that move with the sound, not imagery; use a real model (e.g. --model "
-    "stabilityai/sd-turbo) for pictures."
+    "--model tiny: random-weight models built in-process (no download). They draw soft blotches of colour "
+    "(a soft haze over the --image or demo picture) that move with the sound, not imagery; use a real model "
+    "(e.g. --model stabilityai/sd-turbo) for pictures."
 )
 
 

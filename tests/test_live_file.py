@@ -84,10 +84,18 @@ def test_file_input_records_audio_in_sync_and_frames_follow_weights(tmp_path):
     # d: the file's frame time (from the first sound sample), filled by the refresh nearest it, so within half a
     # frame of it (the grid lies on the file's frame times: no rounding onto them, which added up to half a frame;
     # the last frame too: at the end the last refresh takes the next frame only when it is its nearest); a frame
-    # the display could not fill (held: the refresh before it repeated, a display stall) lies whole frames later
+    # the display could not fill (held: the refresh before it repeated, a display stall) lies whole frames later.
+    # Beside a stall longer than a frame (a busy machine) no refresh lies within half a frame of a frame time:
+    # the nearest one fills it, up to a frame away (the pick before or after it is then more than a frame apart)
     held = np.array([bool(h) for h in f.get("held", [None] * n)])
-    np.testing.assert_allclose((d - c)[~held], lat[~held], atol=0.5 / 30 + 1e-3)
-    assert np.all((d - c)[held] >= lat[held] + 0.5 / 30 - 1e-3) and held.sum() <= 3
+    shown, period = c + lat, 1 / 30
+    gap = np.diff(shown) > period + 1e-3
+    beside_stall = np.r_[False, gap] | np.r_[gap, False]
+    off = np.abs((d - c) - lat)
+    calm = ~held & ~beside_stall
+    assert np.all(off[calm] <= 0.5 * period + 1e-3), (np.flatnonzero(calm & (off > 0.5 * period + 1e-3)), off.max())
+    assert np.all(off[~held] <= period + 1e-3) and (off[~held] > 0.5 * period + 1e-3).sum() <= 3
+    assert np.all((d - c)[held] >= lat[held] + 0.5 * period - 1e-3) and held.sum() <= 3
     # the latency split: sound -> weight -> blend -> flip, each part >= 0, adding up to the latency
     parts = np.array([f[k] for k in ("sound_to_weight_s", "weight_to_blend_s", "blend_to_flip_s")])
     assert np.all(parts >= 0) and np.allclose(parts.sum(axis=0), lat, atol=1e-6)

@@ -70,7 +70,7 @@ class FrameGrid(Generic[T]):
             self.t0 = t if o is None else o + round((t - o) / self.period) * self.period
         picks = list(self._decide(rid, t, item))
         if first and not picks:  # slot 0 lies (up to half a slot) after the first refresh: nothing came before it
-            picks = [self._pick(self.t0, rid, t, item)]
+            picks = [self._pick(self.slot_time(0), rid, t, item)]
         if self._prev is not None:
             self._gaps.append(t - self._prev[1])
         self._prev = (rid, t, item)

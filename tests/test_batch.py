@@ -33,7 +33,13 @@ def assert_same_as_render(cli, folder: Path, out_dir: Path, numbers: list[int]) 
         assert code == 0, err
         got = Path(report[n]["out"])
         a, b = video_frames(got), video_frames(ref)
-        assert a.shape == b.shape and np.array_equal(a, b), f"row {n}: frames differ from render's"
+        # the same frames in (the rows below and render's own PNGs are bit-identical run to run), but x264 does not
+        # always encode them to the same bits within one process (two encodings of one row's frames seen, mean
+        # 0.3-0.6/255 apart after decoding), so the decoded videos agree to within encoding noise: far below what
+        # another seed, word or weight makes (tens of 1/255)
+        assert a.shape == b.shape, f"row {n}: {a.shape} frames, render made {b.shape}"
+        diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+        assert diff.mean() <= 1.0 and np.percentile(diff, 99) <= 8, f"row {n}: frames differ from render's"
         side = {p: json.loads(Path(str(p) + ".json").read_text()) for p in (got, ref)}
         assert side[got]["settings"] == side[ref]["settings"], f"row {n}: settings differ"
         assert side[got]["tokens"] == side[ref]["tokens"]

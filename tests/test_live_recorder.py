@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -54,6 +55,17 @@ class Clock:
         return self.t
 
 
+@contextmanager
+def running(rec: Recorder, stop: threading.Event, timeout: float = 5.0):
+    """The recorder's thread runs inside the block; on leaving it (even on a failed assert) it is stopped and joined."""
+    rec.start()
+    try:
+        yield rec
+    finally:
+        stop.set()
+        rec.join(timeout=timeout)
+
+
 def wait_for(cond, timeout=10.0):
     end = time.monotonic() + timeout
     while not cond():
@@ -68,8 +80,7 @@ def test_rows_stream_to_disk_as_they_come_and_nothing_per_frame_is_kept(tmp_path
     stop = threading.Event()
     out = tmp_path / "set.mp4"
     rec = Recorder(out, ring, 30.0, 64, 64, stop, clock=Clock(T0 + 3.0))
-    rec.start()
-    try:
+    with running(rec, stop):
         for i in range(40):
             rec.add(frame(i), T0 + i / 30 + 0.05, extra={"scene": i // 20})
         rows = tmp_path / "set.mp4.frames.jsonl"
@@ -79,9 +90,6 @@ def test_rows_stream_to_disk_as_they_come_and_nothing_per_frame_is_kept(tmp_path
         assert not any(isinstance(v, list) and len(v) >= 40 for v in vars(rec).values())
         first = json.loads(rows.read_text().splitlines()[0])
         assert first["scene"] == 0 and first["words"] == ["fire"] and first["weight"] == 1.0
-    finally:
-        stop.set()
-        rec.join(timeout=5)
     files = rec.finish({"frames_shown": 40})
     assert files == [out]
     side = json.loads((tmp_path / "set.mp4.json").read_text())
@@ -91,7 +99,6 @@ def test_rows_stream_to_disk_as_they_come_and_nothing_per_frame_is_kept(tmp_path
     np.testing.assert_allclose(np.diff(cols["time"]), 1 / 30, atol=2e-3)
 
 
-
 def test_frames_are_the_refreshes_shown_at_the_files_frame_times(tmp_path):
     """A 60 Hz display half a 30 fps frame out of phase with the first sound sample: each frame of the file (row
     ``time``, from the first sample) is the refresh shown at that time, not one half a frame before it."""
@@ -99,18 +106,15 @@ def test_frames_are_the_refreshes_shown_at_the_files_frame_times(tmp_path):
     stop = threading.Event()
     out = tmp_path / "phase.mp4"
     rec = Recorder(out, ring, 30.0, 64, 64, stop, clock=Clock(T0 + 3.0))
-    rec.start()
-    try:
+    with running(rec, stop):
         for i in range(60):
             rec.add(frame(i, fps=60), T0 + 0.5 + 1 / 60 - 0.0002 + i / 60)
-    finally:
-        stop.set()
-        rec.join(timeout=5)
     rec.finish({})
     cols = read_frames(tmp_path / "phase.mp4.json")
     off = np.array(cols["time"]) - (np.array(cols["capture_time"]) + np.array(cols["latency_s"]))  # frame - shown
     assert len(off) >= 29 and abs(off[0]) <= 0.5 / 30  # the first refresh takes the first frame at once
     assert np.abs(off[1:]).max() < 1e-3, off  # a grid started at the first refresh: 16.5 ms on every frame
+
 
 def test_frozen_picture_does_not_pile_up_audio(tmp_path):
     """Space freezes the display: no frame reaches the recorder, but the audio keeps being encoded."""
@@ -118,10 +122,9 @@ def test_frozen_picture_does_not_pile_up_audio(tmp_path):
     stop = threading.Event()
     clock = Clock(T0)
     rec = Recorder(tmp_path / "frozen.mp4", ring, 30.0, 64, 64, stop, clock=clock)
-    rec.start()
     block = np.zeros((SR // 10, 2), np.float32)
     worst = 0.0
-    try:
+    with running(rec, stop):
         ring.write(block, T0)
         rec.add(frame(0), T0 + 0.05)  # one frame, then frozen for 10 s of audio (played 4x faster than real)
         assert wait_for(lambda: rec.current_path is not None)
@@ -130,9 +133,6 @@ def test_frozen_picture_does_not_pile_up_audio(tmp_path):
             clock.t = T0 + (k + 1) / 10
             time.sleep(0.025)
             worst = max(worst, rec.audio_queued_s())
-    finally:
-        stop.set()
-        rec.join(timeout=5)
     files = rec.finish({})
     assert worst < 1.5, worst  # bounded by the recorder's idle period and AUDIO_LAG_S, not by the freeze
     audio, sr, times = decode(files[0])
@@ -145,14 +145,10 @@ def test_segment_boundaries_split_audio_and_frames_without_loss(tmp_path):
     stop = threading.Event()
     out = tmp_path / "set.mp4"
     rec = Recorder(out, ring, 30.0, 64, 64, stop, segment_s=seg_s, clock=Clock(T0 + seconds))
-    rec.start()
     n = int(seconds * 30)
-    try:
+    with running(rec, stop, timeout=10):
         for i in range(n):
             rec.add(frame(i), T0 + i / 30 + 0.04)
-    finally:
-        stop.set()
-        rec.join(timeout=10)
     files = rec.finish({"frames_shown": n})
     assert len(files) == 4 and not out.exists()
     names = [f.name for f in files]
@@ -209,8 +205,7 @@ def test_disk_write_error_is_loud_and_the_recorder_keeps_draining(tmp_path, monk
     stop = threading.Event()
     clock = Clock(T0 + 3.0)
     rec = Recorder(tmp_path / "full.mp4", ring, 30.0, 64, 64, stop, clock=clock)
-    rec.start()
-    try:
+    with running(rec, stop):
         for i in range(20):
             rec.add(frame(i), T0 + i / 30 + 0.05)
         assert wait_for(lambda: rec.alert is not None)
@@ -221,9 +216,6 @@ def test_disk_write_error_is_loud_and_the_recorder_keeps_draining(tmp_path, monk
         assert rec.dropped == 0 and rec.is_alive()
         clock.t += 1.0  # the retry is due: a new file is tried (and fails again on the next frame)
         assert wait_for(lambda: rec.failures >= 2 or rec.alert is None)
-    finally:
-        stop.set()
-        rec.join(timeout=5)
     rec.finish({})
     assert rec.error is not None and "recording failed" in caplog.text and "cannot keep up" not in caplog.text
     # what was written before the failure is kept and playable (fragmented MP4)
